@@ -12,7 +12,7 @@ mkdir -p "$cache"
 log() { printf '[setup %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 
 apt_packages=(
-  docker.io debootstrap rsync openssl git
+  docker.io debootstrap rsync openssl git shellcheck
   ruby ruby-dotenv ruby-pg ruby-redis
   postgresql redis-server pgbouncer
 )

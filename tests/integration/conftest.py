@@ -40,7 +40,7 @@ class PlaybookResult:
         for task_name, res in self.task_results(host):
             if task_name == name:
                 return res
-        raise KeyError(f'no task named {name!r} in {[n for n, _ in self.task_results(host)]}')
+        raise KeyError(f'no task named {name!r} in {[task[0] for task in self.task_results(host)]}')
 
     @property
     def stats(self):
