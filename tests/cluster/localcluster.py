@@ -1,0 +1,659 @@
+#!/usr/bin/env python3
+"""A real, local Kubernetes control plane for tests: etcd + kube-apiserver +
+kube-controller-manager built from Go modules, plus ``kubesim`` (fake nodes
+and kubelet-like pod statuses).  Standard library only.
+
+    python3 tests/cluster/localcluster.py build
+    python3 tests/cluster/localcluster.py start --state-dir /tmp/k8s
+    python3 tests/cluster/localcluster.py env   --state-dir /tmp/k8s
+    python3 tests/cluster/localcluster.py stop  --state-dir /tmp/k8s
+
+See tests/cluster/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import re
+import secrets
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+CONTEXT_NAME = "fediops-local"
+SERVICE_CIDR = "10.0.0.0/24"
+SERVICE_IP = "10.0.0.1"
+# Start order; stop runs in reverse.
+COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kubesim")
+# Controllers that would need a real kubelet or cloud: nodelifecycle would
+# taint/evict simulated nodes if a heartbeat were ever late.
+KCM_CONTROLLERS = "*,-nodelifecycle,-cloud-node-lifecycle,-service-lb-controller,-node-route"
+
+AUDIT_POLICY = """\
+apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: ["RequestReceived"]
+rules:
+  - level: Metadata
+"""
+
+
+def log(msg: str) -> None:
+    print(f"[localcluster] {msg}", file=sys.stderr, flush=True)
+
+
+def _gomod_version(gomod: Path, module: str) -> str:
+    m = re.search(rf"^\s*(?:require\s+)?{re.escape(module)}\s+(v\S+)", gomod.read_text(), re.M)
+    if not m:
+        raise RuntimeError(f"{module} not found in {gomod}")
+    return m.group(1)
+
+
+def k8s_version() -> str:
+    return _gomod_version(HERE / "go.mod", "k8s.io/kubernetes")
+
+
+def etcd_version() -> str:
+    return _gomod_version(HERE / "etcd" / "go.mod", "go.etcd.io/etcd/server/v3")
+
+
+def default_cache_dir() -> Path:
+    base = os.environ.get("FEDIOPS_CACHE") or os.path.join(
+        os.path.expanduser("~"), ".cache", "fediops-mastodon")
+    return Path(base)
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _proc_start_time(pid: int) -> str | None:
+    """Start time of a process (field 22 of /proc/PID/stat); guards PID reuse."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat.rsplit(")", 1)[1].split()
+    return fields[19] if len(fields) > 19 else None
+
+
+def _alive(pid: int, start: str | None) -> bool:
+    st = _proc_start_time(pid)
+    if st is None:
+        return False
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    if state == "Z":
+        _reap(pid)
+        return False
+    return start is None or st == start
+
+
+def _reap(pid: int) -> None:
+    with contextlib.suppress(ChildProcessError, OSError):
+        os.waitpid(pid, os.WNOHANG)
+
+
+@contextlib.contextmanager
+def _flock(path: Path):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+class ClusterError(RuntimeError):
+    pass
+
+
+class LocalCluster:
+    """One local cluster whose files live in ``state_dir``.
+
+    Binaries are cached in ``<cache_dir>/k8s/<k8s-version>/bin/``.
+    """
+
+    def __init__(self, state_dir, cache_dir=None, *, audit: bool | None = None,
+                 nodes: int = 1, job_duration: str = "1s", verbose: bool = True):
+        self.state_dir = Path(state_dir).resolve()
+        self.cache_dir = Path(cache_dir or default_cache_dir()).resolve()
+        self.version = k8s_version()
+        self.bin_dir = self.cache_dir / "k8s" / self.version / "bin"
+        if audit is None:
+            audit = os.environ.get("FEDIOPS_CLUSTER_AUDIT", "1").lower() not in ("0", "false", "no", "off")
+        self.audit = audit
+        self.nodes = nodes
+        self.job_duration = job_duration
+        self.verbose = verbose
+        self._procs: dict[str, subprocess.Popen] = {}
+
+    # ------------------------------------------------------------ paths
+    @property
+    def kubeconfig(self) -> Path:
+        return self.state_dir / "kubeconfig"
+
+    @property
+    def pids_file(self) -> Path:
+        return self.state_dir / "pids.json"
+
+    @property
+    def audit_log(self) -> Path:
+        return self.state_dir / "logs" / "audit.log"
+
+    def binary(self, name: str) -> Path:
+        return self.bin_dir / name
+
+    def _say(self, msg: str) -> None:
+        if self.verbose:
+            log(msg)
+
+    # ------------------------------------------------------------ build
+    def _targets(self):
+        """(binary name, go module dir, package, stamp inputs)."""
+        ldflags = "-s -w"
+        ver = self.version
+        major, minor = ver.lstrip("v").split(".")[:2]
+        for pkg in ("k8s.io/component-base/version", "k8s.io/client-go/pkg/version"):
+            ldflags += (f" -X {pkg}.gitVersion={ver} -X {pkg}.gitMajor={major}"
+                        f" -X {pkg}.gitMinor={minor} -X {pkg}.gitTreeState=clean"
+                        f" -X {pkg}.gitCommit=go-module-build"
+                        f" -X {pkg}.buildDate=1970-01-01T00:00:00Z")
+        mod = [HERE / "go.mod", HERE / "go.sum"]
+        etcd_mod = [HERE / "etcd" / "go.mod", HERE / "etcd" / "go.sum"]
+        return [
+            ("etcd", HERE / "etcd", "go.etcd.io/etcd/server/v3", "-s -w", etcd_mod),
+            ("kube-apiserver", HERE, "k8s.io/kubernetes/cmd/kube-apiserver", ldflags, mod),
+            ("kube-controller-manager", HERE, "k8s.io/kubernetes/cmd/kube-controller-manager", ldflags, mod),
+            ("kubesim", HERE, "./kubesim", ldflags, mod + sorted((HERE / "kubesim").glob("*.go"))),
+        ]
+
+    @staticmethod
+    def _stamp(inputs, ldflags: str) -> str:
+        h = hashlib.sha256(ldflags.encode())
+        for p in inputs:
+            h.update(p.name.encode())
+            h.update(p.read_bytes())
+        return h.hexdigest()
+
+    def built(self) -> bool:
+        for name, _, _, ldflags, inputs in self._targets():
+            stamp = self.bin_dir / f".{name}.stamp"
+            if not self.binary(name).exists() or not stamp.exists() \
+                    or stamp.read_text().strip() != self._stamp(inputs, ldflags):
+                return False
+        return True
+
+    def build(self, force: bool = False) -> Path:
+        """Build (or reuse) all binaries; returns the bin directory."""
+        go = shutil.which("go")
+        with _flock(self.cache_dir / "k8s" / ".build.lock"):
+            self.bin_dir.mkdir(parents=True, exist_ok=True)
+            todo = []
+            for name, moddir, pkg, ldflags, inputs in self._targets():
+                stamp = self.bin_dir / f".{name}.stamp"
+                want = self._stamp(inputs, ldflags)
+                if (not force and self.binary(name).exists() and stamp.exists()
+                        and stamp.read_text().strip() == want):
+                    continue
+                todo.append((name, moddir, pkg, ldflags, stamp, want))
+            if not todo:
+                self._say(f"binaries for Kubernetes {self.version} cached in {self.bin_dir}")
+                return self.bin_dir
+            if not go:
+                raise ClusterError("`go` not found in PATH; needed to build the cluster binaries")
+            env = dict(os.environ, GOTOOLCHAIN="local", CGO_ENABLED="0")
+            env.setdefault("GOFLAGS", "-mod=readonly")
+            t0 = time.monotonic()
+            self._say(f"building {', '.join(t[0] for t in todo)} (Kubernetes {self.version}, "
+                      f"etcd {etcd_version()}) into {self.bin_dir}; this takes minutes on a cold cache")
+            for name, moddir, pkg, ldflags, stamp, want in todo:
+                t1 = time.monotonic()
+                self._say(f"  go build {pkg} -> {name} ...")
+                tmp = self.bin_dir / f".{name}.tmp"
+                cmd = [go, "build", "-trimpath", f"-ldflags={ldflags}", "-o", str(tmp), pkg]
+                proc = subprocess.Popen(cmd, cwd=moddir, env=env, stdout=subprocess.PIPE,
+                                        stderr=subprocess.STDOUT, text=True)
+                out: list[str] = []
+                done = threading.Event()
+
+                def ticker(name=name, t1=t1):
+                    while not done.wait(30):
+                        self._say(f"  ... still building {name} ({time.monotonic() - t1:.0f}s)")
+
+                th = threading.Thread(target=ticker, daemon=True)
+                th.start()
+                assert proc.stdout
+                for line in proc.stdout:
+                    out.append(line)
+                    if line.startswith("go: downloading"):
+                        self._say("  " + line.rstrip())
+                rc = proc.wait()
+                done.set()
+                if rc != 0:
+                    with contextlib.suppress(OSError):
+                        tmp.unlink()
+                    raise ClusterError(f"building {name} failed (rc={rc}):\n{''.join(out[-60:])}")
+                os.replace(tmp, self.binary(name))
+                stamp.write_text(want + "\n")
+                self._say(f"  built {name} in {time.monotonic() - t1:.0f}s "
+                          f"({self.binary(name).stat().st_size / 1e6:.0f} MB)")
+            self._say(f"build finished in {time.monotonic() - t0:.0f}s")
+        return self.bin_dir
+
+    # ------------------------------------------------------------ state
+    def _read_pids(self) -> dict:
+        try:
+            return json.loads(self.pids_file.read_text())
+        except (OSError, ValueError):
+            return {}
+
+    def _write_pids(self, data: dict) -> None:
+        tmp = self.pids_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(data, indent=2) + "\n")
+        os.replace(tmp, self.pids_file)
+
+    def processes(self) -> dict[str, dict]:
+        """Recorded processes with an ``alive`` flag."""
+        data = self._read_pids()
+        out = {}
+        for name, info in data.get("processes", {}).items():
+            out[name] = dict(info, alive=_alive(info["pid"], info.get("start")))
+        return out
+
+    @property
+    def info(self) -> dict:
+        return self._read_pids()
+
+    @property
+    def api_url(self) -> str | None:
+        return self._read_pids().get("api_url")
+
+    def running(self) -> bool:
+        procs = self.processes()
+        return bool(procs) and all(p["alive"] for p in procs.values()) and set(procs) == set(COMPONENTS)
+
+    # ------------------------------------------------------------ http
+    def _ssl_ctx(self) -> ssl.SSLContext:
+        ctx = ssl.create_default_context(cafile=str(self.state_dir / "pki" / "ca.crt"))
+        return ctx
+
+    def _get(self, path: str, timeout: float = 5.0):
+        info = self._read_pids()
+        req = urllib.request.Request(info["api_url"] + path,
+                                     headers={"Authorization": f"Bearer {info['token']}"})
+        with urllib.request.urlopen(req, timeout=timeout, context=self._ssl_ctx()) as r:
+            return r.status, r.read()
+
+    def healthy(self) -> bool:
+        try:
+            status, body = self._get("/readyz", timeout=3)
+            return status == 200 and body.strip() == b"ok"
+        except (OSError, urllib.error.URLError, KeyError, ValueError, ssl.SSLError):
+            return False
+
+    # ------------------------------------------------------------ pki
+    def _openssl(self, *args: str) -> None:
+        r = subprocess.run(["openssl", *args], cwd=self.state_dir / "pki",
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        if r.returncode != 0:
+            raise ClusterError(f"openssl {' '.join(args)} failed:\n{r.stdout}")
+
+    def _make_pki(self) -> None:
+        pki = self.state_dir / "pki"
+        pki.mkdir(parents=True, exist_ok=True)
+        if (pki / "apiserver.crt").exists() and (pki / "sa.key").exists():
+            return
+        ec = ["-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256"]
+        self._openssl("genpkey", *ec, "-out", "ca.key")
+        self._openssl("req", "-x509", "-new", "-key", "ca.key", "-sha256", "-days", "3650",
+                      "-subj", "/CN=fediops-local-ca", "-out", "ca.crt")
+        self._openssl("genpkey", *ec, "-out", "apiserver.key")
+        self._openssl("req", "-new", "-key", "apiserver.key", "-subj", "/CN=kube-apiserver",
+                      "-out", "apiserver.csr")
+        sans = ",".join([
+            "IP:127.0.0.1", f"IP:{SERVICE_IP}", "DNS:localhost", "DNS:kubernetes",
+            "DNS:kubernetes.default", "DNS:kubernetes.default.svc",
+            "DNS:kubernetes.default.svc.cluster.local"])
+        (pki / "apiserver.ext").write_text(
+            f"subjectAltName={sans}\nkeyUsage=critical,digitalSignature,keyEncipherment\n"
+            "extendedKeyUsage=serverAuth\nbasicConstraints=critical,CA:FALSE\n")
+        self._openssl("x509", "-req", "-in", "apiserver.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
+                      "-CAcreateserial", "-days", "3650", "-sha256", "-extfile", "apiserver.ext",
+                      "-out", "apiserver.crt")
+        self._openssl("genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048",
+                      "-out", "sa.key")
+        self._openssl("pkey", "-in", "sa.key", "-pubout", "-out", "sa.pub")
+        for f in pki.iterdir():
+            if f.suffix == ".key":
+                f.chmod(0o600)
+
+    def _write_kubeconfig(self, api_url: str, token: str) -> None:
+        ca = (self.state_dir / "pki" / "ca.crt").read_bytes()
+        import base64
+        ca_b64 = base64.b64encode(ca).decode()
+        text = f"""\
+apiVersion: v1
+kind: Config
+clusters:
+  - name: {CONTEXT_NAME}
+    cluster:
+      server: {api_url}
+      certificate-authority-data: {ca_b64}
+users:
+  - name: {CONTEXT_NAME}-admin
+    user:
+      token: {token}
+contexts:
+  - name: {CONTEXT_NAME}
+    context:
+      cluster: {CONTEXT_NAME}
+      user: {CONTEXT_NAME}-admin
+      namespace: default
+current-context: {CONTEXT_NAME}
+"""
+        tmp = self.kubeconfig.with_suffix(".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+        os.replace(tmp, self.kubeconfig)
+
+    # ------------------------------------------------------------ start
+    def _spawn(self, name: str, argv: list[str], pids: dict) -> subprocess.Popen:
+        logf = open(self.state_dir / "logs" / f"{name}.log", "ab")
+        logf.write(f"\n==== {time.strftime('%Y-%m-%dT%H:%M:%S')} {' '.join(argv)}\n".encode())
+        logf.flush()
+        env = dict(os.environ)
+        env.pop("KUBECONFIG", None)
+        env["GOMAXPROCS"] = env.get("FEDIOPS_CLUSTER_GOMAXPROCS", str(os.cpu_count() or 2))
+        p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT,
+                             cwd=self.state_dir, env=env, start_new_session=True, close_fds=True)
+        logf.close()
+        self._procs[name] = p
+        pids.setdefault("processes", {})[name] = {
+            "pid": p.pid, "start": _proc_start_time(p.pid), "argv": argv,
+            "log": str(self.state_dir / "logs" / f"{name}.log")}
+        self._write_pids(pids)
+        return p
+
+    def _wait(self, what: str, cond, timeout: float, procs: list[str]) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for name in procs:
+                p = self._procs.get(name)
+                if p is not None and p.poll() is not None:
+                    tail = (self.state_dir / "logs" / f"{name}.log").read_text(errors="replace")
+                    raise ClusterError(f"{name} exited with {p.returncode} while waiting for {what}; "
+                                       f"log tail:\n{tail[-4000:]}")
+            if cond():
+                return
+            time.sleep(0.1)
+        raise ClusterError(f"timed out after {timeout:.0f}s waiting for {what}; logs in "
+                           f"{self.state_dir / 'logs'}")
+
+    def start(self, timeout: float = 120.0) -> Path:
+        """Start the cluster (or return the kubeconfig of the running one)."""
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        with _flock(self.state_dir / ".lock"):
+            if self.running() and self.healthy():
+                self._say(f"already running: {self.api_url}")
+                return self.kubeconfig
+            self._stop_locked(quiet=True)
+            if not self.built():
+                self.build()
+            t0 = time.monotonic()
+            try:
+                self._start_locked(timeout)
+            except BaseException:
+                self._stop_locked(quiet=True)
+                raise
+            self._say(f"cluster ready at {self.api_url} in {time.monotonic() - t0:.1f}s; "
+                      f"KUBECONFIG={self.kubeconfig}")
+            return self.kubeconfig
+
+    def _start_locked(self, timeout: float) -> None:
+        sd = self.state_dir
+        (sd / "logs").mkdir(parents=True, exist_ok=True)
+        self._make_pki()
+        # A fresh etcd each start: ports change, and tests want a clean slate.
+        shutil.rmtree(sd / "etcd-data", ignore_errors=True)
+        token = secrets.token_hex(24)
+        (sd / "tokens.csv").write_text(f'{token},admin,admin-uid,"system:masters"\n')
+        (sd / "tokens.csv").chmod(0o600)
+        (sd / "audit-policy.yaml").write_text(AUDIT_POLICY)
+
+        etcd_port, peer_port, api_port, kcm_port = (free_port() for _ in range(4))
+        api_url = f"https://127.0.0.1:{api_port}"
+        pids = {"version": self.version, "api_url": api_url, "token": token,
+                "ports": {"etcd": etcd_port, "etcd-peer": peer_port, "kube-apiserver": api_port,
+                          "kube-controller-manager": kcm_port},
+                "audit_log": str(self.audit_log) if self.audit else None,
+                "kubeconfig": str(self.kubeconfig), "processes": {}}
+        self._write_pids(pids)
+        self._write_kubeconfig(api_url, token)
+        pki = sd / "pki"
+        t0 = time.monotonic()
+
+        etcd_url = f"http://127.0.0.1:{etcd_port}"
+        peer_url = f"http://127.0.0.1:{peer_port}"
+        self._spawn("etcd", [
+            str(self.binary("etcd")), "--name=local", f"--data-dir={sd / 'etcd-data'}",
+            f"--listen-client-urls={etcd_url}", f"--advertise-client-urls={etcd_url}",
+            f"--listen-peer-urls={peer_url}", f"--initial-advertise-peer-urls={peer_url}",
+            f"--initial-cluster=local={peer_url}", "--initial-cluster-state=new",
+            "--unsafe-no-fsync=true", "--log-level=warn", "--quota-backend-bytes=2147483648",
+        ], pids)
+
+        def etcd_ok():
+            try:
+                with urllib.request.urlopen(etcd_url + "/health", timeout=1) as r:
+                    return b'"true"' in r.read()
+            except OSError:
+                return False
+        self._wait("etcd /health", etcd_ok, 30, ["etcd"])
+        self._say(f"etcd up on {etcd_url} ({time.monotonic() - t0:.1f}s)")
+
+        api_args = [
+            str(self.binary("kube-apiserver")),
+            f"--etcd-servers={etcd_url}",
+            "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1", f"--secure-port={api_port}",
+            f"--cert-dir={pki}",
+            f"--tls-cert-file={pki / 'apiserver.crt'}", f"--tls-private-key-file={pki / 'apiserver.key'}",
+            f"--client-ca-file={pki / 'ca.crt'}",
+            f"--token-auth-file={sd / 'tokens.csv'}",
+            "--authorization-mode=AlwaysAllow",
+            "--anonymous-auth=false",
+            "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+            f"--service-account-key-file={pki / 'sa.pub'}",
+            f"--service-account-signing-key-file={pki / 'sa.key'}",
+            f"--service-cluster-ip-range={SERVICE_CIDR}",
+            "--allow-privileged=true",
+            "--profiling=false",
+            "--endpoint-reconciler-type=none",
+            "--v=0",
+        ]
+        if self.audit:
+            api_args += [f"--audit-policy-file={sd / 'audit-policy.yaml'}",
+                         f"--audit-log-path={self.audit_log}", "--audit-log-format=json",
+                         "--audit-log-maxsize=0", "--audit-log-maxbackup=0"]
+        self._spawn("kube-apiserver", api_args, pids)
+        self._wait("kube-apiserver /readyz", self.healthy, timeout, ["etcd", "kube-apiserver"])
+        self._say(f"kube-apiserver ready on {api_url} ({time.monotonic() - t0:.1f}s)")
+
+        kc = str(self.kubeconfig)
+        self._spawn("kube-controller-manager", [
+            str(self.binary("kube-controller-manager")),
+            f"--kubeconfig={kc}", f"--authentication-kubeconfig={kc}", f"--authorization-kubeconfig={kc}",
+            "--bind-address=127.0.0.1", f"--secure-port={kcm_port}", f"--cert-dir={pki}",
+            "--leader-elect=false",
+            f"--controllers={KCM_CONTROLLERS}",
+            f"--service-account-private-key-file={pki / 'sa.key'}",
+            f"--root-ca-file={pki / 'ca.crt'}",
+            f"--cluster-signing-cert-file={pki / 'ca.crt'}",
+            f"--cluster-signing-key-file={pki / 'ca.key'}",
+            f"--service-cluster-ip-range={SERVICE_CIDR}",
+            "--profiling=false", "--v=0",
+        ], pids)
+        self._spawn("kubesim", [
+            str(self.binary("kubesim")), f"--kubeconfig={kc}", f"--nodes={self.nodes}",
+            f"--job-duration={self.job_duration}", "--v=1",
+        ], pids)
+
+        def sa_and_node():
+            try:
+                st, _ = self._get("/api/v1/namespaces/default/serviceaccounts/default")
+                if st != 200:
+                    return False
+                st, body = self._get("/api/v1/nodes?labelSelector=sim.fediops.test%2Fnode%3Dtrue")
+                items = json.loads(body).get("items", [])
+                return len(items) >= self.nodes and all(
+                    any(c["type"] == "Ready" and c["status"] == "True"
+                        for c in n.get("status", {}).get("conditions", [])) for n in items)
+            except (OSError, ValueError, KeyError):
+                return False
+        self._wait("default ServiceAccount and Ready nodes", sa_and_node, timeout, list(COMPONENTS))
+        self._say(f"controller-manager and kubesim ready ({time.monotonic() - t0:.1f}s)")
+
+    # ------------------------------------------------------------ stop
+    def stop(self, timeout: float = 15.0) -> None:
+        if not self.state_dir.exists():
+            return
+        with _flock(self.state_dir / ".lock"):
+            self._stop_locked(timeout=timeout)
+
+    def _stop_locked(self, timeout: float = 15.0, quiet: bool = False) -> None:
+        data = self._read_pids()
+        procs = data.get("processes", {})
+        order = [n for n in reversed(COMPONENTS) if n in procs] + \
+                [n for n in procs if n not in COMPONENTS]
+        for name in order:
+            info = procs[name]
+            pid, start = info["pid"], info.get("start")
+            if not _alive(pid, start):
+                continue
+            if not quiet:
+                self._say(f"stopping {name} (pid {pid})")
+            self._signal(pid, signal.SIGTERM)
+            deadline = time.monotonic() + timeout
+            while _alive(pid, start) and time.monotonic() < deadline:
+                self._reap_child(name, pid)
+                time.sleep(0.05)
+            if _alive(pid, start):
+                self._say(f"{name} (pid {pid}) ignored SIGTERM; killing")
+                self._signal(pid, signal.SIGKILL)
+                while _alive(pid, start):
+                    self._reap_child(name, pid)
+                    time.sleep(0.05)
+            self._reap_child(name, pid)
+        if data:
+            data["processes"] = {}
+            data["stopped"] = time.strftime("%Y-%m-%dT%H:%M:%S")
+            self._write_pids(data)
+        self._procs.clear()
+
+    def _reap_child(self, name: str, pid: int) -> None:
+        p = self._procs.get(name)
+        if p is not None and p.pid == pid:
+            p.poll()
+        else:
+            _reap(pid)
+
+    @staticmethod
+    def _signal(pid: int, sig: int) -> None:
+        # Each component leads its own process group (start_new_session).
+        try:
+            os.killpg(pid, sig)
+        except (ProcessLookupError, PermissionError):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+
+    # ------------------------------------------------------------ misc
+    def status(self) -> dict:
+        data = self._read_pids()
+        procs = self.processes()
+        return {
+            "state_dir": str(self.state_dir), "version": self.version,
+            "api_url": data.get("api_url"), "kubeconfig": str(self.kubeconfig),
+            "audit_log": data.get("audit_log"), "ports": data.get("ports"),
+            "running": self.running(), "healthy": self.healthy() if procs else False,
+            "processes": {n: {"pid": p["pid"], "alive": p["alive"], "log": p.get("log")}
+                          for n, p in procs.items()},
+            "rss_kib": self.rss_kib(),
+        }
+
+    def rss_kib(self) -> int:
+        total = 0
+        for p in self.processes().values():
+            if not p["alive"]:
+                continue
+            with contextlib.suppress(OSError):
+                for line in Path(f"/proc/{p['pid']}/status").read_text().splitlines():
+                    if line.startswith("VmRSS:"):
+                        total += int(line.split()[1])
+        return total
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("command", choices=["build", "start", "stop", "status", "env", "restart"])
+    ap.add_argument("--state-dir", default=os.environ.get("FEDIOPS_CLUSTER_STATE", ".cluster"),
+                    help="where kubeconfig, pki, logs and pids live (default: $FEDIOPS_CLUSTER_STATE or ./.cluster)")
+    ap.add_argument("--cache-dir", default=None,
+                    help="binary cache (default: ${FEDIOPS_CACHE:-~/.cache/fediops-mastodon})")
+    ap.add_argument("--no-audit", action="store_true", help="disable the API server audit log")
+    ap.add_argument("--nodes", type=int, default=1, help="number of simulated nodes")
+    ap.add_argument("--job-duration", default="1s", help="how long Job pods run (Go duration)")
+    ap.add_argument("--force", action="store_true", help="build: rebuild even if cached")
+    ap.add_argument("--timeout", type=float, default=120.0)
+    args = ap.parse_args(argv)
+
+    c = LocalCluster(args.state_dir, args.cache_dir, audit=False if args.no_audit else None,
+                     nodes=args.nodes, job_duration=args.job_duration)
+    try:
+        if args.command == "build":
+            print(c.build(force=args.force))
+        elif args.command in ("start", "restart"):
+            if args.command == "restart":
+                c.stop()
+            print(c.start(timeout=args.timeout))
+        elif args.command == "stop":
+            c.stop()
+        elif args.command == "status":
+            st = c.status()
+            print(json.dumps(st, indent=2))
+            return 0 if st["running"] and st["healthy"] else 3
+        elif args.command == "env":
+            if not c.kubeconfig.exists():
+                log("no kubeconfig; run start first")
+                return 1
+            print(f"export KUBECONFIG={c.kubeconfig}")
+            print(f"export FEDIOPS_KUBECONFIG={c.kubeconfig}")
+            if c.api_url:
+                print(f"export FEDIOPS_API_URL={c.api_url}")
+    except ClusterError as e:
+        log(f"error: {e}")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
