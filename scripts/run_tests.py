@@ -85,10 +85,16 @@ def junit_counts(paths):
 
 
 def stage_lint(tally, env):
-    start = time.time()
-    code = run(['ansible-lint', '--profile', 'production'], env=env)
-    tally.add('lint', 'ansible-lint (production profile)', int(code == 0), int(code != 0),
-              time.time() - start)
+    checks = (
+        ('ansible-lint (production profile)', ['ansible-lint', '--profile', 'production']),
+        ('antsibull-changelog lint', ['antsibull-changelog', 'lint']),
+        ('antsibull-docs lint-collection-docs', ['antsibull-docs', 'lint-collection-docs',
+                                                 '--plugin-docs', '.']),
+    )
+    for name, cmd in checks:
+        start = time.time()
+        code = run(cmd, env=env)
+        tally.add('lint', name, int(code == 0), int(code != 0), time.time() - start)
 
 
 def stage_sanity(tally, env):
