@@ -41,7 +41,8 @@ SERVICE_IP = "10.0.0.1"
 COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kubesim")
 # Controllers that would need a real kubelet or cloud: nodelifecycle would
 # taint/evict simulated nodes if a heartbeat were ever late.
-KCM_CONTROLLERS = "*,-nodelifecycle,-cloud-node-lifecycle,-service-lb-controller,-node-route"
+KCM_CONTROLLERS = ("*,-node-lifecycle-controller,-cloud-node-lifecycle-controller,"
+                   "-service-lb-controller,-node-route-controller")
 
 AUDIT_POLICY = """\
 apiVersion: audit.k8s.io/v1
@@ -526,6 +527,7 @@ current-context: {CONTEXT_NAME}
                 st, body = self._get("/api/v1/nodes?labelSelector=sim.fediops.test%2Fnode%3Dtrue")
                 items = json.loads(body).get("items", [])
                 return len(items) >= self.nodes and all(
+                    not n.get("spec", {}).get("taints") and
                     any(c["type"] == "Ready" and c["status"] == "True"
                         for c in n.get("status", {}).get("conditions", [])) for n in items)
             except (OSError, ValueError, KeyError):

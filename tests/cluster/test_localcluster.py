@@ -91,7 +91,9 @@ def test_ssa_deployment_available_and_idempotent(kube_cluster, ns):
     assert dep["status"]["readyReplicas"] == 2
     conds = {c["type"]: c["status"] for c in dep["status"]["conditions"]}
     assert conds["Available"] == "True"
-    managers = [m["manager"] for m in dep["metadata"]["managedFields"]]
+    full = json.loads(kc.kubectl("get", "-n", ns, "deployment/web", "-o", "json",
+                                 "--show-managed-fields").stdout)
+    managers = [m["manager"] for m in full["metadata"]["managedFields"]]
     assert "fediops-test" in managers
 
     pods = get_json(kc, "-n", ns, "pods", "-l", "app=web")["items"]

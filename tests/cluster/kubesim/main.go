@@ -229,8 +229,11 @@ func (s *sim) registerNodes(ctx context.Context) error {
 				return err
 			}
 			node.Status = s.nodeStatus()
-			_, err = s.client.CoreV1().Nodes().UpdateStatus(ctx, node, metav1.UpdateOptions{})
-			return err
+			node, err = s.client.CoreV1().Nodes().UpdateStatus(ctx, node, metav1.UpdateOptions{})
+			if err != nil {
+				return err
+			}
+			return s.untaint(ctx, node)
 		})
 		if err != nil {
 			return fmt.Errorf("node %s: %w", name, err)
@@ -238,6 +241,24 @@ func (s *sim) registerNodes(ctx context.Context) error {
 		klog.Infof("registered node %s", name)
 	}
 	return nil
+}
+
+// untaint removes the not-ready/unreachable taints that the API server's
+// TaintNodesByCondition admission puts on new nodes; the node lifecycle
+// controller, which would normally do it, is disabled in this cluster.
+func (s *sim) untaint(ctx context.Context, node *corev1.Node) error {
+	var keep []corev1.Taint
+	for _, t := range node.Spec.Taints {
+		if t.Key != corev1.TaintNodeNotReady && t.Key != corev1.TaintNodeUnreachable {
+			keep = append(keep, t)
+		}
+	}
+	if len(keep) == len(node.Spec.Taints) {
+		return nil
+	}
+	node.Spec.Taints = keep
+	_, err := s.client.CoreV1().Nodes().Update(ctx, node, metav1.UpdateOptions{})
+	return err
 }
 
 // heartbeat keeps the Ready condition fresh, as a kubelet would.
@@ -275,8 +296,11 @@ func (s *sim) heartbeat(ctx context.Context) {
 						node.Status.Conditions[i].LastTransitionTime = ts
 					}
 				}
-				_, err = s.client.CoreV1().Nodes().UpdateStatus(ctx, node, metav1.UpdateOptions{})
-				return err
+				node, err = s.client.CoreV1().Nodes().UpdateStatus(ctx, node, metav1.UpdateOptions{})
+				if err != nil {
+					return err
+				}
+				return s.untaint(ctx, node)
 			})
 			if err != nil && ctx.Err() == nil {
 				klog.Warningf("heartbeat for node %s: %v", name, err)
