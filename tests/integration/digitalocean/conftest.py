@@ -86,6 +86,14 @@ def do_api(do_standin_session):
 
 
 @pytest.fixture
+def dest_dir(tmp_path):
+    """An empty directory for files the modules write (run_playbook keeps its playbooks in tmp_path)."""
+    path = tmp_path / 'dest'
+    path.mkdir()
+    return path
+
+
+@pytest.fixture
 def do_playbook(run_playbook, do_api):
     """Run tasks (YAML text) in a play whose module_defaults point the DigitalOcean group at the stand-in.
 

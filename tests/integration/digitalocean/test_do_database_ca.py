@@ -19,9 +19,9 @@ def ca_task(name='ca', **params):
     return '- name: %s\n  fediops.mastodon.do_database_ca:\n%s  register: out\n' % (name, lines)
 
 
-def test_by_id_writes_then_is_idempotent(do_api, do_playbook, tmp_path):
+def test_by_id_writes_then_is_idempotent(do_api, do_playbook, dest_dir):
     cluster = do_api.cluster('mastodon-pg')
-    dest = tmp_path / 'ca.pem'
+    dest = dest_dir / 'ca.pem'
     tasks = ca_task(cluster_id=cluster['id'], dest=str(dest))
 
     first = do_playbook(tasks)
@@ -43,8 +43,8 @@ def test_by_id_writes_then_is_idempotent(do_api, do_playbook, tmp_path):
     assert do_api.count() == 2
 
 
-def test_by_name_lists_then_fetches(do_api, do_playbook, tmp_path):
-    dest = tmp_path / 'ca.pem'
+def test_by_name_lists_then_fetches(do_api, do_playbook, dest_dir):
+    dest = dest_dir / 'ca.pem'
     result = do_playbook(ca_task(cluster_name='mastodon-valkey', dest=str(dest)))
     assert result.returncode == 0, result.stdout
     res = result.result('ca')
@@ -65,8 +65,8 @@ def test_by_name_follows_pagination(do_api, do_playbook):
     assert pages == ['1', '2', '3']
 
 
-def test_check_mode_writes_nothing(do_api, do_playbook, tmp_path):
-    dest = tmp_path / 'ca.pem'
+def test_check_mode_writes_nothing(do_api, do_playbook, dest_dir):
+    dest = dest_dir / 'ca.pem'
     tasks = ca_task(cluster_id=do_api.cluster('mastodon-pg')['id'], dest=str(dest))
     result = do_playbook(tasks, check=True, diff=True)
     assert result.returncode == 0, result.stdout
@@ -74,7 +74,7 @@ def test_check_mode_writes_nothing(do_api, do_playbook, tmp_path):
     assert res['changed'] is True
     assert res['diff']['after'] == do_api.ca_pem('mastodon-pg') and res['diff']['before'] == ''
     assert not dest.exists()
-    assert os.listdir(tmp_path) == []
+    assert os.listdir(dest_dir) == []
 
     dest.write_text('old content\n')
     os.chmod(dest, 0o600)
@@ -85,8 +85,8 @@ def test_check_mode_writes_nothing(do_api, do_playbook, tmp_path):
     assert stat.S_IMODE(os.stat(dest).st_mode) == 0o600
 
 
-def test_attributes_only_change(do_api, do_playbook, tmp_path):
-    dest = tmp_path / 'ca.pem'
+def test_attributes_only_change(do_api, do_playbook, dest_dir):
+    dest = dest_dir / 'ca.pem'
     dest.write_text(do_api.ca_pem('mastodon-pg'))
     os.chmod(dest, 0o600)
     tasks = ca_task(cluster_id=do_api.cluster('mastodon-pg')['id'], dest=str(dest), mode="'0640'")
@@ -99,46 +99,46 @@ def test_attributes_only_change(do_api, do_playbook, tmp_path):
     assert do_playbook(tasks).result('ca')['changed'] is False
 
 
-def test_replaces_changed_content_atomically(do_api, do_playbook, tmp_path):
-    dest = tmp_path / 'ca.pem'
+def test_replaces_changed_content_atomically(do_api, do_playbook, dest_dir):
+    dest = dest_dir / 'ca.pem'
     dest.write_text(do_api.ca_pem('staging-pg'))
     inode = os.stat(dest).st_ino
     result = do_playbook(ca_task(cluster_name='mastodon-pg', dest=str(dest)), diff=True)
     assert result.result('ca')['changed'] is True
     assert dest.read_text() == do_api.ca_pem('mastodon-pg')
     assert os.stat(dest).st_ino != inode  # renamed into place, not rewritten
-    assert sorted(os.listdir(tmp_path)) == ['ca.pem']
+    assert sorted(os.listdir(dest_dir)) == ['ca.pem']
 
 
-def test_expiring_ca_warns(do_api, do_playbook, tmp_path):
+def test_expiring_ca_warns(do_api, do_playbook, dest_dir):
     do_api.set_faults({'kind': 'ca', 'variant': 'expiring'})
-    result = do_playbook(ca_task(cluster_id=do_api.cluster('mastodon-pg')['id'], dest=str(tmp_path / 'ca.pem')))
+    result = do_playbook(ca_task(cluster_id=do_api.cluster('mastodon-pg')['id'], dest=str(dest_dir / 'ca.pem')))
     assert result.returncode == 0, result.stdout
     res = result.result('ca')
     assert res['changed'] is True
-    assert any('expires on' in w and 'in 9 day' in w or 'in 10 day' in w for w in res['warnings']), res.get('warnings')
+    assert any('expires on' in w and ('in 9 day' in w or 'in 10 day' in w) for w in res['warnings']), res.get('warnings')
 
 
-def test_rate_limit_burst_survived(do_api, do_playbook, tmp_path):
+def test_rate_limit_burst_survived(do_api, do_playbook, dest_dir):
     do_api.set_faults({'kind': 'rate_limit', 'retry_after': 1, 'count': 2, 'path': CA_PATH},
                       {'kind': 'rate_limit', 'reset_in': 1, 'count': 1, 'path': LIST_PATH})
-    result = do_playbook(ca_task(cluster_name='mastodon-pg', dest=str(tmp_path / 'ca.pem')))
+    result = do_playbook(ca_task(cluster_name='mastodon-pg', dest=str(dest_dir / 'ca.pem')))
     assert result.returncode == 0, result.stdout
     assert result.result('ca')['changed'] is True
     assert do_api.count(LIST_PATH) == 2
     assert do_api.count(CA_PATH) == 3
 
 
-def test_server_errors_retried_with_backoff(do_api, do_playbook, tmp_path):
+def test_server_errors_retried_with_backoff(do_api, do_playbook, dest_dir):
     do_api.set_faults({'kind': 'status', 'status': 500, 'count': 2})
-    result = do_playbook(ca_task(cluster_id=do_api.cluster('mastodon-pg')['id'], dest=str(tmp_path / 'ca.pem')))
+    result = do_playbook(ca_task(cluster_id=do_api.cluster('mastodon-pg')['id'], dest=str(dest_dir / 'ca.pem')))
     assert result.returncode == 0, result.stdout
     assert do_api.count(CA_PATH) == 3
 
 
-def test_slow_answer_retried_after_timeout(do_api, do_playbook, tmp_path):
+def test_slow_answer_retried_after_timeout(do_api, do_playbook, dest_dir):
     do_api.set_faults({'kind': 'slow', 'delay': 3, 'count': 1})
-    result = do_playbook(ca_task(cluster_id=do_api.cluster('mastodon-pg')['id'], dest=str(tmp_path / 'ca.pem')),
+    result = do_playbook(ca_task(cluster_id=do_api.cluster('mastodon-pg')['id'], dest=str(dest_dir / 'ca.pem')),
                          defaults={'timeout': 1})
     assert result.returncode == 0, result.stdout
     assert do_api.count(CA_PATH) == 2
@@ -183,8 +183,8 @@ FAULT_CASES = [
 
 
 @pytest.mark.parametrize('case_id,faults,params,defaults,expected', FAULT_CASES, ids=[c[0] for c in FAULT_CASES])
-def test_failure_names_cause_and_keeps_dest(do_api, do_playbook, tmp_path, case_id, faults, params, defaults, expected):
-    dest = tmp_path / 'ca.pem'
+def test_failure_names_cause_and_keeps_dest(do_api, do_playbook, dest_dir, case_id, faults, params, defaults, expected):
+    dest = dest_dir / 'ca.pem'
     dest.write_bytes(OLD)
     os.chmod(dest, 0o600)
     before = os.stat(dest)
@@ -203,7 +203,7 @@ def test_failure_names_cause_and_keeps_dest(do_api, do_playbook, tmp_path, case_
     assert dest.read_bytes() == OLD
     after = os.stat(dest)
     assert (after.st_ino, after.st_mode, after.st_mtime_ns) == (before.st_ino, before.st_mode, before.st_mtime_ns)
-    assert sorted(os.listdir(tmp_path)) == ['ca.pem']
+    assert sorted(os.listdir(dest_dir)) == ['ca.pem']
 
 
 def test_missing_token_names_the_option(do_api, do_playbook):
