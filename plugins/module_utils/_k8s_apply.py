@@ -1,0 +1,692 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) fediops.mastodon contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""Apply a set of Kubernetes objects in one call (private logic of fediops.mastodon.k8s_apply).
+
+Server-side apply in dependency order (one PATCH per object), server dry-run for check mode, diffs with
+Secret data masked, pruning through kubectl's ApplySet labels and annotations (KEP-3659), and waiting for
+Deployments, StatefulSets and Jobs with watches.
+"""
+
+from __future__ import annotations
+
+import base64
+import concurrent.futures
+import copy
+import hashlib
+import queue
+import threading
+import time
+
+from ansible_collections.fediops.mastodon.plugins.module_utils._kube import (
+    APPLY_PATCH, KubeError, load_yaml_documents, status_message)
+
+# Dependency order of kinds; kinds not listed go last. Same tier = may be applied concurrently.
+KIND_TIERS = (
+    ('CustomResourceDefinition', 'Namespace', 'PriorityClass', 'StorageClass'),
+    ('ResourceQuota', 'LimitRange', 'ServiceAccount', 'ClusterRole', 'Role'),
+    ('ClusterRoleBinding', 'RoleBinding'),
+    ('Secret', 'ConfigMap'),
+    ('PersistentVolume',),
+    ('PersistentVolumeClaim',),
+    ('Service',),
+    ('Deployment', 'StatefulSet', 'DaemonSet', 'ReplicaSet', 'Pod'),
+    ('Job',),
+    ('CronJob',),
+    ('HorizontalPodAutoscaler',),
+    ('PodDisruptionBudget',),
+    ('Ingress', 'IngressClass', 'Gateway', 'HTTPRoute', 'NetworkPolicy'),
+)
+OTHER_TIER = len(KIND_TIERS)
+_TIER_OF = dict((kind, n) for n, kinds in enumerate(KIND_TIERS) for kind in kinds)
+
+APPLYSET_ID_LABEL = 'applyset.kubernetes.io/id'
+APPLYSET_PART_OF = 'applyset.kubernetes.io/part-of'
+APPLYSET_TOOLING = 'applyset.kubernetes.io/tooling'
+APPLYSET_GKS = 'applyset.kubernetes.io/contains-group-kinds'
+APPLYSET_NAMESPACES = 'applyset.kubernetes.io/additional-namespaces'
+# kubectl refuses an ApplySet parent whose tooling name is not "kubectl" ("... is managed by tooling X
+# instead of kubectl"), so the parent says kubectl/<version> for kubectl apply --applyset to work on it.
+APPLYSET_TOOLING_NAME = 'kubectl'
+APPLYSET_TOOLING_VALUE = 'kubectl/v1.34.0'
+LAST_APPLIED = 'kubectl.kubernetes.io/last-applied-configuration'
+MASK = '********'
+MASK_CHANGED = '******** (changed)'
+MAX_WORKERS = 8
+
+
+class ApplyError(KubeError):
+    """A failure that names the object and what was already done."""
+
+
+def tier(kind):
+    return _TIER_OF.get(kind, OTHER_TIER)
+
+
+def group_of(api_version):
+    return api_version.split('/', 1)[0] if '/' in api_version else ''
+
+
+def group_kind(api_version, kind):
+    """kubectl's <Kind>.<group> notation (just <Kind> for the core group)."""
+    group = group_of(api_version)
+    return '%s.%s' % (kind, group) if group else kind
+
+
+def parse_group_kind(text):
+    kind, dummy, group = text.partition('.')
+    return group, kind
+
+
+def applyset_id(name, namespace, kind='Secret', group=''):
+    """The ApplySet id of a parent: applyset-<base64url(sha256(name.namespace.kind.group))>-v1."""
+    digest = hashlib.sha256('.'.join((name, namespace or '', kind, group)).encode('utf-8')).digest()
+    return 'applyset-%s-v1' % base64.urlsafe_b64encode(digest).decode('ascii').rstrip('=')
+
+
+def tooling_base(value):
+    parts = (value or '').split('/')
+    return '/'.join(parts[:-1]) if len(parts) >= 2 else (value or '')
+
+
+def ref(obj):
+    """kind namespace/name of an object (dict with kind and metadata)."""
+    meta = obj.get('metadata') or {}
+    if meta.get('namespace'):
+        return '%s %s/%s' % (obj.get('kind'), meta['namespace'], meta.get('name'))
+    return '%s %s' % (obj.get('kind'), meta.get('name'))
+
+
+def flatten_definitions(definitions):
+    """Objects from a list of dicts and/or multi-document YAML strings (kind List is expanded)."""
+    out = []
+    for item in definitions or []:
+        if isinstance(item, str):
+            out.extend(flatten_definitions(load_yaml_documents(item)))
+        elif isinstance(item, (list, tuple)):
+            out.extend(flatten_definitions(item))
+        elif isinstance(item, dict):
+            if item.get('kind') == 'List' or (item.get('kind', '').endswith('List') and 'items' in item):
+                out.extend(flatten_definitions(item.get('items') or []))
+            else:
+                out.append(copy.deepcopy(item))
+        elif item is not None:
+            raise KubeError('definitions: expected objects or YAML strings, got %s' % type(item).__name__)
+    for n, obj in enumerate(out):
+        meta = obj.get('metadata')
+        if not obj.get('apiVersion') or not obj.get('kind') or not isinstance(meta, dict) or not meta.get('name'):
+            raise KubeError('definitions: object #%d (%s) needs apiVersion, kind and metadata.name' % (n + 1, ref(obj)))
+    return out
+
+
+def order_objects(objects, reverse=False):
+    """Objects grouped by tier: a list of lists, in apply order (or delete order with reverse)."""
+    tiers = {}
+    for obj in objects:
+        tiers.setdefault(tier(obj['kind']), []).append(obj)
+    keys = sorted(tiers, reverse=reverse)
+    return [tiers[k] for k in keys]
+
+
+def key_of(obj):
+    meta = obj.get('metadata') or {}
+    return (group_of(obj['apiVersion']), obj['kind'], meta.get('namespace') or '', meta['name'])
+
+
+def strip_object(obj):
+    """A returned object without managedFields, with Secret data masked."""
+    if not isinstance(obj, dict):
+        return obj
+    out = copy.deepcopy(obj)
+    (out.get('metadata') or {}).pop('managedFields', None)
+    mask_secret(out)
+    return out
+
+
+def mask_secret(obj, other=None):
+    """Mask Secret data/stringData values (in place) and the last-applied annotation. With ``other``
+    (the object on the other side of a diff), changed values are marked as such."""
+    if not isinstance(obj, dict):
+        return obj
+    annotations = (obj.get('metadata') or {}).get('annotations') or {}
+    if LAST_APPLIED in annotations:
+        annotations[LAST_APPLIED] = MASK
+    if obj.get('kind') != 'Secret':
+        return obj
+    for field in ('data', 'stringData'):
+        values = obj.get(field)
+        if not isinstance(values, dict):
+            continue
+        theirs = (other or {}).get(field) if isinstance(other, dict) else None
+        for k in values:
+            changed = other is not None and (not isinstance(theirs, dict) or theirs.get(k) != values[k])
+            values[k] = MASK_CHANGED if changed else MASK
+    return obj
+
+
+def diff_pair(before, after):
+    """(before, after) for a diff: managedFields dropped, Secret values masked (marking changed ones)."""
+    b = copy.deepcopy(before) if isinstance(before, dict) else {}
+    a = copy.deepcopy(after) if isinstance(after, dict) else {}
+    for obj in (b, a):
+        (obj.get('metadata') or {}).pop('managedFields', None)
+    if b.get('kind') == 'Secret' or a.get('kind') == 'Secret':
+        b_orig, a_orig = copy.deepcopy(b), copy.deepcopy(a)
+        mask_secret(b, a_orig if a else None)
+        mask_secret(a, b_orig if b else None)
+    else:
+        mask_secret(b)
+        mask_secret(a)
+    return b, a
+
+
+def comparable(obj):
+    """An object for no-op detection: what the API server compares (managedFields without timestamps)."""
+    if not isinstance(obj, dict):
+        return obj
+    out = copy.deepcopy(obj)
+    meta = out.get('metadata') or {}
+    meta.pop('resourceVersion', None)
+    meta.pop('generation', None)
+    managed = []
+    for entry in meta.pop('managedFields', None) or []:
+        entry = dict(entry)
+        entry.pop('time', None)
+        managed.append(entry)
+    meta['managedFields'] = sorted(managed, key=lambda e: (e.get('manager', ''), e.get('operation', ''),
+                                                            e.get('subresource', '')))
+    return out
+
+
+def format_status_error(obj, status, body, force_hint=True):
+    """A message naming the object and the server's reasons (field causes, conflicting managers)."""
+    message = status_message(body)
+    causes = ((body or {}).get('details') or {}).get('causes') or [] if isinstance(body, dict) else []
+    what = ref(obj)
+    if status == 409 and causes:
+        lines = []
+        for cause in causes:
+            field = cause.get('field') or ''
+            lines.append('%s (%s)' % (field, cause.get('message') or cause.get('reason')))
+        msg = '%s: conflict with another field manager on %d field(s): %s' % (what, len(causes), '; '.join(lines))
+        if force_hint:
+            msg += '. Set force_conflicts=true to take these fields over.'
+        return msg
+    if status == 422 and causes:
+        fields = ['%s: %s' % (c.get('field') or '?', c.get('message') or c.get('reason')) for c in causes]
+        return '%s is invalid (HTTP 422): %s' % (what, '; '.join(fields))
+    return '%s: HTTP %s: %s' % (what, status, message)
+
+
+# ---------------------------------------------------------------- wait conditions
+
+def _conditions(obj):
+    return dict((c.get('type'), c) for c in ((obj.get('status') or {}).get('conditions') or []))
+
+
+def rollout_state(obj):
+    """('ok'|'pending'|'failed', message) of a Deployment or StatefulSet."""
+    spec = obj.get('spec') or {}
+    status = obj.get('status') or {}
+    meta = obj.get('metadata') or {}
+    want = spec.get('replicas', 1)
+    progressing = _conditions(obj).get('Progressing') or {}
+    if progressing.get('reason') == 'ProgressDeadlineExceeded':
+        return 'failed', '%s: rollout failed: %s' % (ref(obj), progressing.get('message') or 'ProgressDeadlineExceeded')
+    if status.get('observedGeneration', 0) < meta.get('generation', 0):
+        return 'pending', 'waiting for the controller to observe generation %s' % meta.get('generation')
+    counts = dict((k, status.get(k, 0)) for k in ('updatedReplicas', 'readyReplicas', 'availableReplicas'))
+    if obj.get('kind') == 'StatefulSet' and 'availableReplicas' not in status:
+        counts.pop('availableReplicas')
+    if all(v == want for v in counts.values()) and status.get('replicas', want) == want:
+        return 'ok', '%s: %d/%d replicas ready' % (ref(obj), want, want)
+    return 'pending', '%s: %s of %d replicas' % (
+        ref(obj), ', '.join('%s %s' % (v, k) for k, v in sorted(counts.items())), want)
+
+
+def job_state(obj):
+    """('ok'|'pending'|'failed', message) of a Job."""
+    conds = _conditions(obj)
+    for ctype in ('Failed', 'FailureTarget'):
+        cond = conds.get(ctype)
+        if cond and cond.get('status') == 'True':
+            return 'failed', '%s failed: %s: %s' % (ref(obj), cond.get('reason'), cond.get('message'))
+    for ctype in ('Complete', 'SuccessCriteriaMet'):
+        cond = conds.get(ctype)
+        if cond and cond.get('status') == 'True':
+            return 'ok', '%s complete' % ref(obj)
+    return 'pending', '%s: running' % ref(obj)
+
+
+WAIT_STATES = {'Deployment': rollout_state, 'StatefulSet': rollout_state, 'Job': job_state}
+
+
+class Applier(object):
+    """One k8s_apply call."""
+
+    def __init__(self, client, namespace=None, apply_set=None, field_manager='fediops.mastodon',
+                 force_conflicts=False, check_mode=False, diff=False, wait=False, wait_timeout=300):
+        self.client = client
+        self.namespace = namespace
+        self.apply_set = apply_set
+        self.field_manager = field_manager
+        self.force = force_conflicts
+        self.check_mode = check_mode
+        self.want_diff = diff
+        self.wait = wait
+        self.wait_timeout = wait_timeout
+        self.results = []
+        self.diffs = []
+        self.pruned = []
+        self.done = []
+        self.warnings = []
+        self._lock = threading.Lock()
+        self.parent_ns = namespace or 'default'
+        self.set_id = applyset_id(apply_set, self.parent_ns) if apply_set else None
+        self.parent = None
+        self.live = {}
+
+    # ---------------------------------------------------------------- preparation
+    def prepare(self, definitions):
+        objects = flatten_definitions(definitions)
+        versions = sorted(set(o['apiVersion'] for o in objects))
+        self._pool_map(self.client.discover, versions)
+        seen = set()
+        for obj in objects:
+            meta = obj['metadata']
+            dummy, namespaced = self.client.resource(obj['apiVersion'], obj['kind'])
+            if namespaced:
+                meta['namespace'] = meta.get('namespace') or self.namespace or 'default'
+            else:
+                meta.pop('namespace', None)
+            if self.set_id:
+                labels = meta.setdefault('labels', None) or {}
+                if labels.get(APPLYSET_PART_OF, self.set_id) != self.set_id:
+                    raise KubeError('%s already has label %s=%s' % (ref(obj), APPLYSET_PART_OF, labels[APPLYSET_PART_OF]))
+                labels[APPLYSET_PART_OF] = self.set_id
+                meta['labels'] = labels
+            key = key_of(obj)
+            if key in seen:
+                raise KubeError('definitions: %s is declared twice' % ref(obj))
+            seen.add(key)
+        return objects
+
+    def _pool_map(self, func, items):
+        items = list(items)
+        if len(items) <= 1:
+            return [func(i) for i in items]
+        with concurrent.futures.ThreadPoolExecutor(max_workers=min(MAX_WORKERS, len(items))) as pool:
+            return list(pool.map(func, items))
+
+    # ---------------------------------------------------------------- apply set
+    def _parent_path(self):
+        return self.client.path('v1', 'Secret', self.parent_ns, self.apply_set)
+
+    def load_parent(self):
+        status, body = self.client.request('GET', self._parent_path())
+        if status == 404:
+            self.parent = None
+            return
+        if status != 200:
+            raise KubeError('ApplySet parent Secret %s/%s: HTTP %s: %s' % (self.parent_ns, self.apply_set, status,
+                                                                          status_message(body)), status=status)
+        meta = body.get('metadata') or {}
+        annotations = meta.get('annotations') or {}
+        labels = meta.get('labels') or {}
+        what = 'ApplySet parent Secret %s/%s' % (self.parent_ns, self.apply_set)
+        if labels.get(APPLYSET_ID_LABEL) != self.set_id:
+            raise KubeError('%s exists but its label %s is %r, not %r' % (what, APPLYSET_ID_LABEL,
+                                                                         labels.get(APPLYSET_ID_LABEL), self.set_id))
+        if tooling_base(annotations.get(APPLYSET_TOOLING)) != APPLYSET_TOOLING_NAME:
+            raise KubeError('%s is managed by tooling %r, not %s' % (what, annotations.get(APPLYSET_TOOLING),
+                                                                     APPLYSET_TOOLING_NAME))
+        self.parent = body
+
+    def parent_sets(self):
+        annotations = ((self.parent or {}).get('metadata') or {}).get('annotations') or {}
+        gks = set(x for x in (annotations.get(APPLYSET_GKS) or '').split(',') if x)
+        nss = set(x for x in (annotations.get(APPLYSET_NAMESPACES) or '').split(',') if x)
+        return gks, nss
+
+    def _gk_version(self, group, kind, hints):
+        if (group, kind) in hints:
+            return hints[(group, kind)]
+        if not group:
+            return 'v1'
+        status, body = self.client.request('GET', '/apis/' + group)
+        if status != 200:
+            return None
+        return ((body or {}).get('preferredVersion') or {}).get('groupVersion')
+
+    def list_members(self, objects):
+        """LIST every kind the set may contain (parent annotation + declared), in every namespace it may use."""
+        cur_gks, cur_nss = self.parent_sets()
+        hints = dict(((group_of(o['apiVersion']), o['kind']), o['apiVersion']) for o in objects)
+        gks = set(parse_group_kind(x) for x in cur_gks) | set(hints)
+        namespaces = cur_nss | set(o['metadata']['namespace'] for o in objects if o['metadata'].get('namespace'))
+        namespaces.add(self.parent_ns)
+        jobs = []
+        for group, kind in sorted(gks):
+            api_version = self._gk_version(group, kind, hints)
+            if not api_version or self.client.discover(api_version) is None or kind not in self.client.discover(api_version):
+                self.warnings.append('ApplySet %s: kind %s is no longer served; its members are not pruned'
+                                     % (self.apply_set, group_kind(group + '/x' if group else 'v1', kind)))
+                continue
+            dummy, namespaced = self.client.resource(api_version, kind)
+            for ns in (sorted(namespaces) if namespaced else [None]):
+                jobs.append((api_version, kind, ns))
+
+        def do_list(job):
+            api_version, kind, ns = job
+            status, body = self.client.request('GET', self.client.path(api_version, kind, ns),
+                                               {'labelSelector': '%s=%s' % (APPLYSET_PART_OF, self.set_id)})
+            if status != 200:
+                raise KubeError('listing ApplySet members (%s in %s): HTTP %s: %s' % (kind, ns or 'cluster', status,
+                                                                                    status_message(body)), status=status)
+            items = []
+            for item in body.get('items') or []:
+                item['apiVersion'] = api_version
+                item['kind'] = kind
+                items.append(item)
+            return items
+
+        for items in self._pool_map(do_list, jobs):
+            for item in items:
+                self.live[key_of(item)] = item
+
+    def desired_parent(self, objects, union):
+        gks = set(group_kind(o['apiVersion'], o['kind']) for o in objects)
+        nss = set(o['metadata']['namespace'] for o in objects if o['metadata'].get('namespace'))
+        if union:
+            cur_gks, cur_nss = self.parent_sets()
+            gks |= cur_gks
+            nss |= cur_nss
+        nss.discard(self.parent_ns)
+        return {
+            'apiVersion': 'v1', 'kind': 'Secret',
+            'metadata': {
+                'name': self.apply_set, 'namespace': self.parent_ns,
+                'labels': {APPLYSET_ID_LABEL: self.set_id},
+                'annotations': {APPLYSET_TOOLING: APPLYSET_TOOLING_VALUE,
+                                APPLYSET_GKS: ','.join(sorted(gks)),
+                                APPLYSET_NAMESPACES: ','.join(sorted(nss))},
+            },
+        }
+
+    def write_parent(self, objects, union):
+        """Apply the parent Secret when its labels/annotations differ from the live ones; True if changed."""
+        want = self.desired_parent(objects, union)
+        if self.parent is not None:
+            meta = self.parent.get('metadata') or {}
+            live_ann = meta.get('annotations') or {}
+            if all(live_ann.get(k) == v for k, v in want['metadata']['annotations'].items()) and \
+                    (meta.get('labels') or {}).get(APPLYSET_ID_LABEL) == self.set_id:
+                return False
+        if self.check_mode:
+            return True
+        status, body = self._apply_request(want, force=True)
+        if status not in (200, 201):
+            raise ApplyError(format_status_error(want, status, body), status=status, applied=self.done_refs())
+        self.parent = body
+        return True
+
+    # ---------------------------------------------------------------- requests
+    def _apply_request(self, obj, force=None):
+        meta = obj['metadata']
+        query = {'fieldManager': self.field_manager, 'force': 'true' if (self.force if force is None else force) else 'false'}
+        if self.check_mode:
+            query['dryRun'] = 'All'
+        path = self.client.path(obj['apiVersion'], obj['kind'], meta.get('namespace'), meta['name'])
+        return self.client.request('PATCH', path, query, body=obj, content_type=APPLY_PATCH)
+
+    def done_refs(self):
+        with self._lock:
+            return list(self.done)
+
+    def _record(self, obj, action, returned, before=None, after=None):
+        meta = obj.get('metadata') or {}
+        entry = {'kind': obj['kind'], 'apiVersion': obj['apiVersion'], 'namespace': meta.get('namespace'),
+                 'name': meta.get('name'), 'action': action}
+        if returned is not None:
+            entry['object'] = strip_object(returned)
+        with self._lock:
+            self.results.append(entry)
+            if action != 'unchanged':
+                self.done.append('%s (%s)' % (ref(obj), action))
+            if self.want_diff and action != 'unchanged':
+                b, a = diff_pair(before, after)
+                self.diffs.append({'before_header': ref(obj), 'after_header': ref(obj), 'before': b, 'after': a})
+        return entry
+
+    def _get(self, obj):
+        meta = obj['metadata']
+        status, body = self.client.request('GET', self.client.path(obj['apiVersion'], obj['kind'], meta.get('namespace'),
+                                                                   meta['name']))
+        if status == 404:
+            return None
+        if status != 200:
+            raise ApplyError(format_status_error(obj, status, body), status=status)
+        return body
+
+    def apply_one(self, obj):
+        key = key_of(obj)
+        if self.set_id:
+            before = self.live.get(key)
+            if before is None and (self.want_diff or self.check_mode):
+                before = self._get(obj)
+        else:
+            before = self._get(obj)
+        status, body = self._apply_request(obj)
+        if status not in (200, 201):
+            raise ApplyError(format_status_error(obj, status, body, force_hint=not self.force), status=status)
+        if status == 201 or before is None:
+            action = 'created'
+        elif self.check_mode:
+            action = 'unchanged' if comparable(before) == comparable(body) else 'configured'
+        else:
+            old_rv = (before.get('metadata') or {}).get('resourceVersion')
+            action = 'unchanged' if old_rv == (body.get('metadata') or {}).get('resourceVersion') else 'configured'
+        return self._record(obj, action, body, before, body), body
+
+    def delete_one(self, obj):
+        meta = obj['metadata']
+        query = {'propagationPolicy': 'Background'}
+        if self.check_mode:
+            query['dryRun'] = 'All'
+        before = obj if obj.get('status') is not None or obj['metadata'].get('uid') else None
+        if before is None and self.want_diff:
+            before = self._get(obj)
+        path = self.client.path(obj['apiVersion'], obj['kind'], meta.get('namespace'), meta['name'])
+        status, body = self.client.request('DELETE', path, query)
+        if status == 404:
+            return None
+        if status not in (200, 202):
+            raise ApplyError(format_status_error(obj, status, body), status=status)
+        return self._record(obj, 'deleted', None, before, None)
+
+    def run_tiers(self, tiers, func):
+        """Run func over each tier concurrently; stop after a failing tier. Returns [(obj, func result)]."""
+        out = []
+        for group in tiers:
+            errors = []
+            with concurrent.futures.ThreadPoolExecutor(max_workers=min(MAX_WORKERS, len(group))) as pool:
+                futures = [(obj, pool.submit(func, obj)) for obj in group]
+                for obj, fut in futures:
+                    try:
+                        out.append((obj, fut.result()))
+                    except KubeError as exc:
+                        errors.append(exc)
+            if errors:
+                first = errors[0]
+                msg = '; '.join(e.msg for e in errors)
+                if first.status == 0:
+                    msg = errors[0].msg
+                done = self.done_refs()
+                msg += '. Already %s: %s' % ('simulated (check mode)' if self.check_mode else 'done',
+                                              ', '.join(done) if done else 'nothing')
+                raise ApplyError(msg, status=first.status, applied=done)
+        return out
+
+    # ---------------------------------------------------------------- the call
+    def present(self, definitions):
+        objects = self.prepare(definitions)
+        parent_changed = False
+        if self.set_id:
+            self.load_parent()
+            self.list_members(objects)
+        tiers = order_objects(objects)
+        applied = []
+        for group in tiers:
+            if self.set_id and not parent_changed and any(o['metadata'].get('namespace') for o in group):
+                parent_changed = self.write_parent(objects, union=True) or parent_changed
+            applied.extend(self.run_tiers([group], self.apply_one))
+        if self.set_id:
+            declared = set(key_of(o) for o in objects)
+            strays = [item for key, item in self.live.items() if key not in declared]
+            for obj, entry in self.run_tiers(order_objects(strays, reverse=True), self.delete_one):
+                if entry:
+                    self.pruned.append(dict((k, entry[k]) for k in ('kind', 'apiVersion', 'namespace', 'name')))
+            if not self.check_mode:
+                parent_changed = self.write_parent(objects, union=False) or parent_changed
+            elif self.parent is None:
+                parent_changed = True
+        if self.wait and not self.check_mode:
+            self.wait_for([(obj, entry_body[1]) for obj, entry_body in applied])
+        changed = parent_changed or any(r['action'] != 'unchanged' for r in self.results)
+        return self.result(changed)
+
+    def absent(self, definitions):
+        objects = self.prepare(definitions)
+        if self.set_id:
+            self.load_parent()
+            if self.parent is not None:
+                self.list_members(objects)
+        todo = dict((key_of(o), o) for o in objects)
+        for key, item in self.live.items():
+            todo[key] = item
+        for obj, entry in self.run_tiers(order_objects(list(todo.values()), reverse=True), self.delete_one):
+            if entry and key_of(obj) not in set(key_of(o) for o in objects):
+                self.pruned.append(dict((k, entry[k]) for k in ('kind', 'apiVersion', 'namespace', 'name')))
+        changed = any(r['action'] == 'deleted' for r in self.results)
+        if self.set_id and self.parent is not None:
+            query = {'dryRun': 'All'} if self.check_mode else None
+            status, body = self.client.request('DELETE', self._parent_path(), query)
+            if status not in (200, 202, 404):
+                raise ApplyError('ApplySet parent Secret %s/%s: HTTP %s: %s' % (self.parent_ns, self.apply_set, status,
+                                                                               status_message(body)), status=status)
+            changed = True
+        return self.result(changed)
+
+    def result(self, changed):
+        out = dict(changed=changed, objects=self.results, pruned=self.pruned,
+                   applied=sum(1 for r in self.results if r['action'] != 'deleted'))
+        if self.set_id:
+            out['apply_set'] = {'name': self.apply_set, 'namespace': self.parent_ns, 'id': self.set_id}
+        if self.want_diff:
+            out['diff'] = self.diffs
+        return out
+
+    # ---------------------------------------------------------------- wait
+    def wait_for(self, applied):
+        """Wait for Deployments, StatefulSets and Jobs concurrently; fail at once on a failure."""
+        todo = [(obj, body) for obj, body in applied if obj['kind'] in WAIT_STATES and isinstance(body, dict)]
+        if not todo:
+            return
+        deadline = time.monotonic() + self.wait_timeout
+        results = queue.Queue()
+        pending = 0
+        for obj, body in todo:
+            state, msg = WAIT_STATES[obj['kind']](body)
+            if state == 'ok':
+                continue
+            if state == 'failed':
+                raise ApplyError(self._failure_message(obj, body, msg), applied=self.done_refs())
+            pending += 1
+            thread = threading.Thread(target=self._wait_thread, args=(obj, body, deadline, results))
+            thread.daemon = True  # a failure elsewhere must not wait for this watch to end
+            thread.start()
+        last = {}
+        while pending:
+            try:
+                obj, state, msg, current = results.get(timeout=max(0.1, deadline - time.monotonic() + 2))
+            except queue.Empty:
+                break
+            pending -= 1
+            if state == 'failed':
+                raise ApplyError(self._failure_message(obj, current, msg), applied=self.done_refs())
+            if state != 'ok':
+                last[ref(obj)] = msg
+        if pending or last:
+            raise ApplyError('timed out after %ss waiting for: %s' % (self.wait_timeout, '; '.join(last.values()) or
+                                                                     '%d object(s)' % pending), applied=self.done_refs())
+
+    def _wait_thread(self, obj, body, deadline, results):
+        meta = obj['metadata']
+        check = WAIT_STATES[obj['kind']]
+        state, msg, current = 'pending', check(body)[1], body
+        try:
+            rv = (body.get('metadata') or {}).get('resourceVersion')
+            path = self.client.path(obj['apiVersion'], obj['kind'], meta.get('namespace'))
+            while state == 'pending' and time.monotonic() < deadline:
+                remaining = deadline - time.monotonic()
+                for event in self.client.watch(path, {'fieldSelector': 'metadata.name=%s' % meta['name'],
+                                                      'resourceVersion': rv}, timeout=remaining):
+                    current = event.get('raw_object') or event.get('object') or {}
+                    if event.get('type') == 'DELETED':
+                        state, msg = 'failed', '%s was deleted while waiting' % ref(obj)
+                        break
+                    rv = (current.get('metadata') or {}).get('resourceVersion') or rv
+                    state, msg = check(current)
+                    if state != 'pending':
+                        break
+        except KubeError as exc:
+            state, msg = 'failed', '%s: %s' % (ref(obj), exc.msg)
+        except Exception as exc:  # pylint: disable=broad-except
+            state, msg = 'failed', '%s: waiting failed: %s' % (ref(obj), exc)
+        results.put((obj, state, msg, current))
+
+    def _failure_message(self, obj, current, msg):
+        if obj['kind'] != 'Job':
+            return msg
+        return msg + self._job_pod_details(obj, current)
+
+    def _job_pod_details(self, obj, job):
+        """Reason/message of the Job's failed pod and the last lines of its log when the node serves them."""
+        meta = obj['metadata']
+        uid = ((job or {}).get('metadata') or {}).get('uid')
+        selector = 'batch.kubernetes.io/controller-uid=%s' % uid if uid else 'job-name=%s' % meta['name']
+        try:
+            status, body = self.client.request('GET', '/api/v1/namespaces/%s/pods' % meta['namespace'],
+                                               {'labelSelector': selector}, timeout=5)
+        except KubeError:
+            return ''
+        if status != 200:
+            return ''
+        pods = [p for p in (body or {}).get('items') or [] if (p.get('status') or {}).get('phase') == 'Failed']
+        if not pods:
+            return ''
+        pod = sorted(pods, key=lambda p: (p.get('metadata') or {}).get('creationTimestamp') or '')[-1]
+        pod_name = pod['metadata']['name']
+        parts = []
+        for cs in (pod.get('status') or {}).get('containerStatuses') or []:
+            term = (cs.get('state') or {}).get('terminated') or (cs.get('lastState') or {}).get('terminated') or {}
+            if term:
+                parts.append('container %s: %s (exit code %s): %s' % (cs.get('name'), term.get('reason'),
+                                                                      term.get('exitCode'), term.get('message') or ''))
+        out = '. Pod %s' % pod_name
+        if (pod.get('status') or {}).get('reason') or (pod.get('status') or {}).get('message'):
+            out += ' %s: %s' % (pod['status'].get('reason') or '', pod['status'].get('message') or '')
+        if parts:
+            out += ': ' + '; '.join(parts)
+        try:
+            status, log = self.client.request('GET', '/api/v1/namespaces/%s/pods/%s/log' % (meta['namespace'], pod_name),
+                                              {'tailLines': '20'}, timeout=(1, 2))
+            if status == 200 and isinstance(log, str) and log.strip():
+                out += '. Last log lines:\n' + log.rstrip()
+            else:
+                out += '. (log not available: %s)' % (status_message(log)[:200] if log else 'HTTP %s' % status)
+        except KubeError as exc:
+            out += '. (log not available: %s)' % exc.msg[:200]
+        return out
