@@ -18,7 +18,7 @@ description:
     written that way is rejected, naming its key.
   - Returns the environment split into RV(secret_env) and RV(config_env) for a Kubernetes Secret and ConfigMap, and a
     RV(checksum) to annotate pod templates with.
-  - Tasks that register the result should set C(no_log: true): Ansible cannot hide single return values, and
+  - Tasks that register the result should set C(no_log=true), because Ansible cannot hide single return values, and
     RV(secrets) and RV(secret_env) hold secret values. The module itself never puts a secret value into a message,
     a warning, the diff or the logged invocation.
 author:
@@ -39,7 +39,7 @@ attributes:
 options:
   env:
     description:
-      - Mastodon settings, C(KEY: value). Booleans and numbers are written as Mastodon reads them (V(true), V(5)).
+      - Mastodon settings, C(KEY=value) pairs. Booleans and numbers are written as Mastodon reads them (V(true), V(5)).
       - An unknown key is an error with a suggestion; keys set on the process (C(RAILS_ENV), C(NODE_ENV), C(PORT),
         C(BIND), C(SOCKET)) are refused.
       - Secrets may be given here too; they take precedence over generated ones.
@@ -132,7 +132,7 @@ EXAMPLES = r'''
 RETURN = r'''
 secrets:
   description:
-    - The generated-once secrets (kept or new). Secret values; register with C(no_log: true).
+    - The generated-once secrets (kept or new). Secret values; register with C(no_log=true).
   returned: success
   type: dict
   sample: {SECRET_KEY_BASE: '********', VAPID_PRIVATE_KEY: '********', VAPID_PUBLIC_KEY: '********'}
@@ -145,7 +145,7 @@ generated:
 secret_env:
   description:
     - The settings for a Kubernetes Secret - the secrets, passwords, keys and URLs that embed a password.
-      Secret values; register with C(no_log: true).
+      Secret values; register with C(no_log=true).
   returned: success
   type: dict
   sample: {DB_PASS: '********'}

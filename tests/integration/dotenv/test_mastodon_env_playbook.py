@@ -169,7 +169,7 @@ def test_no_secret_in_diff_or_vvv_output(run_playbook, dest):
     first = _run(run_playbook, dest)
     assert first.returncode == 0
     secrets = _result(dest)['secret_env']
-    values = [v for v in secrets.values()] + [GOOD['DB_PASS'], 'redis-pw-77d2', GOOD['SMTP_PASSWORD']]
+    values = list(secrets.values()) + [GOOD['DB_PASS'], 'redis-pw-77d2', GOOD['SMTP_PASSWORD']]
     # change a setting so that there is a diff; the task registers with no_log as documented
     env = dict(GOOD, DB_NAME='other-pool')
     # --diff as operators run it (the diff is printed, masked); -vvv with the task registered under

@@ -17,9 +17,9 @@ from ansible_collections.fediops.mastodon.plugins.module_utils._dotenv import (
 
 EXAMPLES = 6000
 BATCH = 1000
-SPECIAL = list("'\"$#\\ =`\n\r\t{}()~!*?;&|<>%@:,./+-_") + ['$(', '${', '\\n', '\\r', "\\'", '\\"', ' #', '\u2028',
-                                                          '\x85', '\ufeff', '\x00', '\x7f', '\ud800', 'é', '日本',
-                                                          '\U0001F418']
+SPECIAL = list("'\"$#\\ =`\n\r\t{}()~!*?;&|<>%@:,./+-_") + [
+    '$(', '${', '\\n', '\\r', "\\'", '\\"', ' #', '\u2028', '\x85', '\ufeff', '\x00', '\x7f', '\ud800',
+    'é', '日本', '\U0001F418']
 VALUE = st.one_of(
     st.lists(st.one_of(st.sampled_from(SPECIAL), st.characters(), st.text(max_size=3)), max_size=12).map(''.join),
     st.text(max_size=40),
@@ -33,7 +33,7 @@ REPORT = os.environ.get('FEDIOPS_DOTENV_REPORT')
 
 def _shell_model(line):
     """What `sh` assigns for KEY=VALUE, modelled with shlex (posix) for our three quoting forms."""
-    key, _, rest = line.rstrip('\n').partition('=')
+    key, dummy, rest = line.rstrip('\n').partition('=')
     words = shlex.split(rest, comments=False, posix=True)
     return key, ''.join(words)
 
