@@ -57,8 +57,8 @@ options:
 requirements:
   - requests
 notes:
-  - The modules call the DigitalOcean API from the host they run on (usually C(localhost) with C(delegate_to) or
-    C(connection: local)).
-  - Set the connection options once for a play with
-    C(module_defaults: {group/fediops.mastodon.digitalocean: {api_token: ...}}).
+  - The modules call the DigitalOcean API from the host they run on (usually C(localhost), with C(delegate_to) or a
+    local connection).
+  - "Set the connection options once for a play with
+    C(module_defaults: {group/fediops.mastodon.digitalocean: {api_token: ...}})."
 '''

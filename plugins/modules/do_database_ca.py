@@ -18,7 +18,7 @@ description:
   - The file is replaced atomically (a temporary file in the same directory, then a rename) and only when its
     content or attributes differ. After any failure an existing O(dest) is left unchanged.
 author:
-  - fediops.mastodon contributors
+  - Fediops maintainers (@fediops)
 extends_documentation_fragment:
   - ansible.builtin.files
   - fediops.mastodon.digitalocean

@@ -16,12 +16,15 @@ description:
   - Connection URIs are returned without password. Passwords are only returned with O(include_passwords=true),
     and then only under the RV(clusters[].passwords) key.
 author:
-  - fediops.mastodon contributors
+  - Fediops maintainers (@fediops)
 extends_documentation_fragment:
   - fediops.mastodon.digitalocean
   - fediops.mastodon.attributes
   - fediops.mastodon.attributes.INFO_MODULE
   - fediops.mastodon.attributes.ACTIONGROUP_DIGITALOCEAN
+attributes:
+  platform:
+    platforms: posix
 options:
   cluster_id:
     description:
@@ -41,7 +44,7 @@ options:
   include_passwords:
     description:
       - Return the passwords of the connections, users and pools under RV(clusters[].passwords).
-      - B(Mark the task with C(no_log: true)) when you set this; Ansible cannot hide return values otherwise.
+      - "B(Mark the task with C(no_log: true)) when you set this; Ansible cannot hide return values otherwise."
       - When V(false), any password the API returned is also masked if it shows up anywhere in the output.
     type: bool
     default: false

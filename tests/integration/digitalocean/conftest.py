@@ -20,6 +20,7 @@ if SUPPORT not in sys.path:
 
 from do_standin import StandinServer, ca_pem, generate  # noqa: E402  pylint: disable=wrong-import-position
 
+
 class StandinHandle(object):
     """What the tests get: base_url, token, ca_file, fixtures, and fault/request helpers."""
 

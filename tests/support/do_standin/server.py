@@ -88,7 +88,9 @@ class StandinState(object):
 class Handler(BaseHTTPRequestHandler):
     protocol_version = 'HTTP/1.1'
     server_version = 'do-standin'
-    sys_version = ''
+
+    def version_string(self):
+        return self.server_version
 
     def log_message(self, format, *args):  # pylint: disable=redefined-builtin
         pass
