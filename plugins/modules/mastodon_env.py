@@ -22,7 +22,7 @@ description:
     RV(secrets) and RV(secret_env) hold secret values. The module itself never puts a secret value into a message,
     a warning, the diff or the logged invocation.
 author:
-  - fediops.mastodon maintainers
+  - Fediops maintainers (@fediops)
 extends_documentation_fragment:
   - ansible.builtin.files
   - fediops.mastodon.attributes
