@@ -33,6 +33,8 @@ from do_standin import StandinServer, generate  # noqa: E402  pylint: disable=wr
 WRONG_REDIS_NAME = 'db-valkey-ams3-99999-do-user-0-0.b.db.ondigitalocean.com'
 RESOLVE = {name: '127.0.0.1' for name in (tlsenv.PG_NAME, tlsenv.REDIS_NAME, tlsenv.WRONG_NAME, WRONG_REDIS_NAME)}
 MATRIX = []  # rows recorded by test_matrix, printed at the end of the session
+NOTES = {}  # tls_check error messages by case
+TIMINGS = {}  # seconds by case
 
 
 def _node_path():
@@ -304,6 +306,11 @@ def tls_check(run_playbook):
 
 
 def pytest_terminal_summary(terminalreporter):
+    for title, values in (('tls_check messages', NOTES), ('tls_check timings (s)', TIMINGS)):
+        if values:
+            terminalreporter.write_line('%s:' % title)
+            for key, value in sorted(values.items()):
+                terminalreporter.write_line('  %s: %s' % (key, round(value, 3) if isinstance(value, float) else value))
     if not MATRIX:
         return
     header = '| client | server | CA | name | expected | outcome | detail |'
