@@ -46,4 +46,3 @@ def test_existing_secrets_are_returned_unmasked(capsys):
 def test_error_names_key_without_value(capsys):
     out = _run({'env': {'LOCAL_DOMAIN': 'example.social', 'DB_PASS': 'bad\nsecret-xyz'}}, capsys)
     assert out['failed'] and 'DB_PASS' in out['msg'] and 'secret-xyz' not in json.dumps(out)
-
