@@ -428,7 +428,7 @@ class Applier(object):
             return True
         status, body = self._apply_request(want, force=True)
         if status not in (200, 201):
-            raise ApplyError(format_status_error(want, status, body), status=status, applied=self.done_refs())
+            raise ApplyError(format_status_error(want, status, body), status=status, applied_objects=self.done_refs())
         self.parent = body
         return True
 
@@ -526,7 +526,7 @@ class Applier(object):
                 done = self.done_refs()
                 msg += '. Already %s: %s' % ('simulated (check mode)' if self.check_mode else 'done',
                                               ', '.join(done) if done else 'nothing')
-                raise ApplyError(msg, status=first.status, applied=done)
+                raise ApplyError(msg, status=first.status, applied_objects=done)
         return out
 
     # ---------------------------------------------------------------- the call
@@ -602,7 +602,7 @@ class Applier(object):
             if state == 'ok':
                 continue
             if state == 'failed':
-                raise ApplyError(self._failure_message(obj, body, msg), applied=self.done_refs())
+                raise ApplyError(self._failure_message(obj, body, msg), applied_objects=self.done_refs())
             pending += 1
             thread = threading.Thread(target=self._wait_thread, args=(obj, body, deadline, results))
             thread.daemon = True  # a failure elsewhere must not wait for this watch to end
@@ -615,12 +615,12 @@ class Applier(object):
                 break
             pending -= 1
             if state == 'failed':
-                raise ApplyError(self._failure_message(obj, current, msg), applied=self.done_refs())
+                raise ApplyError(self._failure_message(obj, current, msg), applied_objects=self.done_refs())
             if state != 'ok':
                 last[ref(obj)] = msg
         if pending or last:
             raise ApplyError('timed out after %ss waiting for: %s' % (self.wait_timeout, '; '.join(last.values()) or
-                                                                     '%d object(s)' % pending), applied=self.done_refs())
+                                                                     '%d object(s)' % pending), applied_objects=self.done_refs())
 
     def _wait_thread(self, obj, body, deadline, results):
         meta = obj['metadata']
