@@ -1,0 +1,150 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) fediops.mastodon contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import annotations
+
+import base64
+import hashlib
+
+import pytest
+
+from ansible_collections.fediops.mastodon.plugins.module_utils._kube import KubeError, api_path
+from ansible_collections.fediops.mastodon.plugins.module_utils._k8s_apply import (
+    MASK, MASK_CHANGED, applyset_id, comparable, diff_pair, flatten_definitions, format_status_error, group_kind,
+    job_state, order_objects, parse_group_kind, rollout_state, strip_object, tooling_base)
+
+
+def obj(kind, name, api_version='v1', **extra):
+    out = {'apiVersion': api_version, 'kind': kind, 'metadata': {'name': name}}
+    out.update(extra)
+    return out
+
+
+def test_order_dependency_tiers():
+    objs = [obj('HTTPRoute', 'r', 'gateway.networking.k8s.io/v1'), obj('Deployment', 'd', 'apps/v1'),
+            obj('Job', 'j', 'batch/v1'), obj('Service', 's'), obj('ConfigMap', 'c'), obj('Secret', 'x'),
+            obj('Namespace', 'n'), obj('Widget', 'w', 'example.com/v1'), obj('ServiceAccount', 'sa'),
+            obj('PersistentVolumeClaim', 'p'), obj('CronJob', 'cj', 'batch/v1'),
+            obj('HorizontalPodAutoscaler', 'h', 'autoscaling/v2'), obj('PodDisruptionBudget', 'pdb', 'policy/v1'),
+            obj('StatefulSet', 'ss', 'apps/v1'), obj('RoleBinding', 'rb', 'rbac.authorization.k8s.io/v1'),
+            obj('Role', 'role', 'rbac.authorization.k8s.io/v1')]
+    tiers = order_objects(objs)
+    flat = [o['kind'] for t in tiers for o in t]
+    expect = ['Namespace', 'ServiceAccount', 'Role', 'RoleBinding', 'ConfigMap', 'PersistentVolumeClaim',
+              'Service', 'Deployment', 'Job', 'CronJob', 'HorizontalPodAutoscaler', 'PodDisruptionBudget', 'HTTPRoute',
+              'Widget']
+    for before, after in zip(expect, expect[1:]):
+        assert flat.index(before) < flat.index(after), (before, after, flat)
+    # Deployments and StatefulSets share a tier (applied concurrently); Secret and ConfigMap too.
+    assert any(set(o['kind'] for o in t) == {'Deployment', 'StatefulSet'} for t in tiers)
+    assert [o['kind'] for t in order_objects(objs, reverse=True) for o in t][0] == 'Widget'
+    assert [o['kind'] for t in order_objects(objs, reverse=True) for o in t][-1] == 'Namespace'
+
+
+def test_applyset_id_matches_kep_3659():
+    digest = hashlib.sha256(b'web.mastodon.Secret.').digest()
+    expected = 'applyset-' + base64.urlsafe_b64encode(digest).decode().rstrip('=') + '-v1'
+    assert applyset_id('web', 'mastodon') == expected
+    # Known value computed by kubectl for `--applyset=web -n mastodon` (base64url without padding, 43 chars).
+    assert len(expected) == len('applyset-') + 43 + len('-v1')
+    assert '=' not in expected and '+' not in expected and '/' not in expected
+    assert applyset_id('web', 'mastodon') != applyset_id('web', 'other')
+    assert applyset_id('x', 'ns', 'ConfigMap') != applyset_id('x', 'ns')
+
+
+def test_group_kinds_and_tooling():
+    assert group_kind('v1', 'ConfigMap') == 'ConfigMap'
+    assert group_kind('apps/v1', 'Deployment') == 'Deployment.apps'
+    assert parse_group_kind('Deployment.apps') == ('apps', 'Deployment')
+    assert parse_group_kind('HTTPRoute.gateway.networking.k8s.io') == ('gateway.networking.k8s.io', 'HTTPRoute')
+    assert parse_group_kind('Secret') == ('', 'Secret')
+    assert tooling_base('kubectl/v1.34.0') == 'kubectl'
+    assert tooling_base('helm/v3') == 'helm'
+    assert tooling_base('kubectl') == 'kubectl'
+    assert api_path('v1') == '/api/v1'
+    assert api_path('apps/v1') == '/apis/apps/v1'
+
+
+def test_flatten_definitions_yaml_and_lists():
+    text = 'apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n---\n---\napiVersion: v1\nkind: List\nitems:\n' \
+           '  - {apiVersion: v1, kind: Secret, metadata: {name: b}}\n'
+    objs = flatten_definitions([text, obj('Service', 'c')])
+    assert [(o['kind'], o['metadata']['name']) for o in objs] == [('ConfigMap', 'a'), ('Secret', 'b'), ('Service', 'c')]
+    with pytest.raises(KubeError, match='needs apiVersion, kind and metadata.name'):
+        flatten_definitions([{'kind': 'ConfigMap', 'metadata': {}}])
+    with pytest.raises(KubeError, match='invalid YAML'):
+        flatten_definitions(['a: [b'])
+
+
+def test_secret_masking():
+    live = obj('Secret', 's', data={'A': 'b25l', 'B': 'dHdv'},
+               metadata={'name': 's', 'managedFields': [{'manager': 'x'}],
+                         'annotations': {'kubectl.kubernetes.io/last-applied-configuration': '{"data": {"A": "b25l"}}'}})
+    stripped = strip_object(live)
+    assert stripped['data'] == {'A': MASK, 'B': MASK}
+    assert 'managedFields' not in stripped['metadata']
+    assert stripped['metadata']['annotations']['kubectl.kubernetes.io/last-applied-configuration'] == MASK
+    assert live['data']['A'] == 'b25l'  # the input is not modified
+    new = obj('Secret', 's', data={'A': 'b25l', 'B': 'Y2hhbmdlZA==', 'C': 'bmV3'})
+    before, after = diff_pair(live, new)
+    assert before['data'] == {'A': MASK, 'B': MASK_CHANGED}
+    assert after['data'] == {'A': MASK, 'B': MASK_CHANGED, 'C': MASK_CHANGED}
+    before, after = diff_pair(None, obj('Secret', 's', stringData={'P': 'x'}))
+    assert before == {} and after['stringData'] == {'P': MASK}
+    cm = obj('ConfigMap', 'c', data={'A': 'visible'})
+    assert strip_object(cm)['data'] == {'A': 'visible'}
+
+
+def test_comparable_ignores_timestamps_and_versions():
+    a = obj('ConfigMap', 'c', data={'A': '1'})
+    a['metadata'].update(resourceVersion='5', managedFields=[{'manager': 'm', 'time': '2024-01-01T00:00:00Z'}])
+    b = obj('ConfigMap', 'c', data={'A': '1'})
+    b['metadata'].update(resourceVersion='9', managedFields=[{'manager': 'm', 'time': '2025-01-01T00:00:00Z'}])
+    assert comparable(a) == comparable(b)
+    b['data']['A'] = '2'
+    assert comparable(a) != comparable(b)
+
+
+def test_format_conflict_and_invalid():
+    body = {'kind': 'Status', 'code': 409, 'message': 'Apply failed with 1 conflict',
+            'details': {'causes': [{'reason': 'FieldManagerConflict', 'message': 'conflict with "helm": .data.MODE',
+                                    'field': '.data.MODE'}]}}
+    target = obj('ConfigMap', 'c')
+    target['metadata']['namespace'] = 'ns'
+    msg = format_status_error(target, 409, body)
+    assert msg.startswith('ConfigMap ns/c: conflict') and '.data.MODE' in msg and '"helm"' in msg
+    assert 'force_conflicts' in msg
+    body = {'code': 422, 'message': 'invalid', 'details': {'causes': [
+        {'reason': 'FieldValueInvalid', 'message': 'Invalid value: field is immutable', 'field': 'spec.selector'}]}}
+    assert format_status_error(target, 422, body) == \
+        'ConfigMap ns/c is invalid (HTTP 422): spec.selector: Invalid value: field is immutable'
+    assert format_status_error(target, 500, {'message': 'boom'}) == 'ConfigMap ns/c: HTTP 500: boom'
+
+
+def test_rollout_state():
+    dep = obj('Deployment', 'd', 'apps/v1', spec={'replicas': 2})
+    dep['metadata']['generation'] = 2
+    dep['status'] = {'observedGeneration': 1}
+    assert rollout_state(dep)[0] == 'pending'
+    dep['status'] = {'observedGeneration': 2, 'replicas': 2, 'updatedReplicas': 2, 'readyReplicas': 1,
+                     'availableReplicas': 1}
+    assert rollout_state(dep)[0] == 'pending'
+    dep['status'].update(readyReplicas=2, availableReplicas=2)
+    assert rollout_state(dep)[0] == 'ok'
+    dep['status']['conditions'] = [{'type': 'Progressing', 'status': 'False', 'reason': 'ProgressDeadlineExceeded',
+                                    'message': 'ReplicaSet "d-1" has timed out progressing.'}]
+    state, msg = rollout_state(dep)
+    assert state == 'failed' and 'timed out progressing' in msg
+
+
+def test_job_state():
+    job = obj('Job', 'j', 'batch/v1')
+    assert job_state(job)[0] == 'pending'
+    job['status'] = {'conditions': [{'type': 'Complete', 'status': 'True'}]}
+    assert job_state(job)[0] == 'ok'
+    job['status'] = {'conditions': [{'type': 'FailureTarget', 'status': 'True', 'reason': 'BackoffLimitExceeded',
+                                     'message': 'Job has reached the specified backoff limit'}]}
+    state, msg = job_state(job)
+    assert state == 'failed' and 'BackoffLimitExceeded' in msg
