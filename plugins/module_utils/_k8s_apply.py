@@ -287,6 +287,7 @@ class Applier(object):
         self.set_id = applyset_id(apply_set, self.parent_ns) if apply_set else None
         self.parent = None
         self.live = {}
+        self.new_namespaces = set()
 
     # ---------------------------------------------------------------- preparation
     def prepare(self, definitions):
@@ -479,6 +480,9 @@ class Applier(object):
         else:
             before = self._get(obj)
         status, body = self._apply_request(obj)
+        if status == 404 and self.check_mode and obj['metadata'].get('namespace') in self.new_namespaces:
+            # Dry-run cannot place an object in a namespace that this (simulated) run only creates.
+            status, body = 201, obj
         if status not in (200, 201):
             raise ApplyError(format_status_error(obj, status, body, force_hint=not self.force), status=status)
         if status == 201 or before is None:
@@ -488,6 +492,9 @@ class Applier(object):
         else:
             old_rv = (before.get('metadata') or {}).get('resourceVersion')
             action = 'unchanged' if old_rv == (body.get('metadata') or {}).get('resourceVersion') else 'configured'
+        if obj['kind'] == 'Namespace' and action == 'created' and self.check_mode:
+            with self._lock:
+                self.new_namespaces.add(obj['metadata']['name'])
         return self._record(obj, action, body, before, body), body
 
     def delete_one(self, obj):

@@ -114,6 +114,10 @@ kind: Namespace
 metadata: {name: %s}
 ''' % (ns, ns)
     try:
+        res = k8s_apply(definitions=[text], apply_set='yaml', namespace=ns, check=True)
+        assert not res.get('failed'), res
+        assert res['changed'] is True and set(actions(res).values()) == {'created'}
+        assert kget(kube_cluster, 'namespace', ns) is None
         res = k8s_apply(definitions=[text], apply_set='yaml', namespace=ns)
         assert not res.get('failed'), res
         assert [o['kind'] for o in res['objects']] == ['Namespace', 'ConfigMap']
