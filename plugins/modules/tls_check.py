@@ -21,7 +21,7 @@ description:
   - Warns when a certificate of the chain or the CA expires within O(warn_days) days.
   - Changes nothing; runs the check in check mode too.
 author:
-  - fediops.mastodon contributors
+  - Fediops maintainers (@fediops)
 extends_documentation_fragment:
   - fediops.mastodon.attributes
   - fediops.mastodon.attributes.INFO_MODULE

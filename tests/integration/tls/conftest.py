@@ -326,4 +326,3 @@ def pytest_terminal_summary(terminalreporter):
         with open(logs, 'w', encoding='utf-8') as handle:
             handle.write('\n'.join(lines) + '\n')
         terminalreporter.write_line('matrix written to %s' % logs)
-

@@ -140,4 +140,3 @@ def test_preflight_playbook_disabled(run_playbook, tls_env):
     result = _run_preflight(run_playbook, _preflight_vars(tls_env, preflight_ca_path=tls_env.pki.wrong_ca_file,
                                                           mastodon_tls_preflight=False))
     assert result.returncode == 0, result.stdout[-3000:]
-

@@ -143,7 +143,7 @@ class Server(object):
     def _serve(self):
         while True:
             try:
-                conn, _ = self.listener.accept()
+                conn = self.listener.accept()[0]
             except OSError:
                 return
             try:
