@@ -1,0 +1,127 @@
+#!/usr/bin/env python3
+# -*- coding: utf-8 -*-
+# Copyright (c) fediops.mastodon contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Builds the collection's documentation site with antsibull-docs and Sphinx, offline.
+
+    python docs/tools/build_docs.py --dest build/docs [--theme sphinx_ansible_theme|alabaster]
+
+The collection must be findable as fediops.mastodon (ANSIBLE_COLLECTIONS_PATH, or a checkout under
+.../ansible_collections/fediops/mastodon). Steps:
+  1. `antsibull-docs sphinx-init --use-current` writes the Sphinx project (conf.py, build.sh, ...);
+  2. the intersphinx inventories, which Sphinx would download from docs.python.org and
+     docs.ansible.com, are replaced by a small local inventory of the Ansible labels the generated
+     pages refer to (the links still point at docs.ansible.com);
+  3. `antsibull-docs collection --use-current --fail-on-error` writes the plugin and role pages and the
+     guides listed in docs/docsite/extra-docs.yml;
+  4. `sphinx-build -W --keep-going` makes the HTML: any warning is an error.
+Prints the generated HTML pages, one per line, after a line `pages:`.
+
+The theme defaults to sphinx_ansible_theme when it is installed (pip install sphinx-ansible-theme),
+else Sphinx's built-in alabaster.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import shutil
+import subprocess
+import sys
+import zlib
+
+COLLECTION = 'fediops.mastodon'
+ANSIBLE_DOCS = 'https://docs.ansible.com/projects/ansible/devel/'
+# Labels of the Ansible documentation that antsibull-docs' pages link to: (name, page, title).
+ANSIBLE_LABELS = (
+    ('ansible_configuration_settings', 'reference_appendices/config.html', 'Ansible Configuration Settings'),
+    ('common_return_values', 'reference_appendices/common_return_values.html', 'Return Values'),
+    ('collections_installing', 'collections_guide/collections_installing.html', 'Installing collections'),
+    ('playbooks_module_defaults', 'playbook_guide/playbooks_module_defaults.html', 'Module defaults'),
+    ('module_defaults_groups', 'playbook_guide/playbooks_module_defaults.html#module-defaults-groups',
+     'Module defaults groups'),
+    ('using_collections', 'collections_guide/index.html', 'Using Ansible collections'),
+    ('playbooks_intro', 'playbook_guide/playbooks_intro.html', 'Ansible playbooks'),
+    ('playbooks_reuse_roles', 'playbook_guide/playbooks_reuse_roles.html', 'Roles'),
+    ('role_argument_spec', 'playbook_guide/playbooks_reuse_roles.html#role-argument-validation',
+     'Role argument validation'),
+    ('check_mode_dry', 'playbook_guide/playbooks_checkmode.html', 'Validating tasks: check mode and diff mode'),
+    ('playbooks_vault', 'vault_guide/index.html', 'Protecting sensitive data with Ansible vault'),
+    ('keep_secret_data', 'reference_appendices/logging.html', 'Logging Ansible output'),
+)
+
+
+def _tool(name):
+    candidate = os.path.join(os.path.dirname(sys.executable), name)
+    return candidate if os.access(candidate, os.X_OK) else (shutil.which(name) or name)
+
+
+def write_inventory(path):
+    """A Sphinx objects.inv (version 2) with the Ansible labels above."""
+    lines = []
+    for name, page, title in ANSIBLE_LABELS:
+        lines.append('%s std:label -1 %s %s' % (name, page, title))
+    header = ('# Sphinx inventory version 2\n# Project: Ansible\n# Version: devel\n'
+              '# The remainder of this file is compressed using zlib.\n').encode('utf-8')
+    with open(path, 'wb') as handle:
+        handle.write(header + zlib.compress(('\n'.join(lines) + '\n').encode('utf-8')))
+
+
+def run(cmd, **kwargs):
+    print('+', ' '.join(cmd), flush=True)
+    subprocess.run(cmd, check=True, **kwargs)
+
+
+def default_theme():
+    return 'sphinx_ansible_theme' if importlib.util.find_spec('sphinx_ansible_theme') else 'alabaster'
+
+
+def build(dest, theme=None, quiet=False):
+    theme = theme or default_theme()
+    dest = os.path.abspath(dest)
+    if os.path.isdir(dest):
+        shutil.rmtree(dest)
+    os.makedirs(dest)
+    run([_tool('antsibull-docs'), 'sphinx-init', '--use-current', '--dest-dir', dest, '--sphinx-theme', theme,
+         '--project', 'fediops.mastodon', '--copyright', 'fediops.mastodon contributors',
+         '--title', 'fediops.mastodon: Mastodon on DigitalOcean Kubernetes', '--html-short-title', 'fediops.mastodon',
+         '--no-add-antsibull-docs-version', '--fail-on-error', COLLECTION])
+    write_inventory(os.path.join(dest, 'ansible.inv'))
+    with open(os.path.join(dest, 'conf.py'), 'a', encoding='utf-8') as handle:
+        handle.write('\n# Offline build (docs/tools/build_docs.py): no inventories downloaded.\n'
+                     'intersphinx_mapping = {\n'
+                     "    'ansible_devel': (%r, %r),\n"
+                     '}\n' % (ANSIBLE_DOCS, os.path.join(dest, 'ansible.inv')))
+    rst = os.path.join(dest, 'rst')
+    os.makedirs(rst, exist_ok=True)
+    os.chmod(rst, 0o755)
+    run([_tool('antsibull-docs'), '--config-file', os.path.join(dest, 'antsibull-docs.cfg'), 'collection',
+         '--use-current', '--fail-on-error', '--cleanup', 'everything', '--dest-dir', rst, COLLECTION],
+        cwd=dest)
+    html = os.path.join(dest, 'build', 'html')
+    cmd = [_tool('sphinx-build'), '-b', 'html', '-W', '--keep-going', '-c', dest, rst, html]
+    if quiet:
+        cmd.insert(1, '-q')
+    run(cmd, cwd=dest)
+    pages = sorted(os.path.relpath(os.path.join(root, name), html)
+                   for root, _dirs, files in os.walk(html) for name in files if name.endswith('.html'))
+    return theme, html, pages
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split('\n', 1)[0])
+    parser.add_argument('--dest', default='build/docs', help='output directory (replaced)')
+    parser.add_argument('--theme', help='Sphinx theme (default: sphinx_ansible_theme if installed, else alabaster)')
+    parser.add_argument('--quiet', action='store_true')
+    args = parser.parse_args()
+    theme, html, pages = build(args.dest, args.theme, args.quiet)
+    print('theme: %s' % theme)
+    print('html: %s' % html)
+    print('pages:')
+    for page in pages:
+        print(page)
+
+
+if __name__ == '__main__':
+    main()
