@@ -235,6 +235,7 @@ class LocalCluster:
                 proc = subprocess.Popen(cmd, cwd=moddir, env=env, stdout=subprocess.PIPE,
                                         stderr=subprocess.STDOUT, text=True)
                 out: list[str] = []
+                downloads = 0
                 done = threading.Event()
 
                 def ticker(name=name, t1=t1):
@@ -247,7 +248,11 @@ class LocalCluster:
                 for line in proc.stdout:
                     out.append(line)
                     if line.startswith("go: downloading"):
-                        self._say("  " + line.rstrip())
+                        downloads += 1
+                        if downloads == 1 or downloads % 25 == 0:
+                            self._say(f"  downloading Go modules ({downloads}): {line[16:].strip()}")
+                if downloads:
+                    self._say(f"  downloaded {downloads} Go modules")
                 rc = proc.wait()
                 done.set()
                 if rc != 0:
@@ -270,7 +275,9 @@ class LocalCluster:
 
     def _write_pids(self, data: dict) -> None:
         tmp = self.pids_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps(data, indent=2) + "\n")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # holds the token
+        with os.fdopen(fd, "w") as fh:
+            fh.write(json.dumps(data, indent=2) + "\n")
         os.replace(tmp, self.pids_file)
 
     def processes(self) -> dict[str, dict]:

@@ -71,9 +71,12 @@ def kube_cluster(tmp_path_factory):
     existing = os.environ.get("FEDIOPS_KUBECONFIG")
     if existing and Path(existing).is_file():
         state = Path(existing).resolve().parent
+        ours = (state / "pids.json").exists()
         kc = KubeCluster(kubeconfig=str(Path(existing).resolve()),
                          api_url=_server_from_kubeconfig(existing),
-                         state_dir=state if (state / "pids.json").exists() else None, reused=True)
+                         state_dir=state if ours else None, reused=True,
+                         # a LocalCluster view of it (audit log, pids); never stopped here
+                         cluster=LocalCluster(state, verbose=False) if ours else None)
         kc.env = dict(os.environ, KUBECONFIG=kc.kubeconfig)
         yield kc
         return

@@ -201,10 +201,11 @@ def test_service_account_token(kube_cluster, ns):
 
 
 def test_audit_log(kube_cluster):
-    if kube_cluster.cluster is None or not kube_cluster.cluster.audit:
+    audit = kube_cluster.cluster.info.get("audit_log") if kube_cluster.cluster else None
+    if not audit:
         pytest.skip("audit log not enabled on this cluster")
     kube_cluster.kubectl("get", "namespaces")
-    log = kube_cluster.cluster.audit_log
+    log = Path(audit)
     events = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
     assert any(e.get("verb") == "list" and e.get("objectRef", {}).get("resource") == "namespaces"
                and e.get("userAgent", "").startswith("kubectl") for e in events)
@@ -244,3 +245,38 @@ def test_start_twice_and_stop_leaves_no_process(tmp_path):
         assert not Path(f"/proc/{pid}").exists(), f"pid {pid} survived stop"
     assert _procs_mentioning(str(c.state_dir)) == []
     assert not c.running() and not c.healthy()
+
+
+def test_daemonset_hpa_pdb_cronjob(kube_cluster, ns):
+    kc = kube_cluster
+    objs = [
+        {"apiVersion": "apps/v1", "kind": "DaemonSet", "metadata": {"name": "agent"},
+         "spec": {"selector": {"matchLabels": {"app": "agent"}},
+                  "template": {"metadata": {"labels": {"app": "agent"}},
+                               "spec": {"containers": [{"name": "a", "image": "registry.invalid/a:1"}]}}}},
+        {"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler", "metadata": {"name": "web"},
+         "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
+                  "minReplicas": 1, "maxReplicas": 3,
+                  "metrics": [{"type": "Resource", "resource": {
+                      "name": "cpu", "target": {"type": "Utilization", "averageUtilization": 80}}}]}},
+        {"apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": {"name": "agent"},
+         "spec": {"minAvailable": 1, "selector": {"matchLabels": {"app": "agent"}}}},
+        {"apiVersion": "batch/v1", "kind": "CronJob", "metadata": {"name": "cleanup"},
+         "spec": {"schedule": "0 3 * * *", "jobTemplate": {"spec": {"template": {"spec": {
+             "restartPolicy": "OnFailure",
+             "containers": [{"name": "c", "image": "registry.invalid/c:1"}]}}}}}},
+    ]
+    kc.kubectl("apply", "--server-side", "-n", ns, "-f", "-",
+               input=json.dumps({"apiVersion": "v1", "kind": "List", "items": objs}))
+    kc.kubectl("rollout", "status", "-n", ns, "daemonset/agent", "--timeout=60s")
+    nodes = len(get_json(kc, "nodes")["items"])
+    assert get_json(kc, "-n", ns, "daemonset/agent")["status"]["numberReady"] == nodes
+    assert get_json(kc, "-n", ns, "hpa/web")["apiVersion"] == "autoscaling/v2"
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        pdb = get_json(kc, "-n", ns, "pdb/agent")
+        if pdb.get("status", {}).get("currentHealthy") == nodes:
+            break
+        time.sleep(0.5)
+    assert pdb["status"]["currentHealthy"] == nodes
+    assert get_json(kc, "-n", ns, "cronjob/cleanup")["spec"]["schedule"] == "0 3 * * *"

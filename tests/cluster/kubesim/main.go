@@ -6,7 +6,7 @@
 //
 //   - restartPolicy Always (Deployments, StatefulSets, ...): Running and Ready
 //     after sim.fediops.test/delay-seconds (default 0).
-//   - restartPolicy Never/OnFailure (Jobs): Running, then Succeeded (exit 0)
+//   - restartPolicy Never/OnFailure (Jobs): Running (and Ready), then Succeeded (exit 0)
 //     after sim.fediops.test/delay-seconds (default --job-duration, 1s).
 //   - annotation sim.fediops.test/fail: "true", or an image containing ":fail":
 //     Never/OnFailure pods end Failed (exit code 1, reason Error, "simulated
@@ -408,6 +408,29 @@ func (s *sim) delay(pod *corev1.Pod, def time.Duration) time.Duration {
 	return def
 }
 
+// requestedNode is the node a pod pins itself to: nodeSelector
+// kubernetes.io/hostname, or (DaemonSet pods) a required node affinity on
+// metadata.name / kubernetes.io/hostname. Empty when any node will do.
+func requestedNode(pod *corev1.Pod) string {
+	if n := pod.Spec.NodeSelector["kubernetes.io/hostname"]; n != "" {
+		return n
+	}
+	a := pod.Spec.Affinity
+	if a == nil || a.NodeAffinity == nil || a.NodeAffinity.RequiredDuringSchedulingIgnoredDuringExecution == nil {
+		return ""
+	}
+	for _, term := range a.NodeAffinity.RequiredDuringSchedulingIgnoredDuringExecution.NodeSelectorTerms {
+		reqs := append(append([]corev1.NodeSelectorRequirement{}, term.MatchFields...), term.MatchExpressions...)
+		for _, r := range reqs {
+			if (r.Key == "metadata.name" || r.Key == "kubernetes.io/hostname") &&
+				r.Operator == corev1.NodeSelectorOpIn && len(r.Values) > 0 {
+				return r.Values[0]
+			}
+		}
+	}
+	return ""
+}
+
 func (s *sim) sync(ctx context.Context, key string) (time.Duration, error) {
 	ns, name, err := cache.SplitMetaNamespaceKey(key)
 	if err != nil {
@@ -443,7 +466,7 @@ func (s *sim) sync(ctx context.Context, key string) (time.Duration, error) {
 		if pod.Spec.SchedulerName != "" && pod.Spec.SchedulerName != corev1.DefaultSchedulerName {
 			return 0, nil
 		}
-		node := pod.Spec.NodeSelector["kubernetes.io/hostname"]
+		node := requestedNode(pod)
 		if !s.nodeSet[node] {
 			node = s.pickNode()
 		}
@@ -615,10 +638,10 @@ func (s *sim) buildStatus(pod *corev1.Pod, target string, seen time.Time) *corev
 			cs.Started = &f
 			cs.State.Waiting = &corev1.ContainerStateWaiting{Reason: "ContainerCreating"}
 			cs.ContainerID = ""
-		case "Running", "NotReady":
+		case "NotReady":
 			cs.Started = &t
 			cs.State.Running = &corev1.ContainerStateRunning{StartedAt: started}
-		case "Ready":
+		case "Running", "Ready":
 			cs.Started = &t
 			cs.Ready = true
 			cs.State.Running = &corev1.ContainerStateRunning{StartedAt: started}
@@ -646,9 +669,9 @@ func (s *sim) buildStatus(pod *corev1.Pod, target string, seen time.Time) *corev
 	switch target {
 	case "Starting":
 		st.Phase = corev1.PodPending
-	case "Running", "NotReady", "CrashLoop":
+	case "NotReady", "CrashLoop":
 		st.Phase = corev1.PodRunning
-	case "Ready":
+	case "Running", "Ready":
 		st.Phase = corev1.PodRunning
 		ready, containersReady = true, true
 	case "Succeeded":
