@@ -53,6 +53,6 @@ requirements:
   - PyYAML
 notes:
   - The modules talk to the Kubernetes API from the host they run on (usually C(localhost)).
-  - Set the connection options once for a play with
-    C(module_defaults: {group/fediops.mastodon.kubernetes: {kubeconfig: ...}}).
+  - Set the connection options once for a play with C(module_defaults) and the group
+    C(group/fediops.mastodon.kubernetes).
 '''

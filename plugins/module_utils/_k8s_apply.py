@@ -195,8 +195,7 @@ def comparable(obj):
         entry = dict(entry)
         entry.pop('time', None)
         managed.append(entry)
-    meta['managedFields'] = sorted(managed, key=lambda e: (e.get('manager', ''), e.get('operation', ''),
-                                                            e.get('subresource', '')))
+    meta['managedFields'] = sorted(managed, key=lambda e: (e.get('manager', ''), e.get('operation', ''), e.get('subresource', '')))
     return out
 
 
@@ -331,15 +330,14 @@ class Applier(object):
             self.parent = None
             return
         if status != 200:
-            raise KubeError('ApplySet parent Secret %s/%s: HTTP %s: %s' % (self.parent_ns, self.apply_set, status,
-                                                                          status_message(body)), status=status)
+            raise KubeError('ApplySet parent Secret %s/%s: HTTP %s: %s' % (self.parent_ns, self.apply_set, status, status_message(body)),
+                            status=status)
         meta = body.get('metadata') or {}
         annotations = meta.get('annotations') or {}
         labels = meta.get('labels') or {}
         what = 'ApplySet parent Secret %s/%s' % (self.parent_ns, self.apply_set)
         if labels.get(APPLYSET_ID_LABEL) != self.set_id:
-            raise KubeError('%s exists but its label %s is %r, not %r' % (what, APPLYSET_ID_LABEL,
-                                                                         labels.get(APPLYSET_ID_LABEL), self.set_id))
+            raise KubeError('%s exists but its label %s is %r, not %r' % (what, APPLYSET_ID_LABEL, labels.get(APPLYSET_ID_LABEL), self.set_id))
         if tooling_base(annotations.get(APPLYSET_TOOLING)) != APPLYSET_TOOLING_NAME:
             raise KubeError('%s is managed by tooling %r, not %s' % (what, annotations.get(APPLYSET_TOOLING),
                                                                      APPLYSET_TOOLING_NAME))
@@ -384,8 +382,8 @@ class Applier(object):
             status, body = self.client.request('GET', self.client.path(api_version, kind, ns),
                                                {'labelSelector': '%s=%s' % (APPLYSET_PART_OF, self.set_id)})
             if status != 200:
-                raise KubeError('listing ApplySet members (%s in %s): HTTP %s: %s' % (kind, ns or 'cluster', status,
-                                                                                    status_message(body)), status=status)
+                raise KubeError('listing ApplySet members (%s in %s): HTTP %s: %s' % (kind, ns or 'cluster', status, status_message(body)),
+                                status=status)
             items = []
             for item in body.get('items') or []:
                 item['apiVersion'] = api_version
@@ -531,8 +529,8 @@ class Applier(object):
                 if first.status == 0:
                     msg = errors[0].msg
                 done = self.done_refs()
-                msg += '. Already %s: %s' % ('simulated (check mode)' if self.check_mode else 'done',
-                                              ', '.join(done) if done else 'nothing')
+                what = 'simulated (check mode)' if self.check_mode else 'done'
+                msg += '. Already %s: %s' % (what, ', '.join(done) if done else 'nothing')
                 raise ApplyError(msg, status=first.status, applied_objects=done)
         return out
 
@@ -581,8 +579,8 @@ class Applier(object):
             query = {'dryRun': 'All'} if self.check_mode else None
             status, body = self.client.request('DELETE', self._parent_path(), query)
             if status not in (200, 202, 404):
-                raise ApplyError('ApplySet parent Secret %s/%s: HTTP %s: %s' % (self.parent_ns, self.apply_set, status,
-                                                                               status_message(body)), status=status)
+                raise ApplyError('ApplySet parent Secret %s/%s: HTTP %s: %s' % (self.parent_ns, self.apply_set, status, status_message(body)),
+                                 status=status)
             changed = True
         return self.result(changed)
 
@@ -626,8 +624,8 @@ class Applier(object):
             if state != 'ok':
                 last[ref(obj)] = msg
         if pending or last:
-            raise ApplyError('timed out after %ss waiting for: %s' % (self.wait_timeout, '; '.join(last.values()) or
-                                                                     '%d object(s)' % pending), applied_objects=self.done_refs())
+            waiting = '; '.join(last.values()) or '%d object(s)' % pending
+            raise ApplyError('timed out after %ss waiting for: %s' % (self.wait_timeout, waiting), applied_objects=self.done_refs())
 
     def _wait_thread(self, obj, body, deadline, results):
         meta = obj['metadata']

@@ -21,7 +21,7 @@ description:
     in O(namespace); members of the set that are no longer declared are deleted (pruned). C(kubectl) understands
     the set (C(KUBECTL_APPLYSET=true kubectl apply --prune --applyset=<name> -n <namespace> ...)).
 author:
-  - fediops.mastodon contributors
+  - Fediops maintainers (@fediops)
 extends_documentation_fragment:
   - fediops.mastodon.kubernetes
   - fediops.mastodon.attributes
@@ -36,10 +36,12 @@ attributes:
     details:
       - Before and after of each changed object; Secret C(data)/C(stringData) values and the
         C(kubectl.kubernetes.io/last-applied-configuration) annotation are masked.
+  platform:
+    platforms: posix
 options:
   definitions:
     description:
-      - The objects, as a list of dicts and/or strings with one or more YAML documents (C(kind: List) is expanded).
+      - The objects, as a list of dicts and/or strings with one or more YAML documents; C(List) objects are expanded.
     type: list
     elements: raw
     required: true
