@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 # -*- coding: utf-8 -*-
 # Copyright (c) fediops.mastodon contributors
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
@@ -44,8 +43,8 @@ def markdown(text):
         if kind == 'U':
             return '<%s>' % body
         if kind == 'L':
-            label, _, url = body.rpartition(',')
-            return '[%s](%s)' % (label.strip(), url.strip())
+            parts = body.rsplit(',', 1)
+            return '[%s](%s)' % (parts[0].strip(), parts[-1].strip())
         return match.group(0)
     return _MARKUP.sub(repl, str(text))
 

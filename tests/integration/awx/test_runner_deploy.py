@@ -191,10 +191,9 @@ def test_deploy_through_ansible_runner_twice(kube_cluster, do_standin_session, t
         with open(path, 'rb') as handle:
             content = handle.read()
         for label, value in seeded.items():
-            for form in {value.encode(), base64.b64encode(value.encode())}:
+            for prefix, form in (('', value.encode()), ('base64 of ', base64.b64encode(value.encode()))):
                 if form in content:
-                    leaks.append('%s%s in %s%s' % ('' if form == value.encode() else 'base64 of ', label,
-                                                   os.path.relpath(path, pdd), _task_of(path)))
+                    leaks.append('%s%s in %s%s' % (prefix, label, os.path.relpath(path, pdd), _task_of(path)))
     print('artifacts searched: %d files, %d secret values (%s): %d found'
           % (len(files), len(seeded), ', '.join(sorted(seeded)), len(leaks)))
     assert not leaks, 'secrets in the job output:\n' + '\n'.join(sorted(set(leaks)))
