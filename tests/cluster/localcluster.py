@@ -103,14 +103,22 @@ def _alive(pid: int, start: str | None) -> bool:
     except OSError:
         return False
     if state == "Z":
-        _reap(pid)
-        return False
+        # A zombie is dead, but when it is our child it must be reaped, which
+        # is only possible once all its threads are gone: until then, wait.
+        return not _reap(pid)
     return start is None or st == start
 
 
-def _reap(pid: int) -> None:
-    with contextlib.suppress(ChildProcessError, OSError):
-        os.waitpid(pid, os.WNOHANG)
+def _reap(pid: int) -> bool:
+    """Reap ``pid`` if it is our exited child.  False while it is our child
+    and cannot be reaped yet; True when reaped or not our child."""
+    try:
+        done, _ = os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        return True
+    except OSError:
+        return True
+    return done != 0
 
 
 @contextlib.contextmanager

@@ -231,19 +231,22 @@ def test_start_twice_and_stop_leaves_no_process(tmp_path):
     kubeconfig = c.start()
     started_in = time.monotonic() - t0
     try:
-        assert c.running() and c.healthy()
+        assert c.running() and c.healthy(), c.status()
         pids = [p["pid"] for p in c.processes().values()]
-        assert len(pids) == 4
+        assert len(pids) == 4, c.processes()
         t1 = time.monotonic()
         assert c.start() == kubeconfig
-        assert time.monotonic() - t1 < 5
-        assert [p["pid"] for p in c.processes().values()] == pids
-        assert started_in < 60
+        again_in = time.monotonic() - t1
+        assert again_in < 15, f"second start took {again_in:.1f}s"
+        assert [p["pid"] for p in c.processes().values()] == pids, c.processes()
+        assert started_in < 90, f"start took {started_in:.1f}s"
     finally:
         c.stop()
     for pid in pids:
-        assert not Path(f"/proc/{pid}").exists(), f"pid {pid} survived stop"
-    assert _procs_mentioning(str(c.state_dir)) == []
+        assert not Path(f"/proc/{pid}").exists(), \
+            f"pid {pid} survived stop: {Path(f'/proc/{pid}/status').read_text()[:300]}"
+    left = _procs_mentioning(str(c.state_dir))
+    assert left == [], [Path(f"/proc/{p}/cmdline").read_bytes() for p in left]
     assert not c.running() and not c.healthy()
 
 
