@@ -1,9 +1,8 @@
-#!/usr/bin/env python3
 """A real, local Kubernetes control plane for tests: etcd + kube-apiserver +
 kube-controller-manager built from Go modules, plus ``kubesim`` (fake nodes
 and kubelet-like pod statuses).  Standard library only.
 
-    python3 tests/cluster/localcluster.py build
+    python3 tests/cluster/localcluster.py build      # or tests/cluster/cluster build
     python3 tests/cluster/localcluster.py start --state-dir /tmp/k8s
     python3 tests/cluster/localcluster.py env   --state-dir /tmp/k8s
     python3 tests/cluster/localcluster.py stop  --state-dir /tmp/k8s
@@ -113,7 +112,7 @@ def _reap(pid: int) -> bool:
     """Reap ``pid`` if it is our exited child.  False while it is our child
     and cannot be reaped yet; True when reaped or not our child."""
     try:
-        done, _ = os.waitpid(pid, os.WNOHANG)
+        done = os.waitpid(pid, os.WNOHANG)[0]
     except ChildProcessError:
         return True
     except OSError:
@@ -205,7 +204,7 @@ class LocalCluster:
         return h.hexdigest()
 
     def built(self) -> bool:
-        for name, _, _, ldflags, inputs in self._targets():
+        for name, _moddir, _pkg, ldflags, inputs in self._targets():
             stamp = self.bin_dir / f".{name}.stamp"
             if not self.binary(name).exists() or not stamp.exists() \
                     or stamp.read_text().strip() != self._stamp(inputs, ldflags):
@@ -329,7 +328,7 @@ class LocalCluster:
 
     # ------------------------------------------------------------ pki
     def _openssl(self, *args: str) -> None:
-        r = subprocess.run(["openssl", *args], cwd=self.state_dir / "pki",
+        r = subprocess.run(["openssl", *args], cwd=self.state_dir / "pki", check=False,
                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         if r.returncode != 0:
             raise ClusterError(f"openssl {' '.join(args)} failed:\n{r.stdout}")
@@ -457,7 +456,7 @@ current-context: {CONTEXT_NAME}
         (sd / "tokens.csv").chmod(0o600)
         (sd / "audit-policy.yaml").write_text(AUDIT_POLICY)
 
-        etcd_port, peer_port, api_port, kcm_port = (free_port() for _ in range(4))
+        etcd_port, peer_port, api_port, kcm_port = (free_port() for _port in range(4))
         api_url = f"https://127.0.0.1:{api_port}"
         pids = {"version": self.version, "api_url": api_url, "token": token,
                 "ports": {"etcd": etcd_port, "etcd-peer": peer_port, "kube-apiserver": api_port,
@@ -536,7 +535,7 @@ current-context: {CONTEXT_NAME}
 
         def sa_and_node():
             try:
-                st, _ = self._get("/api/v1/namespaces/default/serviceaccounts/default")
+                st = self._get("/api/v1/namespaces/default/serviceaccounts/default")[0]
                 if st != 200:
                     return False
                 st, body = self._get("/api/v1/nodes?labelSelector=sim.fediops.test%2Fnode%3Dtrue")
