@@ -88,9 +88,9 @@ class Job(object):
                 if e.get('event') == 'runner_on_ok' and e['event_data'].get('res', {}).get('changed')]
 
 
-def _run(pdd, ident):
+def _run(pdd, ident, env=None):
     completed = subprocess.run([tool('ansible-runner'), 'run', pdd, '-p', 'deploy.yml', '--ident', ident],
-                               capture_output=True, text=True, timeout=RUN_TIMEOUT + 60, check=False)
+                               capture_output=True, text=True, timeout=RUN_TIMEOUT + 60, check=False, env=env)
     return Job(pdd, ident, completed)
 
 
@@ -112,42 +112,40 @@ def _secrets_in_cluster(kube_cluster, namespace):
     return values
 
 
-def test_deploy_through_ansible_runner_twice(kube_cluster, do_standin_session, tmp_path):
-    do_api = do_standin_session
-    do_api.reset()
+def _extravars(do_api, namespace):
+    """The job template's extra variables and the survey's default answer, pointed at the stand-in."""
     template = _job_template()
-    survey = {q['variable']: q['default'] for q in template['survey_spec']['spec']}
-    namespace = 'awx-runner-' + secrets.token_hex(3)
     extravars = dict(template['extra_vars'])
-    extravars.update(survey)
+    extravars.update({q['variable']: q['default'] for q in template['survey_spec']['spec']})
     extravars.update({
         'config_namespace': namespace,
         # the stand-in instead of https://api.digitalocean.com, and the CA its certificate is signed by
         'config_do_api_base_url': do_api.base_url,
         'config_do_ca_path': do_api.ca_file,
     })
-    envvars = {
-        # what the credentials inject: the custom DigitalOcean type (docs/awx/credential_type_digitalocean.yml)
+    return extravars
+
+
+def _common_envvars(do_api):
+    return {
+        # what the custom DigitalOcean credential type injects (docs/awx/credential_type_digitalocean.yml)
         'DIGITALOCEAN_ACCESS_TOKEN': do_api.token,
-        # and a kubeconfig (AWX's Kubernetes bearer-token credential injects K8S_AUTH_HOST/API_KEY instead)
-        'K8S_AUTH_KUBECONFIG': kube_cluster.kubeconfig,
-        'KUBECONFIG': kube_cluster.kubeconfig,
         # the execution environment's collections (/usr/share/ansible/collections in an EE)
         'ANSIBLE_COLLECTIONS_PATH': collections_path(),
         'ANSIBLE_NOCOLOR': '1',
         'ANSIBLE_LOCALHOST_WARNING': 'false',
     }
-    pdd = str(tmp_path / 'pdd')
-    _private_data_dir(pdd, extravars, envvars)
 
-    first = _run(pdd, 'first')
+
+def _run_twice_and_check(kube_cluster, do_api, pdd, namespace, runner_env=None):
+    first = _run(pdd, 'first', runner_env)
     assert first.read('status') == 'successful', first.completed.stdout[-8000:] + first.completed.stderr[-3000:]
     assert first.read('rc') == '0'
     stats = first.stats()
     assert not stats.get('failures') and not stats.get('dark'), stats
     assert stats['changed'].get('localhost', 0) > 0, stats
 
-    second = _run(pdd, 'second')
+    second = _run(pdd, 'second', runner_env)
     assert second.read('status') == 'successful', second.completed.stdout[-8000:] + second.completed.stderr[-3000:]
     stats = second.stats()
     print('second run stats:', json.dumps(stats, sort_keys=True))
@@ -175,6 +173,7 @@ def test_deploy_through_ansible_runner_twice(kube_cluster, do_standin_session, t
                                            'ACTIVE_RECORD_ENCRYPTION_KEY_DERIVATION_SALT', 'DB_PASS')}
     assert any(k.endswith('/SECRET_KEY_BASE') for k in generated), sorted(in_cluster)
     seeded.update(generated)
+    seeded.update(_extra_secrets(pdd))
     assert all(len(v) >= 8 for v in seeded.values())
 
     files = [p for p in glob.glob(os.path.join(pdd, 'artifacts', '**', '*'), recursive=True) if os.path.isfile(p)]
@@ -198,3 +197,75 @@ def test_deploy_through_ansible_runner_twice(kube_cluster, do_standin_session, t
           % (len(files), len(seeded), ', '.join(sorted(seeded)), len(leaks)))
     assert not leaks, 'secrets in the job output:\n' + '\n'.join(sorted(set(leaks)))
     kube_cluster.kubectl('delete', 'namespace', namespace, '--wait=false', check=False)
+
+
+def _extra_secrets(pdd):
+    """Credential values the job was given besides the DigitalOcean token (the Kubernetes bearer token)."""
+    with open(os.path.join(pdd, 'env', 'envvars'), encoding='utf-8') as handle:
+        envvars = yaml.safe_load(handle)
+    return {'Kubernetes bearer token': envvars['K8S_AUTH_API_KEY']} if envvars.get('K8S_AUTH_API_KEY') else {}
+
+
+def test_deploy_through_ansible_runner_twice(kube_cluster, do_standin_session, tmp_path):
+    """Kubernetes access through a kubeconfig (K8S_AUTH_KUBECONFIG), as from a custom credential type."""
+    do_api = do_standin_session
+    do_api.reset()
+    namespace = 'awx-runner-' + secrets.token_hex(3)
+    envvars = _common_envvars(do_api)
+    envvars.update({'K8S_AUTH_KUBECONFIG': kube_cluster.kubeconfig, 'KUBECONFIG': kube_cluster.kubeconfig})
+    pdd = str(tmp_path / 'pdd')
+    _private_data_dir(pdd, _extravars(do_api, namespace), envvars)
+    _run_twice_and_check(kube_cluster, do_api, pdd, namespace)
+
+
+def _guide_block(guide, needle):
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'docs'))
+    from docs_helpers import code_blocks  # pylint: disable=import-outside-toplevel
+    return next(b.text for b in code_blocks(guide) if needle in b.text)
+
+
+def _kubeconfig_ca(kubeconfig):
+    with open(kubeconfig, encoding='utf-8') as handle:
+        config = yaml.safe_load(handle)
+    cluster = config['clusters'][0]['cluster']
+    if cluster.get('certificate-authority-data'):
+        return base64.b64decode(cluster['certificate-authority-data']).decode('ascii')
+    with open(os.path.join(os.path.dirname(kubeconfig), cluster['certificate-authority']), encoding='utf-8') as handle:
+        return handle.read()
+
+
+def test_deploy_with_the_awx_kubernetes_credential(kube_cluster, do_standin_session, tmp_path):
+    """Kubernetes access exactly as AWX's "OpenShift or Kubernetes API Bearer Token" credential gives it:
+    K8S_AUTH_HOST, K8S_AUTH_API_KEY, K8S_AUTH_VERIFY_SSL and K8S_AUTH_SSL_CA_CERT (a file in the private
+    data dir), and no kubeconfig at all. The ServiceAccount token is made with the commands of the AWX guide."""
+    do_api = do_standin_session
+    do_api.reset()
+    kube_cluster.kubectl('create', 'namespace', 'mastodon', check=False)
+    kube_cluster.kubectl('delete', 'clusterrolebinding', 'awx-deployer', '--ignore-not-found')
+    kube_cluster.kubectl('-n', 'mastodon', 'delete', 'serviceaccount', 'awx-deployer', '--ignore-not-found')
+    commands = _guide_block('guide_awx', 'create serviceaccount')
+    done = subprocess.run(['bash', '-euo', 'pipefail'], input=commands, capture_output=True, text=True, check=False,
+                          env=dict(os.environ, KUBECONFIG=kube_cluster.kubeconfig), timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    token = done.stdout.strip().splitlines()[-1]
+    assert token.count('.') == 2, done.stdout  # a JWT
+
+    namespace = 'awx-bearer-' + secrets.token_hex(3)
+    pdd = str(tmp_path / 'pdd')
+    envvars = _common_envvars(do_api)
+    envvars.update({'K8S_AUTH_HOST': kube_cluster.api_url, 'K8S_AUTH_API_KEY': token, 'K8S_AUTH_VERIFY_SSL': 'True'})
+    _private_data_dir(pdd, _extravars(do_api, namespace), envvars)
+    # AWX writes the CA into a file of the private data dir's env/ and points K8S_AUTH_SSL_CA_CERT at it.
+    ca_file = os.path.join(pdd, 'env', 'tmp_k8s_ca')
+    with open(ca_file, 'w', encoding='utf-8') as handle:
+        handle.write(_kubeconfig_ca(kube_cluster.kubeconfig))
+    os.chmod(ca_file, 0o600)
+    envvars['K8S_AUTH_SSL_CA_CERT'] = ca_file
+    with open(os.path.join(pdd, 'env', 'envvars'), 'w', encoding='utf-8') as handle:
+        yaml.safe_dump(envvars, handle)
+    # no kubeconfig anywhere: not in the environment, not in $HOME
+    home = tmp_path / 'home'
+    home.mkdir()
+    runner_env = {k: v for k, v in os.environ.items() if k not in ('KUBECONFIG', 'K8S_AUTH_KUBECONFIG')}
+    runner_env['HOME'] = str(home)
+    _run_twice_and_check(kube_cluster, do_api, pdd, namespace, runner_env)
