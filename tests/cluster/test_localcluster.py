@@ -283,3 +283,27 @@ def test_daemonset_hpa_pdb_cronjob(kube_cluster, ns):
         time.sleep(0.5)
     assert pdb["status"]["currentHealthy"] == nodes
     assert get_json(kc, "-n", ns, "cronjob/cleanup")["spec"]["schedule"] == "0 3 * * *"
+
+
+def test_rolling_update_and_namespace_deletion(kube_cluster):
+    kc = kube_cluster
+    name = f"t-{uuid.uuid4().hex[:8]}"
+    kc.kubectl("create", "namespace", name)
+    try:
+        kc.kubectl("apply", "--server-side", "-n", name, "-f", "-", input=deployment("web", replicas=3))
+        kc.kubectl("rollout", "status", "-n", name, "deployment/web", "--timeout=60s")
+        kc.kubectl("set", "image", "-n", name, "deployment/web", "web=registry.invalid/web:2.0")
+        kc.kubectl("rollout", "status", "-n", name, "deployment/web", "--timeout=60s")
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            images = [p["spec"]["containers"][0]["image"]
+                      for p in get_json(kc, "-n", name, "pods", "-l", "app=web")["items"]]
+            if images == ["registry.invalid/web:2.0"] * 3:
+                break
+            time.sleep(0.5)
+        assert images == ["registry.invalid/web:2.0"] * 3
+        assert get_json(kc, "-n", name, "deployment/web")["status"]["updatedReplicas"] == 3
+    finally:
+        r = kc.kubectl("delete", "namespace", name, "--timeout=60s", check=False)
+    assert r.returncode == 0, r.stderr
+    assert kc.kubectl("get", "namespace", name, check=False).returncode != 0
