@@ -266,8 +266,10 @@ class Applier(object):
     """One k8s_apply call."""
 
     def __init__(self, client, namespace=None, apply_set=None, field_manager='fediops.mastodon',
-                 force_conflicts=False, check_mode=False, diff=False, wait=False, wait_timeout=300):
+                 force_conflicts=False, check_mode=False, diff=False, wait=False, wait_timeout=300,
+                 replace_failed_jobs=True):
         self.client = client
+        self.replace_failed_jobs = replace_failed_jobs
         self.namespace = namespace
         self.apply_set = apply_set
         self.field_manager = field_manager
@@ -469,14 +471,54 @@ class Applier(object):
             raise ApplyError(format_status_error(obj, status, body), status=status)
         return body
 
+    def replace_job(self, obj, before):
+        """Delete a failed Job (Background propagation: its pods too) and wait until it is gone, so that the
+        apply that follows creates it anew. Job specs are immutable, so a re-run could not retry it otherwise."""
+        meta = obj['metadata']
+        path = self.client.path(obj['apiVersion'], obj['kind'], meta.get('namespace'), meta['name'])
+        uid = (before.get('metadata') or {}).get('uid')
+        query = {'propagationPolicy': 'Background'}
+        if self.check_mode:
+            query['dryRun'] = 'All'
+        body = {'apiVersion': 'v1', 'kind': 'DeleteOptions', 'propagationPolicy': 'Background'}
+        if uid:
+            body['preconditions'] = {'uid': uid}
+        status, answer = self.client.request('DELETE', path, query, body=body)
+        if status == 409 or status == 404:
+            return  # already gone or replaced by someone else: the apply below decides
+        if status not in (200, 202):
+            raise ApplyError('%s failed and cannot be replaced: %s' % (ref(obj), format_status_error(obj, status, answer)),
+                             status=status)
+        if self.check_mode:
+            return
+        deadline = time.monotonic() + max(10, min(60, self.wait_timeout))
+        while True:
+            current = self._get(obj)
+            if current is None or (current.get('metadata') or {}).get('uid') != uid:
+                return
+            if time.monotonic() > deadline:
+                raise ApplyError('%s failed and was deleted for a retry, but it is still there (finalizers: %s)'
+                                 % (ref(obj), ', '.join((current.get('metadata') or {}).get('finalizers') or []) or 'none'))
+            time.sleep(0.2)
+
     def apply_one(self, obj):
         key = key_of(obj)
         if self.set_id:
             before = self.live.get(key)
-            if before is None and (self.want_diff or self.check_mode):
+            if before is None and (self.want_diff or self.check_mode or obj['kind'] == 'Job'):
                 before = self._get(obj)
         else:
             before = self._get(obj)
+        if (self.replace_failed_jobs and obj['kind'] == 'Job' and isinstance(before, dict)
+                and (_conditions(before).get('Failed') or {}).get('status') == 'True'):
+            self.replace_job(obj, before)
+            if self.check_mode:
+                # A dry-run apply onto the failed Job would answer for the old object; report the replacement.
+                return self._record(obj, 'replaced', obj, before, obj), obj
+            status, body = self._apply_request(obj)
+            if status not in (200, 201):
+                raise ApplyError(format_status_error(obj, status, body, force_hint=not self.force), status=status)
+            return self._record(obj, 'replaced', body, before, body), body
         status, body = self._apply_request(obj)
         if status == 404 and self.check_mode and obj['metadata'].get('namespace') in self.new_namespaces:
             # Dry-run cannot place an object in a namespace that this (simulated) run only creates.

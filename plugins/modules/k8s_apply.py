@@ -81,6 +81,17 @@ options:
     description: How long to wait in total, in seconds.
     type: int
     default: 300
+  replace_failed_jobs:
+    description:
+      - When a declared Job already exists and has failed (condition C(Failed=True)), delete it (propagation policy
+        C(Background), so its pods go too) and create it anew in the same call, so that re-running a failed
+        migration retries it. Job specs are immutable, so without this the failed Job stays and a re-run with
+        O(wait=true) fails again at once.
+      - The object is then reported with action V(replaced). In check mode it is reported as V(replaced) and
+        nothing is deleted or created.
+      - With V(false) a failed Job is left as it is (and, with O(wait=true), fails the task again).
+    type: bool
+    default: true
 seealso:
   - name: Server-side apply
     description: How field management and conflicts work.
@@ -134,7 +145,7 @@ objects:
       description: Name.
       type: str
     action:
-      description: V(created), V(configured), V(unchanged) or V(deleted).
+      description: V(created), V(configured), V(unchanged), V(replaced) (a failed Job deleted and created anew) or V(deleted).
       type: str
     object:
       description: The object returned by the API server, without C(managedFields), Secret values masked.
@@ -176,7 +187,7 @@ class K8sApply(object):
         applier = Applier(KubeClient.from_module(self.module), namespace=p['namespace'], apply_set=p['apply_set'],
                           field_manager=p['field_manager'], force_conflicts=p['force_conflicts'],
                           check_mode=self.module.check_mode, diff=self.module._diff, wait=p['wait'],
-                          wait_timeout=p['wait_timeout'])
+                          wait_timeout=p['wait_timeout'], replace_failed_jobs=p['replace_failed_jobs'])
         if p['state'] == 'absent':
             result = applier.absent(p['definitions'])
         else:
@@ -197,6 +208,7 @@ def main():
         force_conflicts=dict(type='bool', default=False),
         wait=dict(type='bool', default=False),
         wait_timeout=dict(type='int', default=300),
+        replace_failed_jobs=dict(type='bool', default=True),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     try:
