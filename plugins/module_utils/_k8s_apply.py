@@ -480,7 +480,10 @@ class Applier(object):
         query = {'propagationPolicy': 'Background'}
         if self.check_mode:
             query['dryRun'] = 'All'
+        # With a body the API server reads the options from it only (the query is then ignored): dryRun goes there too.
         body = {'apiVersion': 'v1', 'kind': 'DeleteOptions', 'propagationPolicy': 'Background'}
+        if self.check_mode:
+            body['dryRun'] = ['All']
         if uid:
             body['preconditions'] = {'uid': uid}
         status, answer = self.client.request('DELETE', path, query, body=body)

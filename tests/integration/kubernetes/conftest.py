@@ -22,6 +22,7 @@ PLAYBOOK = '''
         force_conflicts: "{{ p.force_conflicts | default(omit) }}"
         wait: "{{ p.wait | default(omit) }}"
         wait_timeout: "{{ p.wait_timeout | default(omit) }}"
+        replace_failed_jobs: "{{ p.replace_failed_jobs | default(omit) }}"
       register: out
       ignore_errors: true
 '''

@@ -148,3 +148,81 @@ def test_job_state():
                                      'message': 'Job has reached the specified backoff limit'}]}
     state, msg = job_state(job)
     assert state == 'failed' and 'BackoffLimitExceeded' in msg
+
+
+class _FakeJobClient(object):
+    """Just enough of KubeClient for Applier.apply_one on one Job: GET, DELETE and the apply PATCH."""
+
+    def __init__(self, live):
+        self.live = live
+        self.calls = []
+
+    def path(self, api_version, kind, namespace=None, name=None, subresource=None):
+        return '/apis/%s/namespaces/%s/jobs/%s' % (api_version, namespace, name)
+
+    def request(self, method, path, query=None, body=None, content_type=None, timeout=None):
+        self.calls.append((method, dict(query or {}), body))
+        if method == 'GET':
+            return (200, self.live) if self.live else (404, {'kind': 'Status', 'reason': 'NotFound'})
+        if method == 'DELETE':
+            if not (body or {}).get('dryRun'):
+                self.live = None
+            return 200, {'kind': 'Status', 'status': 'Success'}
+        created = dict(body, metadata=dict(body['metadata'], uid='new', resourceVersion='2'))
+        if (query or {}).get('dryRun'):
+            return (200 if self.live else 201), created
+        status = 200 if self.live else 201
+        self.live = created
+        return status, created
+
+
+def _failed_job():
+    job = obj('Job', 'migrate', 'batch/v1', spec={'template': {}})
+    job['metadata'].update(namespace='ns', uid='old', resourceVersion='1')
+    job['status'] = {'conditions': [{'type': 'Failed', 'status': 'True', 'reason': 'BackoffLimitExceeded'}]}
+    return job
+
+
+def _declared():
+    job = obj('Job', 'migrate', 'batch/v1', spec={'template': {}})
+    job['metadata']['namespace'] = 'ns'
+    return job
+
+
+@pytest.mark.parametrize('check_mode', [False, True])
+def test_failed_job_is_replaced(check_mode):
+    from ansible_collections.fediops.mastodon.plugins.module_utils._k8s_apply import Applier
+    client = _FakeJobClient(_failed_job())
+    applier = Applier(client, namespace='ns', check_mode=check_mode)
+    entry, dummy = applier.apply_one(_declared())
+    assert entry['action'] == 'replaced'
+    deletes = [c for c in client.calls if c[0] == 'DELETE']
+    assert len(deletes) == 1
+    assert deletes[0][1]['propagationPolicy'] == 'Background'
+    assert deletes[0][2]['preconditions'] == {'uid': 'old'}
+    if check_mode:
+        assert deletes[0][1]['dryRun'] == 'All'
+        assert deletes[0][2]['dryRun'] == ['All']  # the server reads the options from the body when there is one
+        assert [c[0] for c in client.calls] == ['GET', 'DELETE']  # nothing created
+        assert client.live['metadata']['uid'] == 'old'
+    else:
+        assert [c[0] for c in client.calls] == ['GET', 'DELETE', 'GET', 'PATCH']
+        assert client.live['metadata']['uid'] == 'new'
+
+
+def test_failed_job_is_kept_without_replace_failed_jobs():
+    from ansible_collections.fediops.mastodon.plugins.module_utils._k8s_apply import Applier
+    client = _FakeJobClient(_failed_job())
+    entry, dummy = Applier(client, namespace='ns', replace_failed_jobs=False).apply_one(_declared())
+    assert entry['action'] != 'replaced'
+    assert 'DELETE' not in [c[0] for c in client.calls]
+
+
+def test_running_or_complete_job_is_not_replaced():
+    from ansible_collections.fediops.mastodon.plugins.module_utils._k8s_apply import Applier
+    for conditions in ([], [{'type': 'Complete', 'status': 'True'}], [{'type': 'Failed', 'status': 'False'}]):
+        live = _failed_job()
+        live['status'] = {'conditions': conditions}
+        client = _FakeJobClient(live)
+        Applier(client, namespace='ns').apply_one(_declared())
+        assert 'DELETE' not in [c[0] for c in client.calls]
