@@ -34,6 +34,9 @@ def markdown(text):
     """Ansible documentation markup to Markdown (what the roles' argument_specs use)."""
     def repl(match):
         kind, body = match.group(1), match.group(2)
+        if kind in ('O', 'RV') and '#' in body:  # O(fqcn#type:option) -> option of another plugin
+            plugin, _sep, rest = body.partition('#')
+            return '`%s` of `%s`' % (rest.split(':', 1)[-1], plugin)
         if kind in ('C', 'V', 'O', 'E', 'RV', 'M', 'P'):
             return '`%s`' % body.replace('`', "'")
         if kind == 'I':

@@ -122,6 +122,8 @@ def _extravars(do_api, namespace):
         # the stand-in instead of https://api.digitalocean.com, and the CA its certificate is signed by
         'config_do_api_base_url': do_api.base_url,
         'config_do_ca_path': do_api.ca_file,
+        # the stand-in's database endpoints (*.standin.invalid) cannot be connected to
+        'config_tls_preflight': False,
     })
     return extravars
 
