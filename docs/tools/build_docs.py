@@ -6,8 +6,8 @@
 
     python docs/tools/build_docs.py --dest build/docs [--theme sphinx_ansible_theme|alabaster]
 
-The collection must be findable as fediops.mastodon (ANSIBLE_COLLECTIONS_PATH, or a checkout under
-.../ansible_collections/fediops/mastodon). Steps:
+Documents the checkout this script is part of (linked into a scratch collections path when the
+checkout is not under .../ansible_collections/fediops/mastodon). Steps:
   1. `antsibull-docs sphinx-init --use-current` writes the Sphinx project (conf.py, build.sh, ...);
   2. the intersphinx inventories, which Sphinx would download from docs.python.org and
      docs.ansible.com, are replaced by a small local inventory of the Ansible labels the generated
@@ -28,9 +28,11 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import zlib
 
 COLLECTION = 'fediops.mastodon'
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 ANSIBLE_DOCS = 'https://docs.ansible.com/projects/ansible/devel/'
 # Labels of the Ansible documentation that antsibull-docs' pages link to: (name, page, title).
 ANSIBLE_LABELS = (
@@ -72,11 +74,34 @@ def run(cmd, **kwargs):
     subprocess.run(cmd, check=True, **kwargs)
 
 
+def collections_path(scratch):
+    """A collections path holding this checkout as fediops.mastodon, and nothing else.
+
+    A checkout under .../ansible_collections/fediops/mastodon is used where it is; any other checkout
+    is linked into `scratch`. Only this path is searched, so an older fediops.mastodon installed in
+    ~/.ansible/collections cannot be documented by mistake.
+    """
+    namespace_dir = os.path.dirname(ROOT)
+    if (os.path.basename(ROOT), os.path.basename(namespace_dir)) == ('mastodon', 'fediops') and \
+            os.path.basename(os.path.dirname(namespace_dir)) == 'ansible_collections':
+        return os.path.dirname(os.path.dirname(namespace_dir))
+    link_dir = os.path.join(scratch, 'ansible_collections', 'fediops')
+    os.makedirs(link_dir)
+    os.symlink(ROOT, os.path.join(link_dir, 'mastodon'))
+    return scratch
+
+
 def default_theme():
     return 'sphinx_ansible_theme' if importlib.util.find_spec('sphinx_ansible_theme') else 'alabaster'
 
 
 def build(dest, theme=None, quiet=False):
+    with tempfile.TemporaryDirectory(prefix='fediops-docs-') as scratch:
+        os.environ['ANSIBLE_COLLECTIONS_PATH'] = collections_path(scratch)
+        return _build(dest, theme, quiet)
+
+
+def _build(dest, theme=None, quiet=False):
     theme = theme or default_theme()
     dest = os.path.abspath(dest)
     if os.path.isdir(dest):
