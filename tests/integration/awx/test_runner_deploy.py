@@ -88,9 +88,21 @@ class Job(object):
                 if e.get('event') == 'runner_on_ok' and e['event_data'].get('res', {}).get('changed')]
 
 
-def _run(pdd, ident, env=None):
-    completed = subprocess.run([tool('ansible-runner'), 'run', pdd, '-p', 'deploy.yml', '--ident', ident],
-                               capture_output=True, text=True, timeout=RUN_TIMEOUT + 60, check=False, env=env)
+def _run(pdd, ident, env=None, streamed=False):
+    """`ansible-runner run`, or with streamed=True what AWX does through receptor: `transmit` packs the
+    private data dir into a stream, `worker` unpacks it into a directory of its own on the execution
+    node and runs the job there, `process` turns the returned stream into artifacts in `pdd`."""
+    if not streamed:
+        completed = subprocess.run([tool('ansible-runner'), 'run', pdd, '-p', 'deploy.yml', '--ident', ident],
+                                   capture_output=True, text=True, timeout=RUN_TIMEOUT + 60, check=False, env=env)
+        return Job(pdd, ident, completed)
+    worker_dir = pdd + '-worker-' + ident
+    pipeline = ('"$R" transmit "$1" -p deploy.yml --ident "$2" | "$R" worker --private-data-dir "$3" --delete'
+                ' | "$R" process "$1" --ident "$2"')
+    completed = subprocess.run(['bash', '-o', 'pipefail', '-c', pipeline, 'pipeline', pdd, ident, worker_dir],
+                               capture_output=True, text=True, timeout=RUN_TIMEOUT + 60, check=False,
+                               env=dict(env or os.environ, R=tool('ansible-runner')))
+    assert not os.path.exists(worker_dir), 'the worker left its private data dir behind'
     return Job(pdd, ident, completed)
 
 
@@ -139,15 +151,15 @@ def _common_envvars(do_api):
     }
 
 
-def _run_twice_and_check(kube_cluster, do_api, pdd, namespace, runner_env=None):
-    first = _run(pdd, 'first', runner_env)
+def _run_twice_and_check(kube_cluster, do_api, pdd, namespace, runner_env=None, streamed=False):
+    first = _run(pdd, 'first', runner_env, streamed)
     assert first.read('status') == 'successful', first.completed.stdout[-8000:] + first.completed.stderr[-3000:]
     assert first.read('rc') == '0'
     stats = first.stats()
     assert not stats.get('failures') and not stats.get('dark'), stats
     assert stats['changed'].get('localhost', 0) > 0, stats
 
-    second = _run(pdd, 'second', runner_env)
+    second = _run(pdd, 'second', runner_env, streamed)
     assert second.read('status') == 'successful', second.completed.stdout[-8000:] + second.completed.stderr[-3000:]
     stats = second.stats()
     print('second run stats:', json.dumps(stats, sort_keys=True))
@@ -183,7 +195,8 @@ def _run_twice_and_check(kube_cluster, do_api, pdd, namespace, runner_env=None):
     # environment, which holds what the credentials injected); runner writes it mode 0600 and AWX never
     # shows or keeps it. Everything else (stdout, job_events, status, rc, fact cache) must be clean.
     commands = [p for p in files if os.path.basename(p) == 'command']
-    assert commands and all(os.stat(p).st_mode & 0o077 == 0 for p in commands)
+    assert streamed or commands
+    assert all(os.stat(p).st_mode & 0o077 == 0 for p in commands)
     files = [p for p in files if p not in commands]
     assert any(os.path.basename(p) == 'stdout' for p in files)
     assert sum('job_events' in p for p in files) > 20
@@ -239,7 +252,8 @@ def _kubeconfig_ca(kubeconfig):
 def test_deploy_with_the_awx_kubernetes_credential(kube_cluster, do_standin_session, tmp_path):
     """Kubernetes access exactly as AWX's "OpenShift or Kubernetes API Bearer Token" credential gives it:
     K8S_AUTH_HOST, K8S_AUTH_API_KEY, K8S_AUTH_VERIFY_SSL and K8S_AUTH_SSL_CA_CERT (a file in the private
-    data dir), and no kubeconfig at all. The ServiceAccount token is made with the commands of the AWX guide."""
+    data dir), and no kubeconfig at all. The ServiceAccount token is made with the commands of the AWX guide.
+    The job goes through ansible-runner's transmit | worker | process, as AWX sends jobs to execution nodes."""
     do_api = do_standin_session
     do_api.reset()
     kube_cluster.kubectl('create', 'namespace', 'mastodon', check=False)
@@ -270,4 +284,4 @@ def test_deploy_with_the_awx_kubernetes_credential(kube_cluster, do_standin_sess
     home.mkdir()
     runner_env = {k: v for k, v in os.environ.items() if k not in ('KUBECONFIG', 'K8S_AUTH_KUBECONFIG')}
     runner_env['HOME'] = str(home)
-    _run_twice_and_check(kube_cluster, do_api, pdd, namespace, runner_env)
+    _run_twice_and_check(kube_cluster, do_api, pdd, namespace, runner_env, streamed=True)
