@@ -46,7 +46,7 @@ def test_failed_job_is_replaced_on_reapply(k8s_apply, kube_cluster, namespace):
     # The old Job's pods go with it (Background propagation); only the new Job's pod remains.
     pods = json.loads(kube_cluster.kubectl('get', 'pods', '-n', namespace, '-l', 'app=migrate', '-o', 'json').stdout)
     owners = set()
-    for _ in range(50):  # the garbage collector deletes them in the background
+    for dummy in range(50):  # the garbage collector deletes them in the background
         owners = set(p['metadata']['labels'].get('batch.kubernetes.io/controller-uid') for p in pods['items'])
         if old_uid not in owners:
             break

@@ -45,8 +45,8 @@ def _create_secret(kube_cluster, namespace, name, data):
 
 def test_missing_secret_and_namespace(run_playbook, kube_cluster, namespace):
     for ns in (namespace, 'no-such-namespace-x1'):
-        res = run_playbook(PLAYBOOK, extra_vars={'p': {'kubeconfig': kube_cluster.kubeconfig, 'name': 'absent',
-                                                      'namespace': ns}})
+        params = {'kubeconfig': kube_cluster.kubeconfig, 'name': 'absent', 'namespace': ns}
+        res = run_playbook(PLAYBOOK, extra_vars={'p': params})
         out = res.result('read')
         assert not out.get('failed'), out
         assert out['exists'] is False and out['data'] == {} and out['changed'] is False
@@ -54,11 +54,11 @@ def test_missing_secret_and_namespace(run_playbook, kube_cluster, namespace):
 
 def test_existing_secret_decoded_in_check_mode_too(run_playbook, kube_cluster, namespace):
     value = secrets.token_hex(32)
-    _create_secret(kube_cluster, namespace, 'kept', {'SECRET_KEY_BASE': value, 'UNICODE': 'grüße $(x) "q"\n',
-                                                    'BLOB': b'\xff\xfe\x00'})
+    data = {'SECRET_KEY_BASE': value, 'UNICODE': 'grüße $(x) "q"\n', 'BLOB': b'\xff\xfe\x00'}
+    _create_secret(kube_cluster, namespace, 'kept', data)
+    params = {'kubeconfig': kube_cluster.kubeconfig, 'name': 'kept', 'namespace': namespace}
     for check in (False, True):
-        res = run_playbook(PLAYBOOK, check=check, extra_vars={'p': {'kubeconfig': kube_cluster.kubeconfig,
-                                                                   'name': 'kept', 'namespace': namespace}})
+        res = run_playbook(PLAYBOOK, check=check, extra_vars={'p': params})
         out = res.result('read')
         assert not out.get('failed'), out
         assert out['exists'] is True and out['changed'] is False
@@ -87,7 +87,7 @@ def test_value_never_printed_with_no_log(run_playbook, kube_cluster, namespace):
 
 
 def test_bad_kubeconfig_fails_with_a_message(run_playbook, kube_cluster, namespace, tmp_path):
-    res = run_playbook(PLAYBOOK, extra_vars={'p': {'kubeconfig': str(tmp_path / 'missing'), 'name': 'kept',
-                                                  'namespace': namespace}})
+    params = {'kubeconfig': str(tmp_path / 'missing'), 'name': 'kept', 'namespace': namespace}
+    res = run_playbook(PLAYBOOK, extra_vars={'p': params})
     out = res.result('read')
     assert out.get('failed') and 'kubeconfig' in out['msg'], out
