@@ -74,7 +74,8 @@ def test_wrong_ca_stops_the_deploy_before_the_migrations(run_playbook, kube_clus
     assert 'Pre-deployment migrations' not in out and 'fediops.mastodon.migrations' not in out, out[-4000:]
     jobs = kube_cluster.kubectl('get', 'jobs,deployments', '-n', namespace, '-o', 'name', check=False)
     assert jobs.stdout.strip() == '', jobs.stdout
-    print('deploy stopped by the preflight after %.1fs' % elapsed)
+    message = next(line for line in out.splitlines() if 'TLS preflight failed: ' in line)
+    print('deploy stopped by the preflight after %.1fs:\n%s' % (elapsed, message.strip()))
 
 
 def test_preflight_off_is_skipped(run_playbook, kube_cluster, tls_standin, namespace):
