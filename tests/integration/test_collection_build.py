@@ -4,7 +4,7 @@ import os
 import subprocess
 import tarfile
 
-from conftest import COLLECTION_ROOT
+COLLECTION_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def _modules_in_tree():
