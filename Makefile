@@ -4,7 +4,7 @@ SHELL := /bin/bash
 export FEDIOPS_CACHE ?= $(HOME)/.cache/fediops-mastodon
 SETUP = source <(bash scripts/setup.sh --print-env)
 
-.PHONY: test demo setup lint sanity units pytest molecule build docs clean-cache
+.PHONY: test demo setup lint sanity units pytest molecule build docs bench clean-cache
 
 test:
 	$(SETUP) && python scripts/run_tests.py
@@ -17,6 +17,9 @@ setup:
 
 lint sanity units pytest molecule:
 	$(SETUP) && FEDIOPS_STAGES=$@ python scripts/run_tests.py
+
+docs:
+	$(SETUP) && python docs/tools/build_docs.py --dest build/docs
 
 build:
 	$(SETUP) && ansible-galaxy collection build --force --output-path build/
