@@ -2,10 +2,25 @@
 # Copyright (c) fediops.mastodon contributors
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""fediops.mastodon.do_database_ca through ansible-playbook against the DigitalOcean API stand-in."""
+"""fediops.mastodon.do_database_ca through ansible-playbook against the DigitalOcean API stand-in.
+
+Every case is a host of its own in the inventory (run locally; the cases of a run go in parallel),
+with a stand-in of its own (its faults, its request log) and a dest directory of its own. The cases
+share four ansible-playbook runs, made once per module by the `ca_runs` fixture, and each case is
+checked by its own test from its own task result:
+
+  check   (--check)          check mode: new file, existing file, attributes-only change (first step);
+  main                       first runs of everything else, and every failure case;
+  rerun                      second runs (idempotence: nothing changes);
+  token   (no token in env)  missing and wrong token.
+
+The files and request logs are recorded after every run, so each test checks what it checked when it
+made its own runs.
+"""
 from __future__ import annotations
 
 import os
+import re
 import stat
 
 import pytest
@@ -14,137 +29,51 @@ CA_PATH = r'/v2/databases/[^/]+/ca$'
 LIST_PATH = r'^/v2/databases/?$'
 
 
-def ca_task(name='ca', **params):
-    lines = ''.join('    %s: %s\n' % (k, v) for k, v in params.items())
-    return '- name: %s\n  fediops.mastodon.do_database_ca:\n%s  register: out\n' % (name, lines)
+class CaRuns(object):
+    """The cases: their stand-ins and dest files, the cases of each run, the runs' results, and the
+    files and request logs as they were after each run."""
 
+    KEYWORDS = {'diff': 'false', 'environment': '{}'}
+    # cases that wait (retries, timeouts, rate limits) go first, so that the others run meanwhile
+    WAITING = ('rate-limit-burst', 'slow-beyond-timeout', 'slow', 'server-errors', 'server-errors-exhausted',
+               'html-bad-gateway', 'disconnect', 'rate-limit-retries-exhausted')
 
-def test_by_id_writes_then_is_idempotent(do_api, do_playbook, dest_dir):
-    cluster = do_api.cluster('mastodon-pg')
-    dest = dest_dir / 'ca.pem'
-    tasks = ca_task(cluster_id=cluster['id'], dest=str(dest))
+    def __init__(self, batch):
+        self.batch = batch
+        self.api = {}
+        self.dest = {}
+        self.cases = {}
+        self.results = {}
+        self.files = {}
+        self.requests = {}
+        self.replace_inode = None
+        self.fault_stat = {}
 
-    first = do_playbook(tasks)
-    assert first.returncode == 0, first.stdout + first.stderr
-    res = first.result('ca')
-    assert res['changed'] is True
-    assert dest.read_text() == do_api.ca_pem('mastodon-pg')
-    assert res['pem'] == dest.read_text()
-    assert stat.S_IMODE(os.stat(dest).st_mode) == 0o644
-    assert res['cluster'] == {'id': cluster['id'], 'name': None, 'engine': None}
-    assert res['subject'] == 'CN=%s Project CA' % cluster['id']
-    assert len(res['sha256_fingerprint'].split(':')) == 32
-    assert res['not_after'].endswith('+00:00')
-    assert do_api.count() == 1 and do_api.count(CA_PATH) == 1, do_api.requests
+    def case(self, name, *faults, **config):
+        self.api[name] = self.batch.spawn(*faults, **config)
+        self.dest[name] = self.batch.directory(name) / 'ca.pem'
+        return self.api[name], self.dest[name]
 
-    second = do_playbook(tasks)
-    assert second.returncode == 0
-    assert second.result('ca')['changed'] is False
-    assert do_api.count() == 2
+    def add(self, label, name, params, defaults=None, **keywords):
+        self.cases.setdefault(label, {})[name] = self.batch.case(self.api[name], params, defaults, **keywords)
 
+    def run(self, label, **kwargs):
+        cases = dict(sorted(self.cases[label].items(), key=lambda item: item[0] not in self.WAITING))
+        task = self.batch.task('ca', 'do_database_ca', cases, self.KEYWORDS)
+        self.results[label] = self.batch.run(task, cases, **kwargs)
+        for name, api in self.api.items():
+            self.requests[(label, name)] = api.requests
+            dest = self.dest[name]
+            if dest.exists():
+                self.files[(label, name)] = (dest.read_bytes(), os.stat(dest))
+        return self.results[label]
 
-def test_by_name_lists_then_fetches(do_api, do_playbook, dest_dir):
-    dest = dest_dir / 'ca.pem'
-    result = do_playbook(ca_task(cluster_name='mastodon-valkey', dest=str(dest)))
-    assert result.returncode == 0, result.stdout
-    res = result.result('ca')
-    assert res['changed'] is True
-    cluster = do_api.cluster('mastodon-valkey')
-    assert res['cluster'] == {'id': cluster['id'], 'name': 'mastodon-valkey', 'engine': 'valkey'}
-    assert dest.read_text() == do_api.ca_pem('mastodon-valkey')
-    assert [r['path'].rstrip('/') for r in do_api.requests] == ['/v2/databases', '/v2/databases/%s/ca' % cluster['id']]
-    assert do_api.requests[0]['query'].get('per_page') == '200'
+    def result(self, label, name):
+        return self.results[label].result('ca', host=name)
 
+    def count(self, label, name, path_regex=None):
+        return len([r for r in self.requests[(label, name)] if path_regex is None or re.search(path_regex, r['path'])])
 
-def test_by_name_follows_pagination(do_api, do_playbook):
-    do_api.set_max_per_page(2)
-    result = do_playbook(ca_task(cluster_name='filler-02'))
-    assert result.returncode == 0, result.stdout
-    assert result.result('ca')['cluster']['name'] == 'filler-02'
-    pages = [r['query'].get('page', '1') for r in do_api.requests if r['path'] == '/v2/databases']
-    assert pages == ['1', '2', '3']
-
-
-def test_check_mode_writes_nothing(do_api, do_playbook, dest_dir):
-    dest = dest_dir / 'ca.pem'
-    tasks = ca_task(cluster_id=do_api.cluster('mastodon-pg')['id'], dest=str(dest))
-    result = do_playbook(tasks, check=True, diff=True)
-    assert result.returncode == 0, result.stdout
-    res = result.result('ca')
-    assert res['changed'] is True
-    assert res['diff']['after'] == do_api.ca_pem('mastodon-pg') and res['diff']['before'] == ''
-    assert not dest.exists()
-    assert os.listdir(dest_dir) == []
-
-    dest.write_text('old content\n')
-    os.chmod(dest, 0o600)
-    result = do_playbook(tasks, check=True, diff=True)
-    assert result.result('ca')['changed'] is True
-    assert result.result('ca')['diff']['before'] == 'old content\n'
-    assert dest.read_text() == 'old content\n'
-    assert stat.S_IMODE(os.stat(dest).st_mode) == 0o600
-
-
-def test_attributes_only_change(do_api, do_playbook, dest_dir):
-    dest = dest_dir / 'ca.pem'
-    dest.write_text(do_api.ca_pem('mastodon-pg'))
-    os.chmod(dest, 0o600)
-    tasks = ca_task(cluster_id=do_api.cluster('mastodon-pg')['id'], dest=str(dest), mode="'0640'")
-    result = do_playbook(tasks, check=True)
-    assert result.result('ca')['changed'] is True
-    assert stat.S_IMODE(os.stat(dest).st_mode) == 0o600
-    result = do_playbook(tasks)
-    assert result.result('ca')['changed'] is True
-    assert stat.S_IMODE(os.stat(dest).st_mode) == 0o640
-    assert do_playbook(tasks).result('ca')['changed'] is False
-
-
-def test_replaces_changed_content_atomically(do_api, do_playbook, dest_dir):
-    dest = dest_dir / 'ca.pem'
-    dest.write_text(do_api.ca_pem('staging-pg'))
-    inode = os.stat(dest).st_ino
-    result = do_playbook(ca_task(cluster_name='mastodon-pg', dest=str(dest)), diff=True)
-    assert result.result('ca')['changed'] is True
-    assert dest.read_text() == do_api.ca_pem('mastodon-pg')
-    assert os.stat(dest).st_ino != inode  # renamed into place, not rewritten
-    assert sorted(os.listdir(dest_dir)) == ['ca.pem']
-
-
-def test_expiring_ca_warns(do_api, do_playbook, dest_dir):
-    do_api.set_faults({'kind': 'ca', 'variant': 'expiring'})
-    result = do_playbook(ca_task(cluster_id=do_api.cluster('mastodon-pg')['id'], dest=str(dest_dir / 'ca.pem')))
-    assert result.returncode == 0, result.stdout
-    res = result.result('ca')
-    assert res['changed'] is True
-    assert any('expires on' in w and ('in 9 day' in w or 'in 10 day' in w) for w in res['warnings']), res.get('warnings')
-
-
-def test_rate_limit_burst_survived(do_api, do_playbook, dest_dir):
-    do_api.set_faults({'kind': 'rate_limit', 'retry_after': 1, 'count': 2, 'path': CA_PATH},
-                      {'kind': 'rate_limit', 'reset_in': 1, 'count': 1, 'path': LIST_PATH})
-    result = do_playbook(ca_task(cluster_name='mastodon-pg', dest=str(dest_dir / 'ca.pem')))
-    assert result.returncode == 0, result.stdout
-    assert result.result('ca')['changed'] is True
-    assert do_api.count(LIST_PATH) == 2
-    assert do_api.count(CA_PATH) == 3
-
-
-def test_server_errors_retried_with_backoff(do_api, do_playbook, dest_dir):
-    do_api.set_faults({'kind': 'status', 'status': 500, 'count': 2})
-    result = do_playbook(ca_task(cluster_id=do_api.cluster('mastodon-pg')['id'], dest=str(dest_dir / 'ca.pem')))
-    assert result.returncode == 0, result.stdout
-    assert do_api.count(CA_PATH) == 3
-
-
-def test_slow_answer_retried_after_timeout(do_api, do_playbook, dest_dir):
-    do_api.set_faults({'kind': 'slow', 'delay': 3, 'count': 1})
-    result = do_playbook(ca_task(cluster_id=do_api.cluster('mastodon-pg')['id'], dest=str(dest_dir / 'ca.pem')),
-                         defaults={'timeout': 1})
-    assert result.returncode == 0, result.stdout
-    assert do_api.count(CA_PATH) == 2
-
-
-# ---- faults and bad input: each fails with a message naming the cause, dest untouched ----------------
 
 OLD = b'# operator-managed file, must survive failures\n'
 
@@ -182,41 +111,235 @@ FAULT_CASES = [
 ]
 
 
-@pytest.mark.parametrize('case_id,faults,params,defaults,expected', FAULT_CASES, ids=[c[0] for c in FAULT_CASES])
-def test_failure_names_cause_and_keeps_dest(do_api, do_playbook, dest_dir, case_id, faults, params, defaults, expected):
-    dest = dest_dir / 'ca.pem'
-    dest.write_bytes(OLD)
+@pytest.fixture(scope='module')
+def ca_runs(do_batch):
+    runs = CaRuns(do_batch)
+    pg_id = do_batch.standin.cluster('mastodon-pg')['id']
+    pem = do_batch.standin.ca_pem
+
+    # check mode: a new file, an existing file, and the first step of an attributes-only change
+    api, dest = runs.case('check-new')
+    runs.add('check', 'check-new', dict(cluster_id=pg_id, dest=str(dest)), diff=True)
+    api, dest = runs.case('check-existing')
+    dest.write_text('old content\n')
     os.chmod(dest, 0o600)
-    before = os.stat(dest)
-    task = {'cluster_id': do_api.cluster('mastodon-pg')['id'], 'dest': str(dest)}
-    if case_id == 'unknown-name':
-        del task['cluster_id']
-    task.update(params)
-    do_api.set_faults(*faults)
-    result = do_playbook(ca_task(**task), defaults=defaults)
-    assert result.returncode != 0, case_id
-    res = result.result('ca')
-    assert res.get('failed') is True
+    runs.add('check', 'check-existing', dict(cluster_id=pg_id, dest=str(dest)), diff=True)
+    api, dest = runs.case('attributes')
+    dest.write_text(pem('mastodon-pg'))
+    os.chmod(dest, 0o600)
+    attributes = dict(cluster_id=pg_id, dest=str(dest), mode='0640')
+    runs.add('check', 'attributes', attributes)
+
+    # main: first runs
+    api, dest = runs.case('by-id')
+    by_id = dict(cluster_id=pg_id, dest=str(dest))
+    runs.add('main', 'by-id', by_id)
+    api, dest = runs.case('by-name')
+    runs.add('main', 'by-name', dict(cluster_name='mastodon-valkey', dest=str(dest)))
+    runs.case('pagination', max_per_page=2)
+    runs.add('main', 'pagination', dict(cluster_name='filler-02'))
+    runs.add('main', 'attributes', attributes)
+    api, dest = runs.case('replace')
+    dest.write_text(pem('staging-pg'))
+    runs.replace_inode = os.stat(dest).st_ino
+    runs.add('main', 'replace', dict(cluster_name='mastodon-pg', dest=str(dest)), diff=True)
+    api, dest = runs.case('expiring', {'kind': 'ca', 'variant': 'expiring'})
+    runs.add('main', 'expiring', dict(cluster_id=pg_id, dest=str(dest)))
+    api, dest = runs.case('rate-limit-burst', {'kind': 'rate_limit', 'retry_after': 1, 'count': 2, 'path': CA_PATH},
+                          {'kind': 'rate_limit', 'reset_in': 1, 'count': 1, 'path': LIST_PATH})
+    runs.add('main', 'rate-limit-burst', dict(cluster_name='mastodon-pg', dest=str(dest)))
+    api, dest = runs.case('server-errors', {'kind': 'status', 'status': 500, 'count': 2})
+    runs.add('main', 'server-errors', dict(cluster_id=pg_id, dest=str(dest)))
+    api, dest = runs.case('slow', {'kind': 'slow', 'delay': 3, 'count': 1})
+    runs.add('main', 'slow', dict(cluster_id=pg_id, dest=str(dest)), defaults={'timeout': 1})
+
+    # main: every failure case, against an operator's file that must survive
+    for case_id, faults, params, defaults, dummy in FAULT_CASES:
+        api, dest = runs.case(case_id, *faults)
+        dest.write_bytes(OLD)
+        os.chmod(dest, 0o600)
+        runs.fault_stat[case_id] = os.stat(dest)
+        task = {'cluster_id': pg_id, 'dest': str(dest)}
+        if case_id == 'unknown-name':
+            del task['cluster_id']
+        task.update(params)
+        runs.add('main', case_id, task, defaults=defaults)
+
+    # rerun: second runs
+    runs.add('rerun', 'by-id', by_id)
+    runs.add('rerun', 'attributes', attributes)
+
+    # token: none in the environment of ansible-playbook
+    runs.case('missing-token')
+    runs.add('token', 'missing-token', dict(cluster_id=pg_id))
+    runs.case('wrong-token')
+    runs.add('token', 'wrong-token', dict(cluster_id=pg_id), environment={'DO_API_TOKEN': 'standin-wrong-token'})
+
+    runs.run('check', check=True)
+    runs.run('main')
+    runs.run('rerun')
+    runs.run('token', token_in_env=False)
+    return runs
+
+
+def test_runs_complete(ca_runs):
+    """Every run went through all its cases; only the failure cases failed (each is checked by its own test)."""
+    failing = {c[0] for c in FAULT_CASES} | {'missing-token', 'wrong-token'}
+    for label, cases in ca_runs.cases.items():
+        result = ca_runs.results[label]
+        assert result.returncode == 0, (label, result.stdout[-3000:], result.stderr[-3000:])
+        for name in cases:
+            assert ca_runs.result(label, name) is not None
+            assert result.stats[name]['ignored'] == int(name in failing), (label, name)
+    assert sorted(ca_runs.cases['main']) == sorted(n for n in ca_runs.api if n not in ('check-new', 'check-existing', 'missing-token', 'wrong-token'))
+
+
+def test_no_token_in_any_output(ca_runs, do_standin_session):
+    for label, result in sorted(ca_runs.results.items()):
+        assert do_standin_session.token not in result.stdout + result.stderr, label
+        assert 'standin-wrong-token' not in result.stdout + result.stderr, label
+
+
+def test_by_id_writes_then_is_idempotent(ca_runs, do_standin_session):
+    cluster = do_standin_session.cluster('mastodon-pg')
+    res = ca_runs.result('main', 'by-id')
+    assert not res.get('failed'), res.get('msg')
+    assert res['changed'] is True
+    content, mode = ca_runs.files[('main', 'by-id')][0].decode(), ca_runs.files[('main', 'by-id')][1].st_mode
+    assert content == do_standin_session.ca_pem('mastodon-pg')
+    assert res['pem'] == content
+    assert stat.S_IMODE(mode) == 0o644
+    assert res['cluster'] == {'id': cluster['id'], 'name': None, 'engine': None}
+    assert res['subject'] == 'CN=%s Project CA' % cluster['id']
+    assert len(res['sha256_fingerprint'].split(':')) == 32
+    assert res['not_after'].endswith('+00:00')
+    assert ca_runs.count('main', 'by-id') == 1 and ca_runs.count('main', 'by-id', CA_PATH) == 1, ca_runs.requests[('main', 'by-id')]
+
+    second = ca_runs.result('rerun', 'by-id')
+    assert not second.get('failed'), second.get('msg')
+    assert second['changed'] is False
+    assert ca_runs.count('rerun', 'by-id') == 2
+    assert ca_runs.files[('rerun', 'by-id')][0].decode() == content
+
+
+def test_by_name_lists_then_fetches(ca_runs, do_standin_session):
+    res = ca_runs.result('main', 'by-name')
+    assert not res.get('failed'), res.get('msg')
+    assert res['changed'] is True
+    cluster = do_standin_session.cluster('mastodon-valkey')
+    assert res['cluster'] == {'id': cluster['id'], 'name': 'mastodon-valkey', 'engine': 'valkey'}
+    assert ca_runs.dest['by-name'].read_text() == do_standin_session.ca_pem('mastodon-valkey')
+    requests = ca_runs.requests[('main', 'by-name')]
+    assert [r['path'].rstrip('/') for r in requests] == ['/v2/databases', '/v2/databases/%s/ca' % cluster['id']]
+    assert requests[0]['query'].get('per_page') == '200'
+
+
+def test_by_name_follows_pagination(ca_runs):
+    res = ca_runs.result('main', 'pagination')
+    assert not res.get('failed'), res.get('msg')
+    assert res['cluster']['name'] == 'filler-02'
+    pages = [r['query'].get('page', '1') for r in ca_runs.requests[('main', 'pagination')] if r['path'] == '/v2/databases']
+    assert pages == ['1', '2', '3']
+
+
+def test_check_mode_writes_nothing(ca_runs, do_standin_session):
+    res = ca_runs.result('check', 'check-new')
+    assert not res.get('failed'), res.get('msg')
+    assert res['changed'] is True
+    assert res['diff']['after'] == do_standin_session.ca_pem('mastodon-pg') and res['diff']['before'] == ''
+    dest = ca_runs.dest['check-new']
+    assert not dest.exists()
+    assert os.listdir(dest.parent) == []
+
+    res = ca_runs.result('check', 'check-existing')
+    assert not res.get('failed'), res.get('msg')
+    assert res['changed'] is True
+    assert res['diff']['before'] == 'old content\n'
+    content, after = ca_runs.files[('check', 'check-existing')]
+    assert content == b'old content\n'
+    assert stat.S_IMODE(after.st_mode) == 0o600
+    assert ca_runs.dest['check-existing'].read_text() == 'old content\n'
+
+
+def test_attributes_only_change(ca_runs):
+    res = ca_runs.result('check', 'attributes')
+    assert not res.get('failed'), res.get('msg')
+    assert res['changed'] is True
+    assert stat.S_IMODE(ca_runs.files[('check', 'attributes')][1].st_mode) == 0o600
+    res = ca_runs.result('main', 'attributes')
+    assert not res.get('failed'), res.get('msg')
+    assert res['changed'] is True
+    assert stat.S_IMODE(ca_runs.files[('main', 'attributes')][1].st_mode) == 0o640
+    res = ca_runs.result('rerun', 'attributes')
+    assert not res.get('failed'), res.get('msg')
+    assert res['changed'] is False
+
+
+def test_replaces_changed_content_atomically(ca_runs, do_standin_session):
+    res = ca_runs.result('main', 'replace')
+    assert not res.get('failed'), res.get('msg')
+    assert res['changed'] is True
+    dest = ca_runs.dest['replace']
+    assert dest.read_text() == do_standin_session.ca_pem('mastodon-pg')
+    assert os.stat(dest).st_ino != ca_runs.replace_inode  # renamed into place, not rewritten
+    assert sorted(os.listdir(dest.parent)) == ['ca.pem']
+
+
+def test_expiring_ca_warns(ca_runs):
+    res = ca_runs.result('main', 'expiring')
+    assert not res.get('failed'), res.get('msg')
+    assert res['changed'] is True
+    assert any('expires on' in w and ('in 9 day' in w or 'in 10 day' in w) for w in res['warnings']), res.get('warnings')
+
+
+def test_rate_limit_burst_survived(ca_runs):
+    res = ca_runs.result('main', 'rate-limit-burst')
+    assert not res.get('failed'), res.get('msg')
+    assert res['changed'] is True
+    assert ca_runs.count('main', 'rate-limit-burst', LIST_PATH) == 2
+    assert ca_runs.count('main', 'rate-limit-burst', CA_PATH) == 3
+
+
+def test_server_errors_retried_with_backoff(ca_runs):
+    res = ca_runs.result('main', 'server-errors')
+    assert not res.get('failed'), res.get('msg')
+    assert ca_runs.count('main', 'server-errors', CA_PATH) == 3
+
+
+def test_slow_answer_retried_after_timeout(ca_runs):
+    res = ca_runs.result('main', 'slow')
+    assert not res.get('failed'), res.get('msg')
+    assert ca_runs.count('main', 'slow', CA_PATH) == 2
+
+
+@pytest.mark.parametrize('case_id,faults,params,defaults,expected', FAULT_CASES, ids=[c[0] for c in FAULT_CASES])
+def test_failure_names_cause_and_keeps_dest(ca_runs, do_standin_session, case_id, faults, params, defaults, expected):
+    result = ca_runs.results['main']
+    res = ca_runs.result('main', case_id)
+    assert res.get('failed') is True, res
     for text in expected:
         assert text in res['msg'], (case_id, text, res['msg'])
-    assert do_api.token not in result.stdout + result.stderr
+    # the case's own output (its task's part of the json output, and stderr); test_no_token_in_any_output
+    # scans the whole output of every run
+    assert do_standin_session.token not in result.task_output('ca', host=case_id) + result.stderr
+    dest = ca_runs.dest[case_id]
     assert dest.read_bytes() == OLD
-    after = os.stat(dest)
+    before, after = ca_runs.fault_stat[case_id], os.stat(dest)
     assert (after.st_ino, after.st_mode, after.st_mtime_ns) == (before.st_ino, before.st_mode, before.st_mtime_ns)
-    assert sorted(os.listdir(dest_dir)) == ['ca.pem']
+    assert sorted(os.listdir(dest.parent)) == ['ca.pem']
 
 
-def test_missing_token_names_the_option(do_api, do_playbook):
-    result = do_playbook(ca_task(cluster_id=do_api.cluster('mastodon-pg')['id']), token_in_env=False)
-    assert result.returncode != 0
-    assert 'api_token is missing' in result.result('ca')['msg']
-    assert 'DIGITALOCEAN_ACCESS_TOKEN' in result.result('ca')['msg']
-    assert do_api.count() == 0
+def test_missing_token_names_the_option(ca_runs):
+    res = ca_runs.result('token', 'missing-token')
+    assert res.get('failed') is True
+    assert 'api_token is missing' in res['msg']
+    assert 'DIGITALOCEAN_ACCESS_TOKEN' in res['msg']
+    assert ca_runs.count('token', 'missing-token') == 0
 
 
-def test_wrong_token_gets_401_body(do_api, do_playbook):
-    result = do_playbook(ca_task(cluster_id=do_api.cluster('mastodon-pg')['id']), token_in_env=False,
-                         env={'DO_API_TOKEN': 'standin-wrong-token'})
-    res = result.result('ca')
+def test_wrong_token_gets_401_body(ca_runs):
+    result = ca_runs.results['token']
+    res = ca_runs.result('token', 'wrong-token')
     assert res['status'] == 401 and res['error_id'] == 'unauthorized' and res['request_id']
-    assert 'standin-wrong-token' not in result.stdout + result.stderr
+    assert ca_runs.count('token', 'wrong-token') >= 1
+    assert 'standin-wrong-token' not in result.task_output('ca', host='wrong-token') + result.stderr

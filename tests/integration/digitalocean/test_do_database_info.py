@@ -2,15 +2,17 @@
 # Copyright (c) fediops.mastodon contributors
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""fediops.mastodon.do_database_info through ansible-playbook against the DigitalOcean API stand-in."""
+"""fediops.mastodon.do_database_info through ansible-playbook against the DigitalOcean API stand-in.
+
+Every case is a host of its own in the inventory (run locally, in parallel) against a stand-in of its
+own (its faults, its request log); all the cases run in ONE ansible-playbook, made once per module by
+the `info_run` fixture, and each test checks its cases from their own task results and request logs.
+"""
 from __future__ import annotations
 
 import json
 
-
-def info_task(name='info', **params):
-    lines = ''.join('    %s: %s\n' % (k, v) for k, v in params.items())
-    return '- name: %s\n  fediops.mastodon.do_database_info:\n%s  register: out\n' % (name, lines)
+import pytest
 
 
 def all_passwords(do_api):
@@ -20,11 +22,73 @@ def all_passwords(do_api):
     return found
 
 
-def test_by_id_with_pools_and_standby(do_api, do_playbook):
+class InfoRun(object):
+    """The cases (name -> stand-in, name -> case) and the run's result."""
+
+    def __init__(self, batch):
+        self.batch = batch
+        self.api = {}
+        self.cases = {}
+        self.result = None
+
+    def add(self, name, params, faults=(), **keywords):
+        self.api[name] = self.batch.spawn(*faults)
+        self.cases[name] = self.batch.case(self.api[name], params, **keywords)
+
+    def run(self):
+        task = self.batch.task('info', 'do_database_info', self.cases, {'check_mode': 'false'})
+        self.result = self.batch.run(task, self.cases)
+
+    def res(self, name):
+        return self.result.result('info', host=name)
+
+    def count(self, name):
+        return len(self.api[name].requests)
+
+    def output_without(self, name):
+        """The run's output (json callback data and stderr) without the case `name`."""
+        data = dict(self.result.data)
+        data['plays'] = [dict(play, tasks=[dict(task, hosts={h: r for h, r in task['hosts'].items() if h != name})
+                                           for task in play['tasks']]) for play in data['plays']]
+        return json.dumps(data, indent=4, sort_keys=True) + self.result.stderr
+
+
+@pytest.fixture(scope='module')
+def info_run(do_batch):
+    run = InfoRun(do_batch)
+    pg_id = do_batch.standin.cluster('mastodon-pg')['id']
+    run.add('by-id', dict(cluster_id=pg_id), check_mode=True)
+    run.add('by-name', dict(cluster_name='mastodon-valkey'))
+    run.add('by-tag', dict(tag='mastodon', include_pools=False))
+    run.add('by-tag-empty', dict(tag='nothing-tagged'))
+    run.add('passwords', dict(cluster_id=pg_id, include_passwords=True))
+    run.add('fail-pools-404', dict(cluster_name='mastodon-pg'), faults=[{'kind': 'status', 'status': 404, 'path': '/pools$'}])
+    run.add('fail-empty-tag', dict(tag=''))
+    run.add('fail-exclusive', dict(cluster_id='x', tag='y'))
+    run.run()
+    return run
+
+
+def test_run_complete(info_run):
+    assert info_run.result.returncode == 0, (info_run.result.stdout[-3000:], info_run.result.stderr[-3000:])
+    for name in info_run.cases:
+        assert info_run.res(name) is not None
+        assert info_run.result.stats[name]['ignored'] == int(name.startswith('fail-')), name
+
+
+def test_no_password_in_output(do_standin_session, info_run):
+    output = info_run.output_without('passwords')
+    assert 'mastodon-pg' in output and 'mastodon-valkey' in output
+    for password in all_passwords(do_standin_session):
+        assert password not in output
+
+
+def test_by_id_with_pools_and_standby(do_standin_session, info_run):
+    """In check mode (the task's check_mode: true for this case, as ansible-playbook --check sets it)."""
+    do_api = do_standin_session
     cluster = do_api.cluster('mastodon-pg')
-    result = do_playbook(info_task(cluster_id=cluster['id']), check=True)
-    assert result.returncode == 0, result.stdout
-    res = result.result('info')
+    res = info_run.res('by-id')
+    assert not res.get('failed'), res.get('msg')
     assert res['changed'] is False
     info = res['cluster']
     assert res['clusters'] == [info]
@@ -41,35 +105,36 @@ def test_by_id_with_pools_and_standby(do_api, do_playbook):
     assert pool['private_connection']['host'].startswith('private-')
     assert 'passwords' not in info
     text = json.dumps(res)
+    # the case's own output (its task's part of the json output, and stderr); test_no_password_in_output
+    # scans the whole output but for the case that asks for passwords
+    output = info_run.result.task_output('info', host='by-id') + info_run.result.stderr
     for password in all_passwords(do_api):
-        assert password not in text and password not in result.stdout
-    assert [r['path'] for r in do_api.requests] == ['/v2/databases/%s' % cluster['id'], '/v2/databases/%s/pools' % cluster['id']]
+        assert password not in text and password not in output
+    assert [r['path'] for r in info_run.api['by-id'].requests] == [
+        '/v2/databases/%s' % cluster['id'], '/v2/databases/%s/pools' % cluster['id']]
 
 
-def test_by_name_without_standby(do_api, do_playbook):
-    result = do_playbook(info_task(cluster_name='mastodon-valkey'))
-    info = result.result('info')['cluster']
+def test_by_name_without_standby(info_run):
+    info = info_run.res('by-name')['cluster']
     assert info['engine'] == 'valkey' and info['pools'] == []
     assert 'standby_connection' not in info
     assert info['connection']['uri'].startswith('rediss://default@')
-    assert do_api.count() == 1  # one list request, no pools for valkey
+    assert info_run.count('by-name') == 1  # one list request, no pools for valkey
 
 
-def test_by_tag_lists_several(do_api, do_playbook):
-    result = do_playbook(info_task(tag='mastodon', include_pools='false'))
-    res = result.result('info')
+def test_by_tag_lists_several(info_run):
+    res = info_run.res('by-tag')
     assert sorted(c['name'] for c in res['clusters']) == ['mastodon-pg', 'mastodon-valkey']
     assert 'cluster' not in res
-    assert do_api.requests[0]['query']['tag_name'] == 'mastodon'
-    assert do_api.count() == 1
-    empty = do_playbook(info_task(tag='nothing-tagged')).result('info')
+    assert info_run.api['by-tag'].requests[0]['query']['tag_name'] == 'mastodon'
+    assert info_run.count('by-tag') == 1
+    empty = info_run.res('by-tag-empty')
     assert empty['clusters'] == [] and not empty.get('failed')
 
 
-def test_passwords_only_on_request(do_api, do_playbook):
-    cluster = do_api.cluster('mastodon-pg')
-    result = do_playbook(info_task(cluster_id=cluster['id'], include_passwords='true'))
-    info = result.result('info')['cluster']
+def test_passwords_only_on_request(do_standin_session, info_run):
+    cluster = do_standin_session.cluster('mastodon-pg')
+    info = info_run.res('passwords')['cluster']
     password = cluster['connection']['password']
     assert info['passwords']['connection'] == password
     assert info['passwords']['users'] == {'doadmin': password}
@@ -77,14 +142,9 @@ def test_passwords_only_on_request(do_api, do_playbook):
     assert password not in json.dumps({k: v for k, v in info.items() if k != 'passwords'})
 
 
-def test_info_failures_name_cause(do_api, do_playbook):
-    do_api.set_faults({'kind': 'status', 'status': 404, 'path': '/pools$'})
-    result = do_playbook(info_task(cluster_name='mastodon-pg'))
-    res = result.result('info')
+def test_info_failures_name_cause(info_run):
+    res = info_run.res('fail-pools-404')
     assert res['failed'] and 'connection pools' in res['msg'] and '404' in res['msg']
-    do_api.reset()
-    result = do_playbook(info_task(tag="''"))
-    assert 'tag must not be empty' in result.result('info')['msg']
-    result = do_playbook(info_task(cluster_id='x', tag='y'))
-    assert 'mutually exclusive' in result.result('info')['msg']
-    assert do_api.count() == 0
+    assert 'tag must not be empty' in info_run.res('fail-empty-tag')['msg']
+    assert 'mutually exclusive' in info_run.res('fail-exclusive')['msg']
+    assert info_run.count('fail-empty-tag') == 0 and info_run.count('fail-exclusive') == 0
