@@ -166,23 +166,14 @@ def mask_secret(obj, other=None):
     return obj
 
 
-def secret_values(objects):
-    """Every Secret value in the objects, as given and base64-decoded: what the module must keep out
-    of its output, the logged invocation of its own arguments included."""
-    values = set()
-    for obj in objects:
-        if obj.get('kind') != 'Secret':
-            continue
-        for value in (obj.get('stringData') or {}).values():
-            values.add(str(value))
-        for value in (obj.get('data') or {}).values():
-            values.add(str(value))
-            try:
-                values.add(base64.b64decode(str(value), validate=True).decode('utf-8'))
-            except (ValueError, UnicodeDecodeError):
-                pass
-    values.discard('')
-    return values
+def logged_arguments(params):
+    """The module's arguments as its result echoes them (``invocation``), with the values of Secrets in
+    ``definitions`` masked: AWX keeps that echo in its job events."""
+    try:
+        definitions = [mask_secret(obj) for obj in flatten_definitions(params.get('definitions'))]
+    except KubeError:
+        definitions = MASK
+    return dict(params, definitions=definitions)
 
 
 def diff_pair(before, after):

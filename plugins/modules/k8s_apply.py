@@ -174,7 +174,7 @@ diff:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.fediops.mastodon.plugins.module_utils._kube import KubeClient, KubeError, kube_argument_spec
-from ansible_collections.fediops.mastodon.plugins.module_utils._k8s_apply import Applier, flatten_definitions, secret_values
+from ansible_collections.fediops.mastodon.plugins.module_utils._k8s_apply import Applier, logged_arguments
 
 
 class K8sApply(object):
@@ -184,7 +184,6 @@ class K8sApply(object):
 
     def run(self):
         p = self.params
-        self.module.no_log_values.update(secret_values(flatten_definitions(p['definitions'])))
         applier = Applier(KubeClient.from_module(self.module), namespace=p['namespace'], apply_set=p['apply_set'],
                           field_manager=p['field_manager'], force_conflicts=p['force_conflicts'],
                           check_mode=self.module.check_mode, diff=self.module._diff, wait=p['wait'],
@@ -212,11 +211,12 @@ def main():
         replace_failed_jobs=dict(type='bool', default=True),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    invocation = dict(module_args=logged_arguments(module.params))
     try:
         result = K8sApply(module).run()
     except KubeError as exc:
-        module.fail_json(**exc.fail_kwargs())
-    module.exit_json(**result)
+        module.fail_json(invocation=invocation, **exc.fail_kwargs())
+    module.exit_json(invocation=invocation, **result)
 
 
 if __name__ == '__main__':

@@ -13,7 +13,7 @@ import pytest
 from ansible_collections.fediops.mastodon.plugins.module_utils._kube import KubeError, api_path
 from ansible_collections.fediops.mastodon.plugins.module_utils._k8s_apply import (
     MASK, MASK_CHANGED, applyset_id, comparable, diff_pair, flatten_definitions, format_status_error, group_kind,
-    job_state, order_objects, parse_group_kind, rollout_state, secret_values, strip_object, tooling_base)
+    job_state, order_objects, parse_group_kind, rollout_state, logged_arguments, strip_object, tooling_base)
 
 
 def obj(kind, name, api_version='v1', **extra):
@@ -228,10 +228,15 @@ def test_running_or_complete_job_is_not_replaced():
         assert 'DELETE' not in [c[0] for c in client.calls]
 
 
-def test_secret_values_cover_data_decoded_and_string_data():
-    objects = [
-        {'apiVersion': 'v1', 'kind': 'Secret', 'metadata': {'name': 's'},
-         'data': {'a': 'c2VjcmV0LW9uZQ=='}, 'stringData': {'b': 'secret-two'}},
-        {'apiVersion': 'v1', 'kind': 'ConfigMap', 'metadata': {'name': 'c'}, 'data': {'c': 'public'}},
+def test_logged_arguments_mask_secret_values_only():
+    definitions = [
+        obj('Secret', 's', data={'a': 'c2VjcmV0LW9uZQ=='}, stringData={'b': 'secret-two'}),
+        'apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\ndata: {c: public}\n',
     ]
-    assert secret_values(objects) == {'c2VjcmV0LW9uZQ==', 'secret-one', 'secret-two'}
+    logged = logged_arguments({'definitions': definitions, 'namespace': 'ns'})
+    assert logged['namespace'] == 'ns'
+    secret, config_map = logged['definitions']
+    assert secret['data'] == {'a': MASK} and secret['stringData'] == {'b': MASK}
+    assert config_map['data'] == {'c': 'public'}
+    assert definitions[0]['data'] == {'a': 'c2VjcmV0LW9uZQ=='}
+    assert logged_arguments({'definitions': [42]})['definitions'] == MASK
