@@ -368,6 +368,10 @@ class Kube(object):
         self.client = client
         self.core = client.CoreV1Api(api_client)
 
+    def secret_data(self, name, namespace):
+        """The data (base64 values) of a Secret."""
+        return dict(self.core.read_namespaced_secret(name, namespace).data or {})
+
     def create_namespace(self, name):
         self.core.create_namespace(self.client.V1Namespace(metadata=self.client.V1ObjectMeta(name=name)))
 

@@ -67,6 +67,9 @@ def parse_args(argv):
     parser.add_argument('--kubeconfig', help='use this running cluster (its audit log via --audit-log) instead')
     parser.add_argument('--audit-log', help='audit log of the cluster given with --kubeconfig')
     parser.add_argument('--no-chart', action='store_true', help='skip the PNG chart')
+    parser.add_argument('--merge-failure', help='with --update: take the failure section from this results.json')
+    parser.add_argument('--update', action='store_true',
+                        help='start from the results.json in --output and replace only the parts measured now')
     return parser.parse_args(argv)
 
 
@@ -120,6 +123,12 @@ class Bench(object):
         if run['rc'] != 0:
             raise RuntimeError('rendering deploy.yml run failed: %s' % run['stderr'][-3000:])
         sets = benchlib.rendered_sets(run['output'])
+        # k8s_apply echoes Secret values masked: take them from the Secrets the run created.
+        for _name, defs in sets:
+            for obj in defs:
+                if obj.get('kind') == 'Secret':
+                    obj['data'] = self.kube.secret_data(obj['metadata']['name'], namespace)
+                    obj.pop('stringData', None)
         self.kube.delete_namespace(namespace)
         objects = benchlib.object_count(sets)
         log('x%d: %d objects in %d apply calls' % (factor, objects, len(sets)))
@@ -210,6 +219,7 @@ class Bench(object):
         annotations.update({'sim.fediops.test/fail': 'true',
                             'sim.fediops.test/delay-seconds': str(self.args.failure_delay)})
         tools = [(name, label) for name, label in FAILURE_TOOLS if name in self.args.failure_tools.split(',')]
+        self.results['failure'] = {}
         raw = {name: [] for name, _label in tools}
         for run_no in range(self.args.failure_runs):
             for tool, _label in tools:
@@ -217,8 +227,9 @@ class Bench(object):
                 manifest = self.workdir / ('fail-%s.json' % namespace)
                 doc = json.loads(json.dumps(job))
                 doc['metadata']['namespace'] = namespace
-                manifest.write_text(json.dumps([dict(apiVersion='v1', kind='Namespace', metadata=dict(name=namespace)),
-                                                doc]), encoding='utf-8')
+                # Only the Job: a wait_condition would apply to a Namespace in the list too (and never be met).
+                self.kube.create_namespace(namespace)
+                manifest.write_text(json.dumps([doc]), encoding='utf-8')
                 playbook = benchlib.failure_playbook(self.workdir / ('fail-%s.yml' % tool), manifest, tool,
                                                      wait_timeout=self.args.failure_timeout)
                 watcher = benchlib.PodFailureWatch(self.cluster.kubeconfig, namespace)
@@ -335,9 +346,20 @@ def main(argv=None):
     Path(workdir).mkdir(parents=True, exist_ok=True)
     os.chmod(workdir, 0o700)
     bench = Bench(args, workdir)
+    output = Path(args.output)
+    if args.update:
+        bench.results = json.loads((output / 'results.json').read_text(encoding='utf-8'))
+        bench.results['targets'] = {}
+        if factors:
+            bench.results['scale'] = []
+        if args.merge_failure:
+            bench.results['failure'] = json.loads(Path(args.merge_failure).read_text(encoding='utf-8'))['failure']
+            bench.results['meta']['failure_from'] = 'a separate run (--merge-failure)'
+    measure = args.runs > 0 or args.failure_runs > 0 or bool(factors)
     try:
-        bench.setup()
-        for factor in sorted(set([1] + factors)):
+        if measure:
+            bench.setup()
+        for factor in sorted(set([1] + factors)) if measure else []:
             bench.renders[factor] = bench.render(factor)
         if args.runs > 0:
             bench.compare()
@@ -346,10 +368,10 @@ def main(argv=None):
         if factors:
             bench.scale(factors)
         bench.targets()
-        bench.meta(started)
+        if not args.update:
+            bench.meta(started)
     finally:
         bench.teardown()
-    output = Path(args.output)
     output.mkdir(parents=True, exist_ok=True)
     (output / 'results.json').write_text(json.dumps(bench.results, indent=2, sort_keys=False) + '\n', encoding='utf-8')
     log('wrote %s' % (output / 'results.json'))
