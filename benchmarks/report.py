@@ -36,7 +36,7 @@ def render(results):
     for name, entry in results['variants'].items():
         for phase in ('first', 'rerun'):
             stat = entry[phase]
-            rows.append([entry['label'].split(' ', 1)[0] + ' ' + name, phase, _range(stat['seconds'], ' s'),
+            rows.append([name + ' ' + entry['label'].split(' ', 1)[0], phase, _range(stat['seconds'], ' s'),
                          _range(stat['requests']), _range(stat['writes']),
                          results['requests_per_object'][name][phase]['writes'],
                          '%g / %g' % (stat['tasks']['median'], stat['modules']['median'])])
