@@ -21,6 +21,9 @@ lint sanity units pytest molecule:
 docs:
 	$(SETUP) && python docs/tools/build_docs.py --dest build/docs
 
+bench:
+	$(SETUP) && python benchmarks/run.py
+
 build:
 	$(SETUP) && ansible-galaxy collection build --force --output-path build/
 
