@@ -60,15 +60,6 @@ def assert_owned_by_app_user(database):
     assert owners and set(owners.values()) == {APP_USER}, owners
 
 
-def test_job_containers_never_carry_the_skip_variable():
-    """Mastodon skips the post-deployment migrations whenever the variable is present (database.rb:31),
-    so neither Job's env may carry it; the pre-deployment script sets it on the upgrade path only."""
-    for phase in _migrations.PHASES:
-        container = _migrations.job_container(phase)
-        assert 'SKIP_POST_DEPLOYMENT_MIGRATIONS' not in container['env']
-        assert container['env']['PREPARED_STATEMENTS'] == 'true'
-
-
 @pytest.mark.parametrize('release', ['4.6', '4.3'])
 def test_fresh_install(job, trees, database, release):
     """Empty database: the pre Job loads the schema (with the seeds) and records every migration of both
