@@ -132,5 +132,3 @@ class JobResult(object):
 
     def __repr__(self):
         return 'exit %s, migrated %s, output:\n%s' % (self.returncode, self.migrated, self.output[-4000:])
-
-
