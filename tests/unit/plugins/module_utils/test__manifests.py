@@ -16,79 +16,19 @@ from __future__ import annotations
 import base64
 import copy
 import os
-import sys
-import types
 
 import pytest
-import yaml
 
-from ansible_collections.fediops.mastodon.plugins.module_utils import _manifests
 from ansible_collections.fediops.mastodon.plugins.module_utils._mastodon_config import ConfigError
 from ansible_collections.fediops.mastodon.plugins.module_utils._manifests import (
     COMPONENTS, SIDEKIQ_READY_FILENAME, build, media_storage_problem, migration_job_name, origin_of, sidekiq_groups)
-
-ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), '..', '..', '..', '..'))
-CA = '-----BEGIN CERTIFICATE-----\nMIIBdb\n-----END CERTIFICATE-----\n'
-REDIS_CA = '-----BEGIN CERTIFICATE-----\nMIIBredis\n-----END CERTIFICATE-----\n'
-
-
-def role_defaults():
-    """Every role's defaults plus the new variables of docs/dev/manifests-vars.yml: the variables as typed."""
-    out = {}
-    for role in ('config', 'web', 'streaming', 'sidekiq', 'migrations'):
-        with open(os.path.join(ROOT, 'roles', role, 'defaults', 'main.yml'), encoding='utf-8') as handle:
-            out.update(yaml.safe_load(handle))
-    with open(os.path.join(ROOT, 'docs', 'dev', 'manifests-vars.yml'), encoding='utf-8') as handle:
-        for name, spec in yaml.safe_load(handle).items():
-            out[name] = spec['default']
-    return out
+from ansible_collections.fediops.mastodon.tests.unit.plugins.module_utils.manifests_model import (
+    CA, REDIS_CA, make_model, role_defaults, use_migrations_stand_in)
 
 
 @pytest.fixture(autouse=True)
 def migrations_module(monkeypatch):
-    """The migrations' job_container (plugins/module_utils/_migrations.py, shapes section 4); a stand-in with
-    that signature while it is not in this branch."""
-    try:
-        from ansible_collections.fediops.mastodon.plugins.module_utils import _migrations  # noqa: F401
-        return
-    except ImportError:
-        pass
-    name = 'ansible_collections.fediops.mastodon.plugins.module_utils._migrations'
-    stub = types.ModuleType(name)
-
-    def job_container(phase):
-        return {'command': ['bundle', 'exec', 'rails', 'mastodon:migrate-' + phase],
-                'env': {'FEDIOPS_MIGRATION_PHASE': phase}}
-
-    stub.job_container = job_container
-    monkeypatch.setitem(sys.modules, name, stub)
-    monkeypatch.setattr(sys.modules['ansible_collections.fediops.mastodon.plugins.module_utils'], '_migrations', stub,
-                        raising=False)
-
-
-def make_model(**vars_):
-    variables = role_defaults()
-    variables.update(vars_)
-    groups = sidekiq_groups(variables['sidekiq_workers'], {
-        'resources': variables['sidekiq_resources'], 'node_selector': variables['sidekiq_node_selector'],
-        'tolerations': variables['sidekiq_tolerations'], 'max_concurrency': variables['sidekiq_max_concurrency']})
-    return {
-        'vars': variables, 'name': 'masto', 'namespace': 'social', 'version': 'v4.6.5',
-        'image': 'ghcr.io/mastodon/mastodon:v4.6.5', 'streaming_image': 'ghcr.io/mastodon/mastodon-streaming:v4.6.5',
-        'labels': {'app.kubernetes.io/name': 'mastodon', 'app.kubernetes.io/instance': 'masto',
-                   'app.kubernetes.io/part-of': 'mastodon', 'app.kubernetes.io/managed-by': 'fediops.mastodon'},
-        'web_domain': 'social.example', 'streaming_host': '',
-        'env': {'rails': {'config': {'LOCAL_DOMAIN': 'social.example', 'DB_HOST': 'pool.db'},
-                          'secret': {'DB_PASS': 'pw-rails', 'SECRET_KEY_BASE': 'skb'}},
-                'streaming': {'config': {'LOCAL_DOMAIN': 'social.example', 'DB_HOST': 'pool.db'},
-                              'secret': {'DB_PASS': 'pw-rails'}}},
-        'checksums': {'rails': 'a' * 64, 'streaming': 'b' * 64},
-        'ca_pem': CA, 'redis_ca_pem': '',
-        'kept_secrets': {'SECRET_KEY_BASE': 'skb', 'VAPID_PRIVATE_KEY': 'vp'},
-        'db_direct': {'DB_HOST': 'direct.db', 'DB_PORT': '25060', 'DB_NAME': 'mastodon', 'DB_USER': 'mastodon',
-                      'DB_PASS': 'pw-app'},
-        'sidekiq_groups': groups,
-    }
+    use_migrations_stand_in(monkeypatch)
 
 
 def find(objects, kind, name):
