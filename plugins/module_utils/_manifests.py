@@ -391,9 +391,9 @@ class _Builder(object):
     def config(self):
         out = []
         labels = self.labels('config')
-        if self.vars.get('config_manage_namespace', True):
-            ns = {'apiVersion': 'v1', 'kind': 'Namespace', 'metadata': {'name': self.namespace,
-                                                                          'labels': dict(self.model['labels'])}}
+        if self.var('config_manage_namespace'):
+            ns = {'apiVersion': 'v1', 'kind': 'Namespace',
+                  'metadata': {'name': self.namespace, 'labels': dict(self.model['labels'])}}
             self.origin(ns, 'metadata.name', 'config_namespace')
             out.append(ns)
         sa = {'apiVersion': 'v1', 'kind': 'ServiceAccount', 'metadata': self.meta(self.name, labels),
@@ -421,8 +421,8 @@ class _Builder(object):
             if self.has_redis_ca:
                 data['redis-ca.crt'] = self.model['redis_ca_pem']
                 # node takes ONE extra file: the database CA and the Redis CA together.
-                data['node-extra-ca.crt'] = ''.join(p.strip() + '\n' for p in (self.model.get('ca_pem'),
-                                                                                 self.model['redis_ca_pem']) if p)
+                pems = (self.model.get('ca_pem'), self.model['redis_ca_pem'])
+                data['node-extra-ca.crt'] = ''.join(pem.strip() + '\n' for pem in pems if pem)
             out.append(self.secret(self.name + '-db-ca', labels, data, origin='config_db_ca_pem'))
         if self.var('config_network_policy'):
             out.extend(self.network_policies())
