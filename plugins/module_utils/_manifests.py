@@ -489,43 +489,60 @@ class _Builder(object):
         return sorted(set(ports))
 
     # ---------------------------------------------------------------- web
+    def server(self, role, image, command, env, port_name, port, health_path, startup_failures, strategy):
+        """The Deployment and Service of an HTTP server (web or streaming) and their origins."""
+        v = self.var
+        rails = role == 'web'
+        name = '%s-%s' % (self.name, role)
+        selector = self.selector(role)
+        labels = self.labels(extra=selector)
+        env.update(self.ca_env(rails=rails))
+        env.update(_text_env(role + '_extra_env', v(role + '_extra_env')))
+        deployment = {'apiVersion': 'apps/v1', 'kind': 'Deployment', 'metadata': self.meta(name, labels), 'spec': {}}
+        if not (rails and v('web_hpa_enabled')):
+            deployment['spec']['replicas'] = v(role + '_replicas')
+            self.origin(deployment, 'spec.replicas', role + '_replicas')
+        deployment['spec'].update({'revisionHistoryLimit': 5, 'strategy': strategy,
+                                   'selector': {'matchLabels': selector}})
+        prefix = 'spec.template.spec'
+        volumes, mounts = self.volumes(rails=rails, media=rails)
+        container = self.container(deployment, prefix, role, image, command, env, mounts, v(role + '_resources'), rails,
+                                   role + '_resources', role + '_extra_env')
+        container['ports'] = [{'name': port_name, 'containerPort': port, 'protocol': 'TCP'}]
+        probe = {'httpGet': {'path': health_path, 'port': port_name}}
+        container['startupProbe'] = dict(probe, periodSeconds=5, failureThreshold=startup_failures, timeoutSeconds=5)
+        container['readinessProbe'] = dict(probe, periodSeconds=10, failureThreshold=3, timeoutSeconds=5)
+        container['livenessProbe'] = dict(probe, periodSeconds=30, failureThreshold=3, timeoutSeconds=5)
+        self.template(deployment, role, 'rails' if rails else 'streaming', container, volumes,
+                      v(role + '_node_selector'), v(role + '_tolerations'), v(role + '_affinity'))
+        return name, labels, selector, [deployment, self.service(name, labels, selector, port_name, port)]
+
+    def template(self, obj, role, env_kind, container, volumes, node_selector, tolerations, affinity=None, extra=None):
+        """The pod template of a workload, with the origins of its scheduling fields."""
+        prefix = 'spec.template.spec'
+        metadata = {'labels': obj['metadata']['labels']}
+        if env_kind:
+            metadata['annotations'] = self.pod_annotations(env_kind, role + '_pod_annotations')
+        elif self.var(role + '_pod_annotations'):
+            metadata['annotations'] = dict(self.var(role + '_pod_annotations'))
+        obj['spec']['template'] = {'metadata': metadata,
+                                   'spec': self.pod_spec(obj, [container], volumes, prefix, role, node_selector,
+                                                         tolerations, affinity, extra)}
+        self.origin(obj, 'spec.template.metadata.annotations', role + '_pod_annotations')
+        self.origin(obj, prefix + '.nodeSelector', 'sidekiq_workers' if role == 'sidekiq' else role + '_node_selector')
+        self.origin(obj, prefix + '.tolerations', 'sidekiq_workers' if role == 'sidekiq' else role + '_tolerations')
+
+    # ---------------------------------------------------------------- web
     def web(self):
         v = self.var
-        name = self.name + '-web'
-        selector = self.selector('web')
-        labels = self.labels(extra=selector)
         env = {'PORT': '3000', 'BIND': '0.0.0.0', 'RAILS_ENV': 'production', 'NODE_ENV': 'production',
                'WEB_CONCURRENCY': to_text('web_concurrency', v('web_concurrency')),
                'MAX_THREADS': to_text('web_max_threads', v('web_max_threads'))}
-        env.update(self.ca_env(rails=True))
-        env.update(_text_env('web_extra_env', v('web_extra_env')))
-        probe = {'httpGet': {'path': '/health', 'port': 'http'}}
-        hpa = v('web_hpa_enabled')
-        deployment = {'apiVersion': 'apps/v1', 'kind': 'Deployment', 'metadata': self.meta(name, labels), 'spec': {}}
-        spec = deployment['spec']
-        if not hpa:
-            spec['replicas'] = v('web_replicas')
-            self.origin(deployment, 'spec.replicas', 'web_replicas')
-        spec.update({'revisionHistoryLimit': 5, 'strategy': v('web_strategy'), 'selector': {'matchLabels': selector}})
-        self.origin(deployment, 'spec.strategy', 'web_strategy')
-        prefix = 'spec.template.spec'
-        volumes, mounts = self.volumes(rails=True, media=True)
-        container = self.container(deployment, prefix, 'web', self.model['image'],
-                                   ['bundle', 'exec', 'puma', '-C', 'config/puma.rb'], env, mounts, v('web_resources'),
-                                   True, 'web_resources', 'web_extra_env')
-        container['ports'] = [{'name': 'http', 'containerPort': 3000, 'protocol': 'TCP'}]
-        container['startupProbe'] = dict(probe, periodSeconds=5, failureThreshold=60, timeoutSeconds=5)
-        container['readinessProbe'] = dict(probe, periodSeconds=10, failureThreshold=3, timeoutSeconds=5)
-        container['livenessProbe'] = dict(probe, periodSeconds=30, failureThreshold=3, timeoutSeconds=5)
-        spec['template'] = {
-            'metadata': {'labels': labels, 'annotations': self.pod_annotations('rails', 'web_pod_annotations')},
-            'spec': self.pod_spec(deployment, [container], volumes, prefix, 'web', v('web_node_selector'),
-                                  v('web_tolerations'), v('web_affinity'))}
-        self.origin(deployment, 'spec.template.metadata.annotations', 'web_pod_annotations')
-        self.origin(deployment, prefix + '.nodeSelector', 'web_node_selector')
-        self.origin(deployment, prefix + '.tolerations', 'web_tolerations')
-        out = [deployment, self.service(name, labels, selector, 'http', 3000)]
-        if hpa:
+        name, labels, selector, out = self.server('web', self.model['image'],
+                                                  ['bundle', 'exec', 'puma', '-C', 'config/puma.rb'], env,
+                                                  'http', 3000, '/health', 60, v('web_strategy'))
+        self.origin(out[0], 'spec.strategy', 'web_strategy')
+        if v('web_hpa_enabled'):
             obj = {'apiVersion': 'autoscaling/v2', 'kind': 'HorizontalPodAutoscaler', 'metadata': self.meta(name, labels),
                    'spec': {'scaleTargetRef': {'apiVersion': 'apps/v1', 'kind': 'Deployment', 'name': name},
                             'minReplicas': v('web_hpa_min_replicas'), 'maxReplicas': v('web_hpa_max_replicas'),
@@ -590,36 +607,10 @@ class _Builder(object):
     # ---------------------------------------------------------------- streaming
     def streaming(self):
         v = self.var
-        name = self.name + '-streaming'
-        selector = self.selector('streaming')
-        labels = self.labels(extra=selector)
         env = {'PORT': '4000', 'BIND': '0.0.0.0', 'NODE_ENV': 'production', 'DB_SSLMODE': v('streaming_db_sslmode')}
-        env.update(self.ca_env(rails=False))
-        env.update(_text_env('streaming_extra_env', v('streaming_extra_env')))
-        probe = {'httpGet': {'path': '/api/v1/streaming/health', 'port': 'streaming'}}
-        deployment = {'apiVersion': 'apps/v1', 'kind': 'Deployment', 'metadata': self.meta(name, labels),
-                      'spec': {'replicas': v('streaming_replicas'), 'revisionHistoryLimit': 5,
-                               'strategy': {'type': 'RollingUpdate',
-                                            'rollingUpdate': {'maxSurge': '25%', 'maxUnavailable': 0}},
-                               'selector': {'matchLabels': selector}}}
-        self.origin(deployment, 'spec.replicas', 'streaming_replicas')
-        prefix = 'spec.template.spec'
-        volumes, mounts = self.volumes(rails=False)
-        container = self.container(deployment, prefix, 'streaming', self.model['streaming_image'],
-                                   ['node', './streaming'], env, mounts, v('streaming_resources'), False,
-                                   'streaming_resources', 'streaming_extra_env')
-        container['ports'] = [{'name': 'streaming', 'containerPort': 4000, 'protocol': 'TCP'}]
-        container['startupProbe'] = dict(probe, periodSeconds=5, failureThreshold=30, timeoutSeconds=5)
-        container['readinessProbe'] = dict(probe, periodSeconds=10, failureThreshold=3, timeoutSeconds=5)
-        container['livenessProbe'] = dict(probe, periodSeconds=30, failureThreshold=3, timeoutSeconds=5)
-        deployment['spec']['template'] = {
-            'metadata': {'labels': labels, 'annotations': self.pod_annotations('streaming', 'streaming_pod_annotations')},
-            'spec': self.pod_spec(deployment, [container], volumes, prefix, 'streaming', v('streaming_node_selector'),
-                                  v('streaming_tolerations'), v('streaming_affinity'))}
-        self.origin(deployment, 'spec.template.metadata.annotations', 'streaming_pod_annotations')
-        self.origin(deployment, prefix + '.nodeSelector', 'streaming_node_selector')
-        self.origin(deployment, prefix + '.tolerations', 'streaming_tolerations')
-        out = [deployment, self.service(name, labels, selector, 'streaming', 4000)]
+        strategy = {'type': 'RollingUpdate', 'rollingUpdate': {'maxSurge': '25%', 'maxUnavailable': 0}}
+        name, labels, selector, out = self.server('streaming', self.model['streaming_image'], ['node', './streaming'],
+                                                  env, 'streaming', 4000, '/api/v1/streaming/health', 30, strategy)
         if v('streaming_pdb_enabled'):
             out.append(self.pdb(name, labels, selector, 'streaming_pdb_min_available'))
         host = self.model['streaming_host'] or self.model['web_domain']
@@ -660,15 +651,10 @@ class _Builder(object):
             container['readinessProbe'] = {'exec': {'command': ['cat', RAILS_TMP + '/' + SIDEKIQ_READY_FILENAME]},
                                            'initialDelaySeconds': 5, 'periodSeconds': 10, 'failureThreshold': 3,
                                            'timeoutSeconds': 5}
-            deployment['spec']['template'] = {
-                'metadata': {'labels': labels, 'annotations': self.pod_annotations('rails', 'sidekiq_pod_annotations')},
-                'spec': self.pod_spec(deployment, [container], volumes, prefix, 'sidekiq', group['node_selector'],
-                                      group['tolerations'], v('sidekiq_affinity'),
-                                      extra={'terminationGracePeriodSeconds': 60})}
-            for path in ('spec.replicas', prefix + '.nodeSelector', prefix + '.tolerations',
-                         prefix + '.containers[0].command'):
-                self.origin(deployment, path, 'sidekiq_workers')
-            self.origin(deployment, 'spec.template.metadata.annotations', 'sidekiq_pod_annotations')
+            self.template(deployment, 'sidekiq', 'rails', container, volumes, group['node_selector'],
+                          group['tolerations'], v('sidekiq_affinity'), extra={'terminationGracePeriodSeconds': 60})
+            self.origin(deployment, 'spec.replicas', 'sidekiq_workers')
+            self.origin(deployment, prefix + '.containers[0].command', 'sidekiq_workers')
             out.append(deployment)
         return out
 
@@ -695,16 +681,9 @@ class _Builder(object):
                                    'migrations_extra_env')
         # The direct endpoint and the application's user (DB_HOST/PORT/NAME/USER/PASS) override the pool's.
         container['envFrom'].append({'secretRef': {'name': self.name + '-db-direct'}})
-        template_meta = {'labels': labels}
-        if v('migrations_pod_annotations'):
-            template_meta['annotations'] = dict(v('migrations_pod_annotations'))
-            self.origin(job, 'spec.template.metadata.annotations', 'migrations_pod_annotations')
-        job['spec']['template'] = {
-            'metadata': template_meta,
-            'spec': self.pod_spec(job, [container], volumes, prefix, 'migrations', v('migrations_node_selector'),
-                                  v('migrations_tolerations'), extra={'restartPolicy': 'Never'})}
-        self.origin(job, prefix + '.nodeSelector', 'migrations_node_selector')
-        self.origin(job, prefix + '.tolerations', 'migrations_tolerations')
+        # No checksum annotation: a Job's template cannot change, and its name already carries the version.
+        self.template(job, 'migrations', None, container, volumes, v('migrations_node_selector'),
+                      v('migrations_tolerations'), extra={'restartPolicy': 'Never'})
         self.origin(job, 'metadata.name', 'config_mastodon_version')
         return [job]
 
