@@ -27,6 +27,9 @@ Facts from Mastodon's code (v4.6.5, see ../shared/reference/mastodon/README.md):
 * without S3/Swift/Azure (config/initializers/paperclip.rb:38,118,142) uploads go to PAPERCLIP_ROOT_PATH,
   default ``public/system`` (paperclip.rb:163);
 * node reads NODE_EXTRA_CA_CERTS at process start only; streaming ignores PGSSLROOTCERT, Rails' libpq reads it.
+
+With a read-only root filesystem, Rails' tmp/ and /tmp are emptyDir volumes: they start empty, so whatever the
+image keeps under tmp/ (a precompiled Bootsnap cache, if any) is rebuilt by each new pod.
 """
 
 from __future__ import annotations
@@ -247,9 +250,7 @@ def media_storage_problem(model):
     env = _rails_env(model)
     if object_storage_enabled(env):
         return None
-    if model['vars'].get('config_media_volume_claim'):
-        return None
-    if model['vars'].get('config_media_ephemeral'):
+    if model_var(model, 'config_media_volume_claim') or model_var(model, 'config_media_ephemeral'):
         return None
     return ('config_media_volume_claim: Mastodon stores uploads in %s when no object storage is configured '
             '(S3_ENABLED, SWIFT_ENABLED or AZURE_ENABLED is not true in config_env), and the containers\' files are '
@@ -257,6 +258,14 @@ def media_storage_problem(model):
             'PersistentVolumeClaim (ReadWriteMany when web and sidekiq run on several nodes) in '
             'config_media_volume_claim, or accept losing uploads with config_media_ephemeral: true (tests, demos).'
             % media_path(env))
+
+
+def model_var(model, name):
+    """A role variable of the model; a clear error when the planner's model lacks it."""
+    try:
+        return model['vars'][name]
+    except KeyError:
+        raise ConfigError(name, 'missing from the model (add it to its role\'s argument spec and defaults)')
 
 
 def _rails_env(model):
@@ -271,7 +280,6 @@ class _Builder(object):
 
     def __init__(self, model):
         self.model = model
-        self.vars = model['vars']
         self.name = model['name']
         self.namespace = model['namespace']
         self.origins = {}
@@ -280,10 +288,7 @@ class _Builder(object):
         self.has_redis_ca = bool(model.get('redis_ca_pem'))
 
     def var(self, name):
-        try:
-            return self.vars[name]
-        except KeyError:
-            raise ConfigError(name, 'missing from the model (add it to its role\'s argument spec and defaults)')
+        return model_var(self.model, name)
 
     def origin(self, obj, path, variable):
         self.origins[(obj['kind'], obj['metadata']['name'], path)] = variable
@@ -340,7 +345,7 @@ class _Builder(object):
         if self.has_ca or self.has_redis_ca:
             volumes.append({'name': 'db-ca', 'secret': {'secretName': self.name + '-db-ca', 'defaultMode': 0o444}})
             mounts.append({'name': 'db-ca', 'mountPath': self.var('config_ca_mount_dir'), 'readOnly': True})
-        claim = self.vars.get('config_media_volume_claim')
+        claim = self.var('config_media_volume_claim')
         if media and claim and not object_storage_enabled(self.rails_env):
             volumes.append({'name': 'media', 'persistentVolumeClaim': {'claimName': claim}})
             mounts.append({'name': 'media', 'mountPath': media_path(self.rails_env)})
@@ -411,6 +416,11 @@ class _Builder(object):
         out.append(self.secret(self.name + '-generated-secrets', labels, self.model['kept_secrets'],
                                note='Generated once on the first deploy and reused by every later run. Do not delete.',
                                origin='config_secrets'))
+        direct_user, app_user = self.model['db_direct'].get('DB_USER'), self.rails_env.get('DB_USER')
+        if direct_user and app_user and direct_user != app_user:
+            # Tables the migrations create belong to the user that runs them: it must be the application's.
+            raise ConfigError('config_db_user', 'the migrations would connect as %s but the application as %s; '
+                                                'both must be the application\'s database user' % (direct_user, app_user))
         out.append(self.secret(self.name + '-db-direct', labels, self.model['db_direct'],
                                note='Direct PostgreSQL connection (bypassing the PgBouncer pool) as the application\'s '
                                     'user, for the migration Jobs.', origin='config_db_direct_host'))

@@ -65,7 +65,7 @@ def make_model(namespace='social', **vars_):
         'labels': {'app.kubernetes.io/name': 'mastodon', 'app.kubernetes.io/instance': 'masto',
                    'app.kubernetes.io/part-of': 'mastodon', 'app.kubernetes.io/managed-by': 'fediops.mastodon'},
         'web_domain': 'social.example', 'streaming_host': '',
-        'env': {'rails': {'config': {'LOCAL_DOMAIN': 'social.example', 'DB_HOST': 'pool.db'},
+        'env': {'rails': {'config': {'LOCAL_DOMAIN': 'social.example', 'DB_HOST': 'pool.db', 'DB_USER': 'mastodon'},
                           'secret': {'DB_PASS': 'pw-rails', 'SECRET_KEY_BASE': 'skb'}},
                 'streaming': {'config': {'LOCAL_DOMAIN': 'social.example', 'DB_HOST': 'pool.db'},
                               'secret': {'DB_PASS': 'pw-rails'}}},

@@ -94,7 +94,8 @@ def test_model_is_not_modified():
 def test_config_env_sets_and_secrets():
     result = build(make_model())
     config = result['config']
-    assert find(config, 'ConfigMap', 'masto-env')['data'] == {'DB_HOST': 'pool.db', 'LOCAL_DOMAIN': 'social.example'}
+    assert find(config, 'ConfigMap', 'masto-env')['data'] == {'DB_HOST': 'pool.db', 'DB_USER': 'mastodon',
+                                                           'LOCAL_DOMAIN': 'social.example'}
     assert decode(find(config, 'Secret', 'masto-env')) == {'DB_PASS': 'pw-rails', 'SECRET_KEY_BASE': 'skb'}
     assert decode(find(config, 'Secret', 'masto-streaming-env')) == {'DB_PASS': 'pw-rails'}
     assert decode(find(config, 'Secret', 'masto-generated-secrets')) == {'SECRET_KEY_BASE': 'skb', 'VAPID_PRIVATE_KEY': 'vp'}
@@ -486,3 +487,22 @@ def test_origins_map_fields_to_variables():
     # Every origin names a variable the model has (or the new ones of docs/dev/manifests-vars.yml).
     known = set(role_defaults())
     assert set(origins.values()) <= known, set(origins.values()) - known
+
+
+def test_migrations_connect_as_the_application_user():
+    """Tables belong to the user that creates them (README: Migrations): the db-direct user is the application's."""
+    model = make_model()
+    model['db_direct']['DB_USER'] = 'doadmin'
+    with pytest.raises(ConfigError, match='config_db_user: the migrations would connect as doadmin but the application '
+                                          'as mastodon'):
+        build(model)
+
+
+def test_a_variable_missing_from_the_model_is_named():
+    model = make_model()
+    del model['vars']['config_network_policy']
+    with pytest.raises(ConfigError, match='config_network_policy: missing from the model'):
+        build(model)
+    del model['vars']['config_media_ephemeral']
+    with pytest.raises(ConfigError, match='config_media_ephemeral: missing'):
+        media_storage_problem(model)
