@@ -118,6 +118,12 @@ def bounded_name(name, limit=63):
     return name[:limit - 9].rstrip('-') + '-' + digest
 
 
+def version_label(version):
+    """The version as a label value (at most 63 of [A-Za-z0-9_.-]): the tag without a digest (v4.6.5@sha256:...)."""
+    tag = re.sub(r'[^A-Za-z0-9_.-]+', '-', version.split('@', 1)[0])[:63]
+    return tag.strip('-_.')
+
+
 def migration_job_name(name, phase, version):
     """`<name>-migrate-<phase>-<version slug>`, at most 63 characters. A version with a digest
     (v4.6.5@sha256:...) keeps a hash of the whole, so two digests never share a Job name."""
@@ -296,7 +302,7 @@ class _Builder(object):
     # ---------------------------------------------------------------- shared pieces
     def labels(self, component=None, extra=None):
         labels = dict(self.model['labels'])
-        labels['app.kubernetes.io/version'] = self.model['version']
+        labels['app.kubernetes.io/version'] = version_label(self.model['version'])
         if component:
             labels['app.kubernetes.io/component'] = component
         labels.update(extra or {})

@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import copy
 import os
+import re
 
 import pytest
 
@@ -220,6 +221,12 @@ def test_image_by_digest_and_job_name():
     name = job['metadata']['name']
     assert len(name) <= 63 and name.startswith('masto-migrate-pre-v4-6-5-sha256-')
     assert job['spec']['template']['spec']['containers'][0]['image'] == 'ghcr.io/mastodon/mastodon@' + digest
+    label = re.compile(r'\A([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?\Z')
+    for objects in result.values():
+        for obj in objects:
+            for value in obj['metadata']['labels'].values():
+                assert label.match(value), (obj['kind'], value)
+    assert job['metadata']['labels']['app.kubernetes.io/version'] == 'v4.6.5'
     other = migration_job_name('masto', 'pre', 'v4.6.5@sha256:' + 'cd' * 32)
     assert other != name and len(other) <= 63
     assert migration_job_name('masto', 'post', 'v4.6.5') == 'masto-migrate-post-v4-6-5'
