@@ -95,8 +95,8 @@ def test_model_is_not_modified():
 def test_config_env_sets_and_secrets():
     result = build(make_model())
     config = result['config']
-    assert find(config, 'ConfigMap', 'masto-env')['data'] == {'DB_HOST': 'pool.db', 'DB_USER': 'mastodon',
-                                                           'LOCAL_DOMAIN': 'social.example'}
+    rails_config = find(config, 'ConfigMap', 'masto-env')['data']
+    assert rails_config == {'DB_HOST': 'pool.db', 'DB_USER': 'mastodon', 'LOCAL_DOMAIN': 'social.example'}
     assert decode(find(config, 'Secret', 'masto-env')) == {'DB_PASS': 'pw-rails', 'SECRET_KEY_BASE': 'skb'}
     assert decode(find(config, 'Secret', 'masto-streaming-env')) == {'DB_PASS': 'pw-rails'}
     assert decode(find(config, 'Secret', 'masto-generated-secrets')) == {'SECRET_KEY_BASE': 'skb', 'VAPID_PRIVATE_KEY': 'vp'}
