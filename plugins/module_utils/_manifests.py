@@ -145,7 +145,7 @@ def sidekiq_groups(workers, defaults):
 
     `defaults`: {'resources', 'node_selector', 'tolerations' (the role-wide values), 'max_concurrency'}.
     Each group: {name, queues: [{name, weight}], concurrency, replicas, scheduler, resources, node_selector,
-    tolerations, args}; `args` are Sidekiq's arguments (-c N -q queue[,weight] ...).
+    tolerations} (weight None when not given).
     Raises ConfigError('sidekiq_workers', ...) naming the group and the field.
     """
     var = 'sidekiq_workers'
@@ -190,11 +190,8 @@ def sidekiq_groups(workers, defaults):
             raise ConfigError(var, '%s processes the scheduler queue with replicas: %d; the scheduler queue must run in '
                                    'exactly one replica: set replicas: 1 or move scheduler into a group of its own'
                               % (label, replicas))
-        args = ['-c', str(concurrency)]
-        for queue in parsed:
-            args += ['-q', queue['name'] + (',%d' % queue['weight'] if queue['weight'] is not None else '')]
         groups.append({'name': name, 'queues': parsed, 'concurrency': concurrency, 'replicas': replicas,
-                       'scheduler': scheduler, 'args': args,
+                       'scheduler': scheduler,
                        'resources': group.get('resources', defaults.get('resources') or {}),
                        'node_selector': group.get('node_selector', defaults.get('node_selector') or {}),
                        'tolerations': group.get('tolerations', defaults.get('tolerations') or [])})
@@ -211,6 +208,14 @@ def sidekiq_groups(workers, defaults):
     if missing:
         raise ConfigError(var, 'no group processes the queue(s) %s: jobs there would never run' % ', '.join(missing))
     return groups
+
+
+def sidekiq_command(group):
+    """bundle exec sidekiq -c N -q queue[,weight] ... for a parsed group."""
+    command = ['bundle', 'exec', 'sidekiq', '-c', str(group['concurrency'])]
+    for queue in group['queues']:
+        command += ['-q', queue['name'] + (',%d' % queue['weight'] if queue.get('weight') is not None else '')]
+    return command
 
 
 def _parse_queue(var, label, queue):
@@ -660,7 +665,7 @@ class _Builder(object):
             prefix = 'spec.template.spec'
             volumes, mounts = self.volumes(rails=True, media=True)
             container = self.container(deployment, prefix, 'sidekiq', self.model['image'],
-                                       ['bundle', 'exec', 'sidekiq'] + group['args'], env, mounts, group['resources'],
+                                       sidekiq_command(group), env, mounts, group['resources'],
                                        True, 'sidekiq_workers', 'sidekiq_extra_env')
             # config/initializers/sidekiq.rb:11-18 touches tmp/<MASTODON_SIDEKIQ_READY_FILENAME> (on the rails-tmp
             # emptyDir) once Sidekiq processes jobs, and removes it at shutdown.

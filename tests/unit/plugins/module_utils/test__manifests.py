@@ -22,7 +22,8 @@ import pytest
 
 from ansible_collections.fediops.mastodon.plugins.module_utils._mastodon_config import ConfigError
 from ansible_collections.fediops.mastodon.plugins.module_utils._manifests import (
-    COMPONENTS, SIDEKIQ_READY_FILENAME, build, media_storage_problem, migration_job_name, origin_of, sidekiq_groups)
+    COMPONENTS, SIDEKIQ_READY_FILENAME, build, media_storage_problem, migration_job_name, origin_of, sidekiq_command,
+    sidekiq_groups)
 from ansible_collections.fediops.mastodon.tests.unit.plugins.module_utils.manifests_model import (
     CA, REDIS_CA, make_model, role_defaults, use_migrations_stand_in)
 
@@ -372,8 +373,9 @@ def test_sidekiq_groups_parse():
     assert groups == [{'name': 'all', 'queues': [{'name': 'default', 'weight': 8}, {'name': 'push', 'weight': 6}]
                        + [{'name': q, 'weight': None} for q in ALL[2:]],
                        'concurrency': 25, 'replicas': 1, 'scheduler': True,
-                       'args': ['-c', '25', '-q', 'default,8', '-q', 'push,6'] + [a for q in ALL[2:] for a in ('-q', q)],
                        'resources': {'r': 1}, 'node_selector': {}, 'tolerations': [{'key': 'k'}]}]
+    assert sidekiq_command(groups[0]) == ['bundle', 'exec', 'sidekiq', '-c', '25', '-q', 'default,8', '-q', 'push,6'] + [
+        a for q in ALL[2:] for a in ('-q', q)]
 
 
 # ------------------------------------------------------------------------------------------------ migrations
