@@ -685,13 +685,12 @@ class _Builder(object):
         from ansible_collections.fediops.mastodon.plugins.module_utils import _migrations
 
         v = self.var
-        job_container = _migrations.job_container(phase)
+        job_container = _migrations.job_container(
+            phase, extra_env=_text_env('migrations_extra_env', v('migrations_extra_env')))
         name = migration_job_name(self.name, phase, self.model['version'])
         labels = self.labels('migrations-' + phase, {'fediops.mastodon/migrations': 'true'})
-        env = {'RAILS_ENV': 'production', 'NODE_ENV': 'production', 'PREPARED_STATEMENTS': 'true', 'DB_POOL': '5'}
-        env.update(self.ca_env(rails=True))
-        env.update(job_container.get('env') or {})
-        env.update(_text_env('migrations_extra_env', v('migrations_extra_env')))
+        env = self.ca_env(rails=True)
+        env.update(job_container['env'])
         job = {'apiVersion': 'batch/v1', 'kind': 'Job', 'metadata': self.meta(name, labels),
                'spec': {'backoffLimit': 0, 'activeDeadlineSeconds': v('migrations_active_deadline_seconds')}}
         self.origin(job, 'spec.activeDeadlineSeconds', 'migrations_active_deadline_seconds')

@@ -35,8 +35,8 @@ def role_defaults():
 
 
 def use_migrations_stand_in(monkeypatch):
-    """The migrations' job_container(phase) (plugins/module_utils/_migrations.py, shapes section 4) when it is
-    there; else a stand-in with the agreed signature and result shape."""
+    """The migrations' job_container(phase, extra_env) (plugins/module_utils/_migrations.py, shapes section 4)
+    when it is there; else a stand-in with its signature and result shape."""
     try:
         __import__(MIGRATIONS_MODULE)
         return
@@ -44,9 +44,11 @@ def use_migrations_stand_in(monkeypatch):
         pass
     stub = types.ModuleType(MIGRATIONS_MODULE)
 
-    def job_container(phase):
-        return {'command': ['bundle', 'exec', 'rails', 'mastodon:migrate-' + phase],
-                'env': {'FEDIOPS_MIGRATION_PHASE': phase}}
+    def job_container(phase, extra_env=None):
+        env = {'RAILS_ENV': 'production', 'NODE_ENV': 'production', 'PREPARED_STATEMENTS': 'true', 'DB_POOL': '5',
+               'FEDIOPS_MIGRATION_PHASE': phase}
+        env.update(extra_env or {})
+        return {'command': ['/bin/sh', '-c', 'exec bundle exec rails db:migrate # ' + phase], 'env': env}
 
     stub.job_container = job_container
     monkeypatch.setitem(sys.modules, MIGRATIONS_MODULE, stub)

@@ -384,13 +384,14 @@ def test_migration_jobs_use_job_container_and_the_direct_endpoint():
     result = build(make_model(migrations_extra_env={'EXTRA': 1}, migrations_pod_annotations={'x': 'y'}))
     for component, phase in (('migrate-pre', 'pre'), ('migrate-post', 'post')):
         job = result[component][0]
-        expected = _migrations.job_container(phase)
+        expected = _migrations.job_container(phase, extra_env={'EXTRA': '1'})
         container = job['spec']['template']['spec']['containers'][0]
         assert container['command'] == expected['command']
         env = env_of(container)
         for key, value in expected['env'].items():
             assert env[key] == value
         assert env['EXTRA'] == '1' and env['PREPARED_STATEMENTS'] == 'true'
+        assert env['PGSSLROOTCERT'] == '/etc/mastodon/db-ca/ca.crt'
         assert container['envFrom'][-1] == {'secretRef': {'name': 'masto-db-direct'}}
         assert job['spec']['backoffLimit'] == 0 and job['spec']['activeDeadlineSeconds'] == 3600
         assert job['spec']['template']['spec']['restartPolicy'] == 'Never'
