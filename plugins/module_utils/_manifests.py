@@ -40,6 +40,8 @@ import difflib
 import hashlib
 import re
 
+from urllib.parse import urlsplit
+
 from ansible_collections.fediops.mastodon.plugins.module_utils._mastodon_config import ConfigError, to_text
 
 COMPONENTS = ('config', 'migrate-pre', 'web', 'streaming', 'sidekiq', 'migrate-post')
@@ -84,6 +86,19 @@ def origin_of(origins, kind, name, field):
         if (field == path or field.startswith(path + '.') or field.startswith(path + '[')) and len(path) > best_len:
             best, best_len = variable, len(path)
     return best
+
+
+def _port(value):
+    """A TCP port from an env value, or None."""
+    text = str(value or '').strip()
+    return int(text) if text.isdigit() and 0 < int(text) < 65536 else None
+
+
+def _url_port(url, default):
+    try:
+        return urlsplit(url).port or default
+    except ValueError:
+        return default
 
 
 def _b64(text):
@@ -466,8 +481,7 @@ class _Builder(object):
         def ports_rule(ports):
             return {'ports': [{'protocol': 'TCP', 'port': p} for p in ports]} if ports else None
 
-        data = ports_rule(sorted(set(self.var('config_network_policy_database_ports'))
-                                 | set(self.var('config_network_policy_redis_ports'))))
+        data = ports_rule(self.data_ports())
         web_out = ports_rule(sorted(set(self.var('config_network_policy_egress_web_ports'))))
         extra = list(self.var('config_network_policy_extra_egress'))
         mail = ports_rule(self.mail_and_search_ports())
@@ -500,14 +514,30 @@ class _Builder(object):
                                   'fediops.mastodon/migrations': 'true'}, None, [dns, data]),
         ]
 
+    def data_ports(self):
+        """The database and Redis ports of the variables, and those the environments actually name (so a
+        self-managed PostgreSQL on 5432 or Redis on 6379 is reachable without further settings)."""
+        ports = set(self.var('config_network_policy_database_ports')) | set(self.var('config_network_policy_redis_ports'))
+        envs = [self.rails_env, self.model['db_direct']]
+        streaming = self.model['env']['streaming']
+        envs.append(dict(streaming.get('config') or {}, **(streaming.get('secret') or {})))
+        for env in envs:
+            ports.update(_port(env.get(key)) for key in ('DB_PORT', 'REDIS_PORT', 'SIDEKIQ_REDIS_PORT', 'CACHE_REDIS_PORT'))
+            for key in ('REDIS_URL', 'SIDEKIQ_REDIS_URL', 'CACHE_REDIS_URL'):
+                if env.get(key):
+                    ports.add(_url_port(env[key], 6379))
+        ports.discard(None)
+        return sorted(ports)
+
     def mail_and_search_ports(self):
-        """SMTP (config/email.yml:9-10, port 587 by default) and Elasticsearch (chewy.rb:3-5, 9200)."""
-        env, ports = self.rails_env, []
+        """SMTP (config/email.yml:9-10: SMTP_PORT, else the usual submission ports) and Elasticsearch
+        (config/initializers/chewy.rb:4-5: ES_PORT, default 9200)."""
+        env, ports = self.rails_env, set()
         if env.get('SMTP_SERVER'):
-            ports.append(int(env.get('SMTP_PORT') or 587))
+            ports.update([_port(env.get('SMTP_PORT'))] if _port(env.get('SMTP_PORT')) else [25, 465, 587])
         if env.get('ES_ENABLED') == 'true':
-            ports.append(int(env.get('ES_PORT') or 9200))
-        return sorted(set(ports))
+            ports.add(_port(env.get('ES_PORT')) or 9200)
+        return sorted(ports)
 
     # ---------------------------------------------------------------- web
     def server(self, role, image, command, env, port_name, port, health_path, startup_failures, strategy):

@@ -469,6 +469,22 @@ def test_network_policies():
             assert selected == (other == component), (policy, other)
 
 
+def test_network_policy_reaches_the_ports_the_environment_names():
+    """A self-managed PostgreSQL/Redis (DB_PORT, REDIS_URL: lib/mastodon/redis_configuration.rb) is reachable; SMTP
+    without SMTP_PORT may use any usual submission port."""
+    model = make_model(config_network_policy=True, config_network_policy_database_ports=[],
+                       config_network_policy_redis_ports=[])
+    model['env']['rails']['config'].update({'DB_PORT': '5432', 'SMTP_SERVER': 'smtp.example'})
+    model['env']['rails']['secret']['REDIS_URL'] = 'rediss://:pw@redis.example:6380/0'
+    model['env']['streaming']['secret']['REDIS_URL'] = 'redis://redis.example'
+    model['db_direct']['DB_PORT'] = '5433'
+    policies = dict((o['metadata']['name'], o['spec']) for o in build(model)['config'] if o['kind'] == 'NetworkPolicy')
+    streaming_ports = sorted(p['port'] for rule in policies['masto-streaming']['egress'] for p in rule['ports'])
+    assert streaming_ports == [53, 53, 5432, 5433, 6379, 6380]
+    web_ports = sorted(p['port'] for rule in policies['masto-web']['egress'] for p in rule['ports'])
+    assert web_ports == [25, 53, 53, 80, 443, 465, 587, 5432, 5433, 6379, 6380]
+
+
 def test_network_policy_ingress_from_anywhere():
     result = build(make_model(config_network_policy=True))
     web = find(result['config'], 'NetworkPolicy', 'masto-web')
