@@ -98,7 +98,7 @@ def test_manifests_pass_restricted_pod_security(kube_cluster, restricted_namespa
     (lambda spec: [spec['securityContext'].pop('seccompProfile'), spec['containers'][0]['securityContext'].pop('seccompProfile')],
      'seccompProfile'),
     (lambda spec: spec['volumes'].append({'name': 'host', 'hostPath': {'path': '/opt/mastodon'}}), 'restricted volume type "hostPath"'),
-])
+], ids=['privilege-escalation', 'capabilities', 'root', 'seccomp', 'host-path'])
 def test_a_non_compliant_pod_is_rejected(kube_cluster, restricted_namespace, monkeypatch, breach, reason):
     """The check above can fail: the same dry-run refuses a web pod with one restricted rule broken."""
     use_migrations_stand_in(monkeypatch)
