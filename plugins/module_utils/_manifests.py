@@ -423,9 +423,17 @@ class _Builder(object):
         out = []
         labels = self.labels('config')
         if self.var('config_manage_namespace'):
-            ns = {'apiVersion': 'v1', 'kind': 'Namespace',
-                  'metadata': {'name': self.namespace, 'labels': dict(self.model['labels'])}}
+            ns_labels = dict(self.model['labels'])
+            level = self.var('config_namespace_pod_security')
+            if level:
+                # Pod Security admission enforces on the pods themselves (the workloads only warn).
+                ns_labels.update({'pod-security.kubernetes.io/enforce': level,
+                                  'pod-security.kubernetes.io/enforce-version': 'latest',
+                                  'pod-security.kubernetes.io/warn': level,
+                                  'pod-security.kubernetes.io/warn-version': 'latest'})
+            ns = {'apiVersion': 'v1', 'kind': 'Namespace', 'metadata': {'name': self.namespace, 'labels': ns_labels}}
             self.origin(ns, 'metadata.name', 'config_namespace')
+            self.origin(ns, 'metadata.labels', 'config_namespace_pod_security')
             out.append(ns)
         sa = {'apiVersion': 'v1', 'kind': 'ServiceAccount', 'metadata': self.meta(self.name, labels),
               'automountServiceAccountToken': False}

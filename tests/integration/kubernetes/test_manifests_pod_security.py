@@ -40,6 +40,14 @@ def restricted_namespace(kube_cluster):
     kube_cluster.kubectl('delete', 'namespace', name, '--wait=false', check=False)
 
 
+@pytest.fixture
+def new_namespace(kube_cluster):
+    """A namespace name for the builder's own Namespace object; deleted afterwards."""
+    name = 'pss-' + uuid.uuid4().hex[:8]
+    yield name
+    kube_cluster.kubectl('delete', 'namespace', name, '--wait=false', check=False)
+
+
 def pods_of(result):
     """A Pod for each Deployment and Job, made of its pod template (as the controllers would make it)."""
     for objects in result.values():
@@ -56,9 +64,12 @@ def dry_run_pod(client, pod):
     return client.request('POST', path, {'dryRun': 'All', 'fieldManager': 'fediops-test'}, body=pod)
 
 
-def test_manifests_pass_restricted_pod_security(kube_cluster, restricted_namespace, monkeypatch):
+def test_manifests_pass_restricted_pod_security(kube_cluster, new_namespace, monkeypatch):
+    """The builder's own Namespace enforces `restricted` (config_namespace_pod_security's default) and every pod
+    of every component is admitted there."""
     use_migrations_stand_in(monkeypatch)
-    model = make_model(namespace=restricted_namespace, config_manage_namespace=False, config_network_policy=True,
+    restricted_namespace = new_namespace
+    model = make_model(namespace=restricted_namespace, config_network_policy=True,
                        config_media_volume_claim='uploads', web_hpa_enabled=True)
     model['redis_ca_pem'] = model['ca_pem']
     # An image pinned by digest: the Job names and labels must still be valid for the API server.
@@ -84,6 +95,9 @@ def test_manifests_pass_restricted_pod_security(kube_cluster, restricted_namespa
     assert len(admitted) == 5 and all(len(name) <= 63 for name in admitted)
     assert sorted(admitted)[2:] == ['masto-sidekiq-all', 'masto-streaming', 'masto-web']
     assert sorted(admitted)[0].startswith('masto-migrate-post-v4-6-5-sha256-')
+    enforced = kube_cluster.kubectl('get', 'namespace', restricted_namespace, '-o',
+                                    'jsonpath={.metadata.labels.pod-security\\.kubernetes\\.io/enforce}').stdout
+    assert enforced == 'restricted'
     sa = kube_cluster.kubectl('get', 'serviceaccount', 'masto', '-n', restricted_namespace,
                               '-o', 'jsonpath={.automountServiceAccountToken}').stdout
     assert sa == 'false'

@@ -116,6 +116,15 @@ def test_namespace_only_when_managed():
     assert not [o for o in result['config'] if o['kind'] == 'Namespace']
 
 
+def test_namespace_enforces_pod_security():
+    labels = find(build(make_model())['config'], 'Namespace', 'social')['metadata']['labels']
+    assert labels['pod-security.kubernetes.io/enforce'] == 'restricted'
+    assert labels['pod-security.kubernetes.io/warn'] == 'restricted'
+    assert labels['app.kubernetes.io/instance'] == 'masto'
+    labels = find(build(make_model(config_namespace_pod_security=''))['config'], 'Namespace', 'social')['metadata']['labels']
+    assert not [key for key in labels if key.startswith('pod-security.kubernetes.io/')]
+
+
 def test_no_ca_no_secret_no_mount_no_ca_env():
     model = make_model()
     model['ca_pem'] = ''
