@@ -338,10 +338,10 @@ REJECTED = {
                        'give each instance its own REDIS_DB or Redis server instead',
     'CACHE_REDIS_NAMESPACE': 'not read any more (namespaces were removed in 4.4); use CACHE_REDIS_DB or '
                              'CACHE_REDIS_URL to separate the cache',
-    'SKIP_POST_DEPLOYMENT_MIGRATIONS': 'must not be in the environment: Mastodon skips the post-deployment '
-                                      'migrations when it is set to ANY value, false included '
-                                      '(lib/mastodon/database.rb:31); the migration Jobs set it themselves '
-                                      'for the pre-deployment phase only',
+    'SKIP_POST_DEPLOYMENT_MIGRATIONS': (
+        'must not be in the environment: Mastodon skips the post-deployment migrations when it is set to ANY '
+        'value, false included (lib/mastodon/database.rb:31); the migration Jobs set it themselves for the '
+        'pre-deployment phase only'),
     'STREAMING_CLUSTER_NUM': 'not read any more (the streaming server runs one process since 4.2); scale streaming '
                              'with streaming_replicas',
     'STATSD_ADDR': 'not read any more (StatsD support was removed in 4.3); use MASTODON_PROMETHEUS_EXPORTER_ENABLED '
@@ -383,6 +383,10 @@ class ConfigError(ValueError):
 def _version_tuple(tag):
     match = _VERSION_RE.match(tag)
     return tuple(int(match.group(n)) for n in ('major', 'minor', 'patch')) if match else None
+
+
+def _line_tuple(line):
+    return tuple(int(n) for n in line.split('.'))
 
 
 def parse_version(text, allow_unsupported=False):
@@ -433,8 +437,8 @@ def schema_line(version):
     line = '%d.%d' % numbers[:2]
     if line in SUPPORTED_LINES:
         return line
-    lines = sorted(SUPPORTED_LINES, key=lambda item: tuple(int(n) for n in item.split('.')))
-    older = [item for item in lines if tuple(int(n) for n in item.split('.')) < numbers[:2]]
+    lines = sorted(SUPPORTED_LINES, key=_line_tuple)
+    older = [item for item in lines if _line_tuple(item) < numbers[:2]]
     return older[-1] if older else lines[0]
 
 
@@ -447,10 +451,10 @@ def accepted_keys(version=DEFAULT_VERSION):
 def _other_line_reason(key, line):
     setting = SCHEMA[key]
     lines = ', '.join(setting.lines)
-    if tuple(int(n) for n in line.split('.')) > max(tuple(int(n) for n in item.split('.')) for item in setting.lines):
+    if _line_tuple(line) > max(_line_tuple(item) for item in setting.lines):
         return 'is not read by Mastodon %s (only by %s); remove it' % (line, lines)
-    return 'is read only from Mastodon %s on; set %s to %s or remove it' % (lines, VERSION_VARIABLE,
-                                                                             SUPPORTED_LINES[setting.lines[0]])
+    newest = SUPPORTED_LINES[setting.lines[0]]
+    return 'is read only from Mastodon %s on; set %s to %s or remove it' % (lines, VERSION_VARIABLE, newest)
 
 
 def suggest(key, candidates):

@@ -249,8 +249,8 @@ class MastodonEnv(object):
             version = config.parse_version(self.params['mastodon_version'],
                                            allow_unsupported=self.params['allow_unsupported_version'])[0]
         except config.ConfigError as exc:
-            self.module.fail_json(msg='mastodon_version: %s' % exc.reason.replace(config.OVERRIDE_VARIABLE,
-                                                                                 'allow_unsupported_version'))
+            reason = exc.reason.replace(config.OVERRIDE_VARIABLE, 'allow_unsupported_version')
+            self.module.fail_json(msg='mastodon_version: %s' % reason)
         env, errors = config.normalise(self.params['env'], self.params['extra_env'])
         self.remember(dict((k, v) for k, v in env.items() if config.is_secret(k, v)))
         existing = dict((str(k), config.to_text(str(k), v)) for k, v in self.params['existing_secrets'].items()

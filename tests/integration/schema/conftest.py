@@ -10,6 +10,7 @@ import os
 
 import pytest
 
+
 @pytest.fixture(scope='session')
 def reference_dir():
     """shared/reference/mastodon, named by FEDIOPS_MASTODON_REFERENCE (scripts/run_tests.py sets it). A missing

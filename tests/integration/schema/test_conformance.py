@@ -52,10 +52,10 @@ def test_every_accepted_key_is_read_by_that_release(env_reads, conformance_summa
         assert key not in reads and len(config.OWN_KEYS[key]) > 20
     rejected = (set(config.REJECTED) | set(config.FORBIDDEN) | (set(config.SCHEMA) - accepted))
     assert not rejected & accepted
-    conformance_summary.append('%s: %d keys accepted, %d read by Mastodon %s, %d own documented keys (%s), %d rejected '
-                   '(%s), 0 accepted that Mastodon does not read'
-                   % (version, len(accepted), len(read), version, len(own), ', '.join(sorted(own)),
-                      len(rejected), ', '.join(sorted(rejected))))
+    conformance_summary.append(
+        '%s: %d keys accepted, %d read by Mastodon %s, %d own documented keys (%s), %d rejected (%s), '
+        '0 accepted that Mastodon does not read' % (version, len(accepted), len(read), version, len(own),
+                                                    ', '.join(sorted(own)), len(rejected), ', '.join(sorted(rejected))))
 
 
 @pytest.mark.parametrize('version', VERSIONS)

@@ -5,6 +5,7 @@ import base64
 import string
 
 import pytest
+from hypothesis import given, settings, strategies as st
 
 from ansible_collections.fediops.mastodon.plugins.module_utils import _mastodon_config as config
 
@@ -293,6 +294,18 @@ def test_url_credentials_are_found_whatever_the_password_holds():
                 assert key in secret_env and config_env == {}
             checked += 1
     assert checked == len(AWKWARD_PASSWORDS) * 5
+
+
+@settings(max_examples=200, deadline=None)
+@given(password=st.text(alphabet='#?/@:%a1 -_.~!$&()*+,;=', min_size=1, max_size=24),
+       user=st.sampled_from(['', 'default', 'mastodon']),
+       key=st.sampled_from(['ES_HOST', 'REDIS_URL', 'DATABASE_URL', 'S3_ENDPOINT', 'ANY_SETTING']))
+def test_url_credentials_property(password, user, key):
+    """Whatever a password holds, a URL with it goes to the Secret, and url_userinfo keeps all of it."""
+    value = 'rediss://%s:%s@r.example:25061/0' % (user, password)
+    assert config.url_userinfo(value).endswith(password)
+    secret_env, config_env = config.split_env({key: value, 'LOCAL_DOMAIN': 'example.social'})
+    assert secret_env == {key: value} and config_env == {'LOCAL_DOMAIN': 'example.social'}
 
 
 @pytest.mark.parametrize('value', ['https://cdn.example', 'redis://r.example:6379/1', 'example.social',
