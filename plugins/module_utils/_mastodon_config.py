@@ -123,8 +123,8 @@ _section('Deployment', [
     ('RAILS_SERVE_STATIC_FILES', _s('bool', (WEB,))),
     ('RAILS_LOG_LEVEL', _s('enum', choices=('debug', 'info', 'warn', 'error', 'fatal', 'unknown'))),
     ('LOG_LEVEL', _s('enum', _STREAM_ONLY, choices=PINO_LEVELS,
-                     hint='the streaming server\'s pino levels (streaming/logging.js); npmlog\'s silly, verbose '
-                          'and http are gone since 4.3')),
+                     hint='the pino levels of Mastodon {line}\'s streaming server (streaming/logging.js); '
+                          'npmlog\'s silly, verbose and http are gone since 4.3')),
     ('TRUSTED_PROXY_IP', _s('str', (WEB, STREAMING))),
     ('LOCAL_HTTPS', _s('bool')),
     ('NODE_EXTRA_CA_CERTS', _s('path', _STREAM_ONLY)),
@@ -406,9 +406,9 @@ def parse_version(text, allow_unsupported=False):
                                             'vX.Y.Z@sha256:<64 hex digits> (supported lines: %s)' % supported)
     line = '%d.%d' % numbers[:2]
     if line not in SUPPORTED_LINES and not allow_unsupported:
-        raise ConfigError(VERSION_VARIABLE, 'Mastodon %s is not a supported line; this collection supports %s. '
-                                            'Set %s: true to deploy it anyway, unchecked'
-                          % (line, supported, OVERRIDE_VARIABLE))
+        raise ConfigError(VERSION_VARIABLE, 'Mastodon %s is not a supported line; this collection supports %s. Set '
+                                            '%s: true to deploy it anyway (its settings are then checked against '
+                                            'the nearest supported line)' % (line, supported, OVERRIDE_VARIABLE))
     return tag, line
 
 
@@ -497,7 +497,7 @@ def _check_type(key, setting, value, line):
             raise ConfigError(key, 'must be a number')
     elif kind == 'enum':
         if value not in setting.choices:
-            hint = ': %s' % setting.hint if setting.hint else ''
+            hint = ': %s' % setting.hint.format(line=line) if setting.hint else ''
             raise ConfigError(key, 'must be one of %s%s' % (', '.join(setting.choices), hint))
     elif kind == 'domain':
         if '://' in value or '/' in value or ':' in value:
@@ -793,6 +793,8 @@ def validate(env, pgbouncer=None, components=None, version=DEFAULT_VERSION):
         value = env[key]
         setting = SCHEMA.get(key)
         try:
+            if key in FORBIDDEN:
+                raise ConfigError(key, 'must not be in .env.production: ' + FORBIDDEN[key])
             if key in REJECTED:
                 raise ConfigError(key, 'refused for Mastodon %s: %s' % (line, REJECTED[key]))
             if setting is not None and key not in accepted:

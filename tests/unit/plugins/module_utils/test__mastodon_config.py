@@ -67,6 +67,8 @@ def test_unknown_key_suggestion():
 def test_forbidden_keys(key):
     dummy, errors = config.normalise({key: 'x'})
     assert errors[0].key == key
+    errors, dummy = config.validate(_complete(**{key: 'x'}))
+    assert [e.key for e in errors] == [key]
 
 
 @pytest.mark.parametrize('extra,key', [
