@@ -158,6 +158,17 @@ def do_playbook(run_playbook, do_api):
     return _run
 
 
+@pytest.fixture(scope='module')
+def do_playbook_module(run_playbook_module):
+    """For module-scoped fixtures: run tasks (YAML text) in a play whose module_defaults point the DigitalOcean
+    group at the stand-in `api` (e.g. one of do_standin_session.spawn()); returns the PlaybookResult."""
+
+    def _run(api, tasks, token_in_env=True, defaults=None, **kwargs):
+        return run_do_playbook(run_playbook_module, api.token, do_play(api, tasks, defaults), token_in_env, **kwargs)
+
+    return _run
+
+
 class DoBatch(object):
     """Many cases in one ansible-playbook run. Each case is a host of the inventory (run locally, in
     parallel), with a stand-in of its own (spawn: its faults, its request log), files in a directory
