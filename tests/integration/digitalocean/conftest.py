@@ -240,3 +240,5 @@ def pytest_terminal_summary(terminalreporter):
     count = getattr(terminalreporter.config, 'do_contract_count', 0)
     if count:
         terminalreporter.write_line('DigitalOcean contract: %d stand-in responses validated against the OpenAPI excerpt' % count)
+        by_endpoint = getattr(terminalreporter.config, 'do_contract_by_endpoint', {})
+        terminalreporter.write_line('  by operation: ' + ', '.join('%s %d' % item for item in sorted(by_endpoint.items())))

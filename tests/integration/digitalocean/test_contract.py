@@ -56,6 +56,7 @@ class Contract(object):
         self.cache = {}
         self.registry = Registry(retrieve=self._retrieve)
         self.count = 0
+        self.by_endpoint = {}
 
     def _load(self, uri):
         path = urlsplit(uri).path
@@ -105,6 +106,7 @@ class Contract(object):
         if response.status_code >= 400 and isinstance(body, dict) and body.get('request_id') != response.headers.get('x-request-id'):
             problems.append('error body request_id differs from x-request-id')
         self.count += 1
+        self.by_endpoint[endpoint] = self.by_endpoint.get(endpoint, 0) + 1
         return problems
 
 
@@ -113,6 +115,10 @@ def contract(pytestconfig):
     checker = Contract(_spec_root())
     yield checker
     pytestconfig.do_contract_count = getattr(pytestconfig, 'do_contract_count', 0) + checker.count
+    counts = getattr(pytestconfig, 'do_contract_by_endpoint', {})
+    for endpoint, count in checker.by_endpoint.items():
+        counts[endpoint] = counts.get(endpoint, 0) + count
+    pytestconfig.do_contract_by_endpoint = counts
 
 
 def _cases(fixtures):
@@ -262,6 +268,29 @@ def test_validator_rejects_a_broken_answer(contract):
 
     problems = contract.check('ca', Fake())
     contract.count -= 1
+    contract.by_endpoint['ca'] -= 1
     joined = ' '.join(problems)
     assert "'certificate' is a required property" in joined
     assert 'ratelimit-limit' in joined and 'ratelimit-remaining missing' in joined and "'nope' is not a 'uuid'" in joined
+
+
+def test_validator_rejects_broken_answers_of_the_new_operations(contract):
+    """A rule type outside models/firewall_rule.yml's enum, a user without its required name
+    (models/database_user.yml), and a created pool without size (models/connection_pool.yml) are caught."""
+
+    def fake(status, body):
+        return type('Fake', (object,), dict(
+            status_code=status, json=staticmethod(lambda: body),
+            headers={'content-type': 'application/json', 'ratelimit-limit': '5000', 'ratelimit-remaining': '4999',
+                     'ratelimit-reset': '1700000000', 'x-request-id': '79f26d28-ea8a-41f2-8ad8-8cfcdd020095'}))()
+
+    cases = [
+        ('firewall', fake(200, {'rules': [{'type': 'vpc', 'value': 'x'}]}), "'vpc' is not one of"),
+        ('add_user', fake(201, {'user': {'role': 'normal', 'password': 'x'}}), "'name' is a required property"),
+        ('add_pool', fake(201, {'pool': {'name': 'p', 'mode': 'transaction', 'db': 'd'}}), "'size' is a required property"),
+    ]
+    for endpoint, response, expected in cases:
+        problems = contract.check(endpoint, response)
+        contract.count -= 1
+        contract.by_endpoint[endpoint] -= 1
+        assert any(expected in problem for problem in problems), (endpoint, problems)

@@ -4,6 +4,13 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """A local HTTPS stand-in for DigitalOcean's databases API (the endpoints this collection calls).
 
+Endpoints (operationIds of resources/databases/ in the excerpt): databases_list_clusters, databases_get_cluster,
+databases_get_ca, databases_list_firewall_rules, databases_list_users, databases_get_user, databases_add_user
+(201), databases_list_connectionPools, databases_get_connectionPool, databases_add_connectionPool (201). The
+writes change this stand-in's own copy of the fixtures; refusals (duplicate, unknown database or user, bad
+mode/size/name) answer 422 {id, message, request_id} (the excerpt's `default` error response). The request log
+(GET /_standin/requests, StandinServer.requests) records method, path, query and the JSON body of each request.
+
 Answers as the OpenAPI excerpt in shared/reference/digitalocean-openapi describes (checked by
 tests/integration/digitalocean/test_contract.py), with DigitalOcean's headers (ratelimit-*,
 x-request-id) and error bodies {id, message, request_id}. Faults are injected with rules, either
