@@ -51,7 +51,7 @@ options:
     description:
       - Return the passwords of the connections, users and pools under RV(clusters[].passwords).
       - With O(app_user) or O(app_pool), only the application user's password is returned for PostgreSQL clusters
-        (RV(clusters[].passwords.app_user)); the admin passwords only with O(include_admin_password=true).
+        (C(app_user) in RV(clusters[].passwords)); the admin passwords only with O(include_admin_password=true).
       - "B(Mark the task with C(no_log: true)) when you set this; Ansible cannot hide return values otherwise."
       - When V(false), any password the API returned is also masked if it shows up anywhere in the output.
     type: bool
@@ -215,7 +215,7 @@ clusters:
       description:
         - The application's database user on a PostgreSQL cluster; C(name), C(role) (V(normal), or V(primary) for the
           admin user), C(source) (V(operator) for O(app_user), V(pool) for the user of O(app_pool)) and C(pool).
-        - Its password is RV(clusters[].passwords.app_user).
+        - Its password is C(app_user) in RV(clusters[].passwords).
       returned: when O(app_user) or O(app_pool) is set, for PostgreSQL clusters
       type: dict
     passwords:

@@ -29,7 +29,7 @@ attributes:
   check_mode:
     support: full
     details:
-      - Only reads (C(GET)) are sent; RV(changed) and the diff say what would be added.
+      - Only reads (C(GET)) are sent; C(changed) and the diff say what would be added.
   diff_mode:
     support: full
     details:

@@ -242,8 +242,8 @@ def test_every_write_conforms(do_api, contract, fault_id, fault):
             response = session.request(method, api.base_url + path, json=body, verify=api.ca_file, timeout=10,
                                        headers={'Authorization': 'Bearer %s' % api.token})
             if fault is None and response.status_code != expected:
-                failures.append('%s %s %s: HTTP %s, expected %s: %s' % (method, path, body, response.status_code, expected,
-                                                                     response.text[:200]))
+                failures.append('%s %s %s: HTTP %s, expected %s: %s'
+                                % (method, path, body, response.status_code, expected, response.text[:200]))
             problems = contract.check(endpoint, response)
             if problems:
                 failures.append('%s %s %s -> %s: %s' % (fault_id, path, body, response.status_code, problems))

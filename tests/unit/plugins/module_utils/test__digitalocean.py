@@ -354,8 +354,8 @@ def test_new_client_calls_follow_the_openapi_paths():
     assert api.database_pool(CLUSTER, 'mastodon')['name'] == 'mastodon'
     assert api.add_database_pool(CLUSTER, 'p2', 'transaction', 20, 'mastodon_production')['name'] == 'p2'
     paths = [url[len(BASE):] for url, dummy in session.calls]
-    assert paths == ['/v2/databases/%s/%s' % (CLUSTER, p) for p in ('firewall', 'users', 'users/app%20user', 'users',
-                                                                     'pools/mastodon', 'pools')]
+    suffixes = ('firewall', 'users', 'users/app%20user', 'users', 'pools/mastodon', 'pools')
+    assert paths == ['/v2/databases/%s/%s' % (CLUSTER, suffix) for suffix in suffixes]
     assert session.calls[3][1]['method'] == 'POST' and session.calls[3][1]['json'] == {'name': 'app'}
     assert session.calls[5][1]['json'] == {'name': 'p2', 'mode': 'transaction', 'size': 20, 'db': 'mastodon_production'}
     assert 'method' not in session.calls[0][1]
