@@ -49,8 +49,9 @@ class StandinHandle(object):
 
         Batched tests give each case its own stand-in, so that one playbook run can hold cases with
         different faults and each case's requests are counted apart. Stop it with stop().
+        config: max_per_page, fixtures (other fixtures than this stand-in's, e.g. a changed copy).
         """
-        server = start_standin(self.fixtures, self.token, self.context)
+        server = start_standin(config.get('fixtures') or self.fixtures, self.token, self.context)
         handle = StandinHandle(server, self.token, self.ca_file, self.context)
         handle.set_faults(*faults)
         if config.get('max_per_page'):

@@ -10,6 +10,7 @@ the `info_run` fixture, and each test checks its cases from their own task resul
 """
 from __future__ import annotations
 
+import copy
 import json
 
 import pytest
@@ -31,8 +32,8 @@ class InfoRun(object):
         self.cases = {}
         self.result = None
 
-    def add(self, name, params, faults=(), **keywords):
-        self.api[name] = self.batch.spawn(*faults)
+    def add(self, name, params, faults=(), fixtures=None, **keywords):
+        self.api[name] = self.batch.spawn(*faults, fixtures=fixtures)
         self.cases[name] = self.batch.case(self.api[name], params, **keywords)
 
     def run(self):
@@ -67,6 +68,9 @@ def info_run(do_batch):
     run.add('firewall-omits', dict(cluster_name='staging-pg', kubernetes_cluster_id=k8s, include_pools=False))
     run.add('firewall-open', dict(cluster_name='mastodon-valkey', include_firewall=True))
     run.add('redis-url', dict(cluster_name='mastodon-valkey', include_passwords=True))
+    legacy = copy.deepcopy(do_batch.standin.fixtures)
+    next(c for c in legacy['clusters'] if c['name'] == 'mastodon-valkey')['engine'] = 'redis'
+    run.add('legacy-redis', dict(cluster_name='mastodon-valkey', include_passwords=True), fixtures=legacy)
     run.add('fail-k8s-id', dict(cluster_name='mastodon-pg', kubernetes_cluster_id='my-cluster'))
     run.add('fail-app-user-valkey', dict(cluster_name='mastodon-valkey', app_user='mastodon'))
     run.add('fail-pools-404', dict(cluster_name='mastodon-pg'), faults=[{'kind': 'status', 'status': 404, 'path': '/pools$'}])
@@ -84,7 +88,7 @@ def test_run_complete(info_run):
 
 
 def test_no_password_in_output(do_standin_session, info_run):
-    output = info_run.output_without('passwords', 'redis-url')
+    output = info_run.output_without('passwords', 'redis-url', 'legacy-redis')
     assert 'mastodon-pg' in output and 'mastodon-valkey' in output
     for password in all_passwords(do_standin_session):
         assert password not in output
@@ -179,13 +183,17 @@ def test_trusted_sources(do_standin_session, info_run):
     assert info_run.count('firewall-admits') == 2 and info_run.count('firewall-open') == 2  # list + firewall
 
 
-def test_valkey_redis_url_with_its_password(do_standin_session, info_run):
+@pytest.mark.parametrize('case,engine', [('redis-url', 'valkey'), ('legacy-redis', 'redis')])
+def test_valkey_and_legacy_redis_url_with_its_password(do_standin_session, info_run, case, engine):
+    """Both engines of the cluster model (resources/databases/models/database_cluster.yml: "redis" for Caching,
+    "valkey" for Valkey) give a REDIS_URL; neither has pools, so one request (the list by name)."""
     cluster = do_standin_session.cluster('mastodon-valkey')
-    info = info_run.res('redis-url')['cluster']
+    info = info_run.res(case)['cluster']
     conn = cluster['private_connection']
-    assert info['engine'] == 'valkey'
+    assert info['engine'] == engine and info['pools'] == []
     assert info['passwords']['redis_url']['private_connection'] == 'rediss://default:%s@%s:25061' % (conn['password'], conn['host'])
     assert info['passwords']['redis_url']['connection'].endswith('@%s:25061' % cluster['connection']['host'])
+    assert info_run.count(case) == 1
 
 
 def test_new_options_fail_naming_the_option(info_run):
