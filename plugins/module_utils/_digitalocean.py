@@ -433,6 +433,14 @@ def find_cluster_by_name(client, name):
     return matches[0]
 
 
+def get_cluster(client, cluster_id=None, cluster_name=None):
+    """The cluster named by its UUID (one GET) or by its name (one list request)."""
+    if cluster_id is not None:
+        validate_cluster_id(cluster_id)
+        return client.database(cluster_id)
+    return find_cluster_by_name(client, cluster_name)
+
+
 def strip_uri_password(uri):
     """A connection URI without its password."""
     if not uri:

@@ -238,7 +238,7 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.fediops.mastodon.plugins.module_utils._digitalocean import (
     POOL_ENGINES, REDIS_ENGINES, DigitalOceanError, all_passwords, application_user, client_from_module, cluster_info,
-    collect_passwords, digitalocean_argument_spec, find_cluster_by_name, redis_url, trusted_sources_problem,
+    collect_passwords, digitalocean_argument_spec, get_cluster, redis_url, trusted_sources_problem,
     UUID_RE, validate_cluster_id)
 
 
@@ -261,10 +261,8 @@ class DatabaseInfo(object):
                 raise DigitalOceanError('%s must not be empty' % key)
         want_app = params['app_user'] is not None or params['app_pool'] is not None
         client = client_from_module(self.module)
-        if params['cluster_id'] is not None:
-            clusters = [client.database(params['cluster_id'])]
-        elif params['cluster_name'] is not None:
-            clusters = [find_cluster_by_name(client, params['cluster_name'])]
+        if params['tag'] is None:
+            clusters = [get_cluster(client, params['cluster_id'], params['cluster_name'])]
         else:
             clusters = [c for c in client.databases(tag=params['tag']) if isinstance(c, dict)]
         result = dict(changed=False, clusters=[])

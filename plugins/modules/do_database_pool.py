@@ -121,20 +121,15 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.fediops.mastodon.plugins.module_utils._digitalocean import (
     DigitalOceanError, POOL_MODES, all_passwords, client_from_module, collect_passwords, connection_info,
-    digitalocean_argument_spec, ensure_pool, find_cluster_by_name, pool_view, validate_cluster_id, validate_pool_spec)
+    digitalocean_argument_spec, ensure_pool, get_cluster, pool_view, validate_pool_spec)
 
 
 def run(module):
     params = module.params
     spec = dict((key, params[key]) for key in ('name', 'mode', 'size', 'db', 'user'))
     validate_pool_spec(spec)
-    if params['cluster_id'] is not None:
-        validate_cluster_id(params['cluster_id'])
     client = client_from_module(module)
-    if params['cluster_id'] is not None:
-        cluster = client.database(params['cluster_id'])
-    else:
-        cluster = find_cluster_by_name(client, params['cluster_name'])
+    cluster = get_cluster(client, params['cluster_id'], params['cluster_name'])
     module.no_log_values.update(all_passwords(collect_passwords(cluster, [])))
     outcome = ensure_pool(client, cluster, spec, check_mode=module.check_mode)
     pool = outcome['pool']

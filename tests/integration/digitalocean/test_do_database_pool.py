@@ -41,7 +41,8 @@ class PoolRuns(object):
     def run(self, name, tasks, **kwargs):
         before = len(self.api.requests)
         result = self.playbook(self.api, tasks, **kwargs)
-        assert result.returncode == 0, (result.stdout[-3000:], result.stderr[-3000:])
+        failed = [(task, res.get('msg')) for task, res in result.task_results() if res.get('failed')]
+        assert result.returncode == 0, (failed, result.stderr[-3000:])
         self.runs[name] = result
         self.posts[name] = [(r['method'], r['path'].rsplit('/', 1)[-1], r['body'])
                             for r in self.api.requests[before:] if r['method'] != 'GET']
