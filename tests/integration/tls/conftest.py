@@ -357,7 +357,7 @@ TLS_CHECK_MANY_PLAY = '''\
   tasks:
     - name: Check
       fediops.mastodon.tls_check: "{{ item | combine({'fail_on_error': false}) }}"
-      loop: {cases}
+      loop: CASES
       register: check
 '''
 
@@ -368,7 +368,7 @@ def tls_check_many(run_playbook, tls_env):
     system store; returns the task results in order."""
 
     def _run(cases):
-        result = run_playbook(TLS_CHECK_MANY_PLAY.format(cases=json.dumps(cases)), env=tls_env.system_store_env())
+        result = run_playbook(TLS_CHECK_MANY_PLAY.replace('CASES', json.dumps(cases)), env=tls_env.system_store_env())
         assert result.data is not None, result.stdout[-3000:] + result.stderr[-3000:]
         return result.result('Check')['results']
 

@@ -84,7 +84,7 @@ def test_node_script_against_the_servers(tls_env):
         MATRIX.append(dict(client='node in-cluster script', server=server, case=case, ca=ca, name=name, expected=want,
                            outcome=outcome, trusts=trusts,
                            detail=('%s day(s) left' % res.get('days_left')) if outcome == 'ok' else
-                           ('%s: %s' % (res.get('code'), res.get('message'))).replace('|', '/')[:160]))
+                           ('%s: %s' % (res.get('code'), res.get('message'))).replace('|', '/')[:120]))
         if outcome != want:
             failures.append((server, case, ca, name, want, outcome, res.get('error')))
     assert not failures, failures
