@@ -178,7 +178,8 @@ def failure_message(kind, target, server_name, chain=None, ca=None, detail='', p
     if trust == 'system':
         trusted = SYSTEM_STORE
     else:
-        trusted = 'the given CA (%s)' % (', '.join(c['subject'] for c in (ca or [])) or 'none loaded')
+        subjects = ', '.join(c['subject'] for c in (ca or []))
+        trusted = 'the given CA (%s)' % subjects if subjects else 'the given CA'
     if kind == 'expired':
         expired = next((c for c in chain if c['expired']), leaf)
         if expired:

@@ -32,7 +32,7 @@ import secrets
 import time
 
 from ansible_collections.fediops.mastodon.plugins.module_utils._tls_check import (
-    UNREACHABLE_KINDS, summarize, trust_hint, validate_endpoints)
+    UNREACHABLE_KINDS, failure_message, summarize, validate_endpoints)
 
 CONTAINER = 'tls-check'
 RESULT_KEY = 'fediops_tls_check'
@@ -131,8 +131,10 @@ function handshake(ep, sock, ca) {
     tlsSock.once('secureConnect', () => {
       clearTimeout(timer);
       const cert = tlsSock.getPeerCertificate() || {};
+      const dn = (name) => (name ? Object.entries(name).map(([k, v]) => `${k}=${v}`).join(',') : null);
       const report = {
-        issuer: cert.issuer ? Object.entries(cert.issuer).map(([k, v]) => `${k}=${v}`).join(',') : null,
+        subject: dn(cert.subject),
+        issuer: dn(cert.issuer),
         names: cert.subjectaltname || null,
         not_after: cert.valid_to ? new Date(cert.valid_to).toISOString() : null,
         tls_version: tlsSock.getProtocol(),
@@ -155,7 +157,9 @@ function handshake(ep, sock, ca) {
 }
 
 async function check(ep) {
-  const base = { name: ep.name, host: ep.host, port: ep.port, protocol: ep.protocol, trust: ep.trust };
+  const base = {
+    name: ep.name, host: ep.host, server_name: ep.server_name || ep.host, port: ep.port, protocol: ep.protocol, trust: ep.trust,
+  };
   try {
     const ca = caFor(ep);
     let sock = await connectTcp(ep);
@@ -263,18 +267,17 @@ def node_result_kind(code):
 
 
 def _in_cluster_error(result):
+    """A failed result of the script -> (kind, message), worded as the controller's check words it."""
     kind = node_result_kind(result.get('code'))
-    target = '%s:%s (%s, trust %s, from the cluster)' % (result.get('host'), result.get('port'), result.get('protocol'),
-                                                          'CA' if result.get('trust') == 'ca' else 'system store')
-    trusted = 'the given CA' if result.get('trust') == 'ca' else 'the system trust store'
-    text = '%s: %s' % (target, result.get('message') or result.get('code'))
-    if kind == 'unknown_ca':
-        text = '%s: unknown CA: the server certificate (issuer %s) does not chain to %s; %s (%s)' % (
-            target, result.get('issuer') or 'unknown', trusted, trust_hint(kind, result.get('protocol'), result.get('trust')),
-            result.get('code'))
-    elif kind == 'hostname_mismatch':
-        text = '%s: hostname mismatch: %s' % (target, result.get('message'))
-    return kind, text
+    server_name = result.get('server_name') or result.get('host')
+    trust = 'CA' if result.get('trust') == 'ca' else 'system store'
+    target = '%s:%s (%s, trust %s, from the cluster)' % (server_name, result.get('port'), result.get('protocol'), trust)
+    names = [name.split(':', 1)[-1].strip() for name in (result.get('names') or '').split(',') if name.strip()]
+    leaf = dict(issuer=result.get('issuer') or 'unknown', names=names, subject=result.get('subject') or server_name,
+                expired=kind == 'expired', not_after=result.get('not_after'), days_left=result.get('days_left') or 0)
+    detail = result.get('message') or result.get('code')
+    return kind, failure_message(kind, target, server_name, [leaf] if result.get('issuer') else [], None,
+                                 detail, protocol=result.get('protocol'), trust=result.get('trust'))
 
 
 def cluster_unreachable_message(names, details, where='the Kubernetes cluster'):
@@ -321,8 +324,9 @@ def job_failure_message(job, pods):
             terminated = state.get('terminated') or (status.get('lastState') or {}).get('terminated')
             waiting = state.get('waiting')
             if terminated:
-                details.append('%s (exit code %s): %s' % (terminated.get('reason') or 'terminated',
-                                                         terminated.get('exitCode'), terminated.get('message') or 'no message'))
+                details.append('%s (exit code %s): %s' % (
+                    terminated.get('reason') or 'terminated', terminated.get('exitCode'),
+                    terminated.get('message') or 'no message'))
             elif waiting:
                 details.append('%s: %s' % (waiting.get('reason'), waiting.get('message') or 'waiting'))
     if not details:

@@ -135,8 +135,8 @@ def test_job_failure_message():
     job = {'metadata': {'name': 'm-tls-check-1', 'namespace': 'ns'},
            'status': {'conditions': [{'type': 'Failed', 'status': 'True', 'reason': 'BackoffLimitExceeded',
                                       'message': 'Job has reached the specified backoff limit'}]}}
-    pod = {'status': {'containerStatuses': [{'state': {'terminated': {'reason': 'Error', 'exitCode': 1,
-                                                                       'message': 'simulated failure'}}}]}}
+    terminated = {'reason': 'Error', 'exitCode': 1, 'message': 'simulated failure'}
+    pod = {'status': {'containerStatuses': [{'state': {'terminated': terminated}}]}}
     assert job_failure_message(job, [pod]) == ('the in-cluster TLS check Job ns/m-tls-check-1 ended without a result: '
                                                'Error (exit code 1): simulated failure')
     waiting = {'status': {'containerStatuses': [{'state': {'waiting': {'reason': 'ImagePullBackOff', 'message': 'no'}}}]}}
