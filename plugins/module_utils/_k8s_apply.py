@@ -271,6 +271,17 @@ def job_state(obj):
 
 WAIT_STATES = {'Deployment': rollout_state, 'StatefulSet': rollout_state, 'Job': job_state}
 
+# Answers after which a wait lists the object again and watches anew (until the wait's deadline): 0 = no
+# connection (API server restarting), 410 = resourceVersion expired (watch cache restarted, etcd compacted),
+# 429/500/502/503/504 = the server (or a proxy in front of it) is starting, overloaded or going away.
+RETRIABLE_WATCH_STATUS = (0, 410, 429, 500, 502, 503, 504)
+WATCH_BACKOFF_MAX = 5.0
+
+
+def watch_backoff(retries):
+    """Seconds to wait before the next attempt after ``retries`` failed ones in a row: 0.25, 0.5, 1, ... 5."""
+    return min(WATCH_BACKOFF_MAX, 0.25 * 2 ** min(retries, 10))
+
 
 class Applier(object):
     """One k8s_apply call."""
@@ -683,29 +694,76 @@ class Applier(object):
             raise ApplyError('timed out after %ss waiting for: %s' % (self.wait_timeout, waiting), applied_objects=self.done_refs())
 
     def _wait_thread(self, obj, body, deadline, results):
-        meta = obj['metadata']
+        """Watch one object until its state is no longer pending, the deadline passes or an error is final.
+
+        A watch does not survive everything: the API server forgets old resourceVersions (after a restart its
+        watch cache starts at the current revision, and etcd compaction drops history), answering HTTP 410
+        (``Expired: too old resource version``, also as an ERROR event in the stream), and a restarting API
+        server drops the connection or refuses new ones for a while. Those are retried until the deadline:
+        LIST the object (a fresh state and a resourceVersion the server knows), then watch again from there,
+        with a short backoff. Anything else (403, 404, ...) ends the wait at once."""
         check = WAIT_STATES[obj['kind']]
         state, msg, current = 'pending', check(body)[1], body
+        rv = (body.get('metadata') or {}).get('resourceVersion')
+        retries = 0
         try:
-            rv = (body.get('metadata') or {}).get('resourceVersion')
-            path = self.client.path(obj['apiVersion'], obj['kind'], meta.get('namespace'))
             while state == 'pending' and time.monotonic() < deadline:
-                remaining = deadline - time.monotonic()
-                for event in self.client.watch(path, {'fieldSelector': 'metadata.name=%s' % meta['name'],
-                                                      'resourceVersion': rv}, timeout=remaining):
-                    current = event.get('raw_object') or event.get('object') or {}
-                    if event.get('type') == 'DELETED':
-                        state, msg = 'failed', '%s was deleted while waiting' % ref(obj)
-                        break
-                    rv = (current.get('metadata') or {}).get('resourceVersion') or rv
-                    state, msg = check(current)
-                    if state != 'pending':
-                        break
+                try:
+                    if rv is None:
+                        current, rv = self._relist(obj)
+                        if current is None:
+                            state, msg = 'failed', '%s was deleted while waiting' % ref(obj)
+                            break
+                        state, msg = check(current)
+                        if state != 'pending':
+                            break
+                    for event in self._watch_object(obj, rv, deadline - time.monotonic()):
+                        current = event.get('raw_object') or event.get('object') or {}
+                        if event.get('type') == 'DELETED':
+                            state, msg = 'failed', '%s was deleted while waiting' % ref(obj)
+                            break
+                        rv = (current.get('metadata') or {}).get('resourceVersion') or rv
+                        retries = 0
+                        state, msg = check(current)
+                        if state != 'pending':
+                            break
+                except KubeError as exc:
+                    if exc.status not in RETRIABLE_WATCH_STATUS:
+                        raise
+                    # Re-list: the resourceVersion may be gone (410), or events were missed while disconnected.
+                    rv = None
+                    msg = '%s (last seen: %s; retrying after: %s)' % (ref(obj), check(current)[1], exc.msg)
+                    time.sleep(max(0, min(watch_backoff(retries), deadline - time.monotonic())))
+                    retries += 1
         except KubeError as exc:
             state, msg = 'failed', '%s: %s' % (ref(obj), exc.msg)
         except Exception as exc:  # pylint: disable=broad-except
             state, msg = 'failed', '%s: waiting failed: %s' % (ref(obj), exc)
         results.put((obj, state, msg, current))
+
+    def _relist(self, obj):
+        """(the object or None, the collection's resourceVersion) from a LIST filtered to the object's name:
+        the list's resourceVersion is one the server can watch from, even when the object itself has not
+        changed since before a compaction."""
+        meta = obj['metadata']
+        path = self.client.path(obj['apiVersion'], obj['kind'], meta.get('namespace'))
+        status, body = self.client.request('GET', path, {'fieldSelector': 'metadata.name=%s' % meta['name']})
+        if status != 200 or not isinstance(body, dict):
+            raise KubeError('listing %s: HTTP %s: %s' % (ref(obj), status, status_message(body)), status=status)
+        items = body.get('items') or []
+        return (items[0] if items else None), (body.get('metadata') or {}).get('resourceVersion')
+
+    def _watch_object(self, obj, rv, remaining):
+        """Watch events of one object from resourceVersion ``rv``; an ERROR event raises KubeError with its code."""
+        meta = obj['metadata']
+        path = self.client.path(obj['apiVersion'], obj['kind'], meta.get('namespace'))
+        for event in self.client.watch(path, {'fieldSelector': 'metadata.name=%s' % meta['name'],
+                                              'resourceVersion': rv}, timeout=max(1, remaining)):
+            if event.get('type') == 'ERROR':
+                status = event.get('raw_object') or event.get('object') or {}
+                raise KubeError('watch of %s: %s' % (ref(obj), status_message(status)),
+                                status=status.get('code') if isinstance(status, dict) else 0)
+            yield event
 
     def _failure_message(self, obj, current, msg):
         if obj['kind'] != 'Job':
