@@ -55,6 +55,7 @@ LAST_APPLIED = 'kubectl.kubernetes.io/last-applied-configuration'
 MASK = '********'
 MASK_CHANGED = '******** (changed)'
 MAX_WORKERS = 8
+LIST_TIMEOUT = 30
 
 
 class ApplyError(KubeError):
@@ -710,7 +711,7 @@ class Applier(object):
             while state == 'pending' and time.monotonic() < deadline:
                 try:
                     if rv is None:
-                        current, rv = self._relist(obj)
+                        current, rv = self._relist(obj, deadline - time.monotonic())
                         if current is None:
                             state, msg = 'failed', '%s was deleted while waiting' % ref(obj)
                             break
@@ -732,7 +733,7 @@ class Applier(object):
                         raise
                     # Re-list: the resourceVersion may be gone (410), or events were missed while disconnected.
                     rv = None
-                    msg = '%s (last seen: %s; retrying after: %s)' % (ref(obj), check(current)[1], exc.msg)
+                    msg = '%s; retrying after: %s' % (check(current)[1], exc.msg)
                     time.sleep(max(0, min(watch_backoff(retries), deadline - time.monotonic())))
                     retries += 1
         except KubeError as exc:
@@ -741,13 +742,14 @@ class Applier(object):
             state, msg = 'failed', '%s: waiting failed: %s' % (ref(obj), exc)
         results.put((obj, state, msg, current))
 
-    def _relist(self, obj):
+    def _relist(self, obj, remaining):
         """(the object or None, the collection's resourceVersion) from a LIST filtered to the object's name:
         the list's resourceVersion is one the server can watch from, even when the object itself has not
         changed since before a compaction."""
         meta = obj['metadata']
         path = self.client.path(obj['apiVersion'], obj['kind'], meta.get('namespace'))
-        status, body = self.client.request('GET', path, {'fieldSelector': 'metadata.name=%s' % meta['name']})
+        status, body = self.client.request('GET', path, {'fieldSelector': 'metadata.name=%s' % meta['name']},
+                                           timeout=max(1, min(LIST_TIMEOUT, remaining)))
         if status != 200 or not isinstance(body, dict):
             raise KubeError('listing %s: HTTP %s: %s' % (ref(obj), status, status_message(body)), status=status)
         items = body.get('items') or []

@@ -295,7 +295,8 @@ def test_api_server_killed_mid_apply_converges(k8s_apply, tmp_path):
                [cm('cm-%02d' % n, N=str(n)) for n in range(20)] + [deployment('web'), job('slow', delay=30)]
         from concurrent.futures import ThreadPoolExecutor
         with ThreadPoolExecutor(1) as pool:
-            fut = pool.submit(k8s_apply, definitions=objs, namespace=ns, apply_set='set', wait=True, wait_timeout=120,
+            # The wait retries an unreachable API server until its timeout (it may be restarting): keep it short.
+            fut = pool.submit(k8s_apply, definitions=objs, namespace=ns, apply_set='set', wait=True, wait_timeout=15,
                               kubeconfig=kubeconfig)
             # Wait until the module has applied the Job (it then waits on it), then kill the API server.
             deadline = time.time() + 60
@@ -310,6 +311,7 @@ def test_api_server_killed_mid_apply_converges(k8s_apply, tmp_path):
             res = fut.result(timeout=180)
         assert res.get('failed'), res
         assert 'cannot reach the Kubernetes API server' in res['msg'] and cluster.api_url.split('//')[1] in res['msg'], res['msg']
+        assert res['msg'].startswith('timed out after 15s waiting for: Job killed/slow: running; retrying after: '), res['msg']
         assert len(res['applied_objects']) == 23 and 'Job killed/slow (created)' in res['applied_objects']
         # Restart (a fresh control plane) and re-run: everything is there again.
         cluster.stop()
