@@ -310,6 +310,7 @@ class Applier(object):
         self.set_id = applyset_id(apply_set, self.parent_ns) if apply_set else None
         self.parent = None
         self.live = {}
+        self.unlisted = set()  # (group, kind) of set members not listed (Namespace): read one by one
         self.new_namespaces = set()
 
     # ---------------------------------------------------------------- preparation
@@ -384,10 +385,23 @@ class Applier(object):
         return ((body or {}).get('preferredVersion') or {}).get('groupVersion')
 
     def list_members(self, objects):
-        """LIST every kind the set may contain (parent annotation + declared), in every namespace it may use."""
+        """LIST every kind the set may contain (parent annotation + declared), in the parent's namespace and the
+        namespaces the parent records (or that declared objects name): never across the cluster for a
+        namespaced kind, so a namespaced Role is enough (docs/rbac/deployer.yml).
+
+        Namespaces are never listed (that would need a ClusterRole) nor pruned: deleting a namespace deletes
+        everything in it, the ApplySet parent and the kept secrets included. A declared Namespace is read with
+        a GET; one that is no longer declared is left in place, with a warning."""
         cur_gks, cur_nss = self.parent_sets()
         hints = dict(((group_of(o['apiVersion']), o['kind']), o['apiVersion']) for o in objects)
         gks = set(parse_group_kind(x) for x in cur_gks) | set(hints)
+        if ('', 'Namespace') in gks:
+            gks.discard(('', 'Namespace'))
+            self.unlisted.add(('', 'Namespace'))
+            if ('', 'Namespace') not in hints and self.parent is not None:
+                self.warnings.append('ApplySet %s: no Namespace is declared any more; namespaces it created are left in '
+                                     'place (deleting one deletes everything in it): delete them yourself if you mean to'
+                                     % self.apply_set)
         namespaces = cur_nss | set(o['metadata']['namespace'] for o in objects if o['metadata'].get('namespace'))
         namespaces.add(self.parent_ns)
         jobs = []
@@ -530,7 +544,8 @@ class Applier(object):
         key = key_of(obj)
         if self.set_id:
             before = self.live.get(key)
-            if before is None and (self.want_diff or self.check_mode or obj['kind'] == 'Job'):
+            if before is None and (self.want_diff or self.check_mode or obj['kind'] == 'Job'
+                                   or key[:2] in self.unlisted):
                 before = self._get(obj)
         else:
             before = self._get(obj)

@@ -101,7 +101,7 @@ def test_lifecycle_create_noop_update_prune_absent(k8s_apply, kube_cluster, name
     assert res['changed'] is False
 
 
-def test_multi_document_yaml_and_namespace_object(k8s_apply, kube_cluster):
+def test_multi_document_yaml_and_namespace_object(k8s_apply, kube_cluster, audit_log):
     ns = 'k8sapply-yaml'
     text = '''
 apiVersion: v1
@@ -122,8 +122,20 @@ metadata: {name: %s}
         assert not res.get('failed'), res
         assert [o['kind'] for o in res['objects']] == ['Namespace', 'ConfigMap']
         assert kget(kube_cluster, '-n', ns, 'configmap', 'from-yaml')['data'] == {'x': '1'}
+        since = audit_log.mark()
         res = k8s_apply(definitions=[text], apply_set='yaml', namespace=ns)
         assert res['changed'] is False, res
+        # The Namespace is no longer declared (config_manage_namespace: false): it stays, and namespaces are never
+        # listed or deleted (a namespaced Role cannot list them; deleting one would delete the whole set).
+        res = k8s_apply(definitions=[text.split('---')[0]], apply_set='yaml', namespace=ns)
+        assert not res.get('failed'), res
+        assert res['pruned'] == [] and kget(kube_cluster, 'namespace', ns) is not None
+        assert any('namespaces it created are left in place' in w for w in res.get('warnings', [])), res
+        parent = kget(kube_cluster, '-n', ns, 'secret', 'yaml')
+        assert parent['metadata']['annotations']['applyset.kubernetes.io/contains-group-kinds'] == 'ConfigMap'
+        touched = [(e['verb'], e['requestURI']) for e in audit_log.events(since)
+                   if (e.get('objectRef') or {}).get('resource') == 'namespaces' and e['verb'] in ('list', 'delete')]
+        assert touched == []
     finally:
         kube_cluster.kubectl('delete', 'namespace', ns, '--wait=false', check=False)
 
