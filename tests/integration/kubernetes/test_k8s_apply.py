@@ -127,7 +127,7 @@ metadata: {name: %s}
         assert res['changed'] is False, res
         # The Namespace is no longer declared (config_manage_namespace: false): it stays, and namespaces are never
         # listed or deleted (a namespaced Role cannot list them; deleting one would delete the whole set).
-        res = k8s_apply(definitions=[text.split('---')[0]], apply_set='yaml', namespace=ns)
+        res = k8s_apply(definitions=[text.split('---', maxsplit=1)[0]], apply_set='yaml', namespace=ns)
         assert not res.get('failed'), res
         assert res['pruned'] == [] and kget(kube_cluster, 'namespace', ns) is not None
         assert any('namespaces it created are left in place' in w for w in res.get('warnings', [])), res

@@ -7,7 +7,6 @@ errors.NewResourceExpired). The wait must LIST again and watch from the fresh re
 The pods are held not-ready by kubesim's ``sim.fediops.test/delay-seconds`` annotation (tests/cluster/README.md,
 tests/cluster/kubesim/main.go), so the Deployment is still pending when the API server goes away.
 """
-import datetime
 import json
 import subprocess
 import time
@@ -28,22 +27,10 @@ def held_deployment(name, seconds):
 
 
 def _watch_requests(audit_log, since, namespace):
-    """The module's watches of Deployments in the namespace, as logged when they START (stage ResponseStarted:
-    a watch logs ResponseComplete only when it ends)."""
-    out = []
-    with open(audit_log.path, encoding='utf-8') as handle:
-        for line in handle:
-            try:
-                ev = json.loads(line)
-            except ValueError:
-                continue
-            target = ev.get('objectRef') or {}
-            if (ev.get('stage') == 'ResponseStarted' and ev.get('verb') == 'watch'
-                    and ev.get('userAgent', '').startswith('fediops.mastodon') and target.get('resource') == 'deployments'
-                    and target.get('namespace') == namespace
-                    and datetime.datetime.fromisoformat(ev['requestReceivedTimestamp'].replace('Z', '+00:00')) >= since):
-                out.append(ev)
-    return out
+    """The module's watches of Deployments in the namespace, as logged when they START."""
+    return [e for e in audit_log.events(since, stage='ResponseStarted') if e['verb'] == 'watch'
+            and (e.get('objectRef') or {}).get('resource') == 'deployments'
+            and (e.get('objectRef') or {}).get('namespace') == namespace]
 
 
 def test_wait_survives_api_server_restart(k8s_apply, kube_cluster, namespace, audit_log):

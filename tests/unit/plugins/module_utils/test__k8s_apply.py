@@ -389,7 +389,7 @@ def test_wait_retries_are_bounded_by_the_deadline(monkeypatch):
     monkeypatch.setattr(_k8s_apply.time, 'monotonic', lambda: clock[0])
     monkeypatch.setattr(_k8s_apply.time, 'sleep', lambda seconds: clock.__setitem__(0, clock[0] + seconds))
     client = _FakeWatchClient([[REFUSED]] * 1000)
-    client.request = lambda *args, **kwargs: (_ for _ in ()).throw(REFUSED)
+    client.request = lambda *args, **kwargs: (dummy for dummy in ()).throw(REFUSED)
     applier = _k8s_apply.Applier(client, namespace='ns', wait=True, wait_timeout=30)
     declared = obj('Deployment', 'web', 'apps/v1')
     declared['metadata']['namespace'] = 'ns'
