@@ -55,6 +55,7 @@ LAST_APPLIED = 'kubectl.kubernetes.io/last-applied-configuration'
 MASK = '********'
 MASK_CHANGED = '******** (changed)'
 MAX_WORKERS = 8
+LIST_TIMEOUT = 30
 
 
 class ApplyError(KubeError):
@@ -301,6 +302,17 @@ def job_state(obj):
 
 WAIT_STATES = {'Deployment': rollout_state, 'StatefulSet': rollout_state, 'Job': job_state}
 
+# Answers after which a wait lists the object again and watches anew (until the wait's deadline): 0 = no
+# connection (API server restarting), 410 = resourceVersion expired (watch cache restarted, etcd compacted),
+# 429/500/502/503/504 = the server (or a proxy in front of it) is starting, overloaded or going away.
+RETRIABLE_WATCH_STATUS = (0, 410, 429, 500, 502, 503, 504)
+WATCH_BACKOFF_MAX = 5.0
+
+
+def watch_backoff(retries):
+    """Seconds to wait before the next attempt after ``retries`` failed ones in a row: 0.25, 0.5, 1, ... 5."""
+    return min(WATCH_BACKOFF_MAX, 0.25 * 2 ** min(retries, 10))
+
 
 class Applier(object):
     """One k8s_apply call."""
@@ -328,6 +340,7 @@ class Applier(object):
         self.set_id = applyset_id(apply_set, self.parent_ns) if apply_set else None
         self.parent = None
         self.live = {}
+        self.unlisted = set()  # (group, kind) of set members not listed (Namespace): read one by one
         self.new_namespaces = set()
 
     # ---------------------------------------------------------------- preparation
@@ -402,10 +415,23 @@ class Applier(object):
         return ((body or {}).get('preferredVersion') or {}).get('groupVersion')
 
     def list_members(self, objects):
-        """LIST every kind the set may contain (parent annotation + declared), in every namespace it may use."""
+        """LIST every kind the set may contain (parent annotation + declared), in the parent's namespace and the
+        namespaces the parent records (or that declared objects name): never across the cluster for a
+        namespaced kind, so a namespaced Role is enough (docs/rbac/deployer.yml).
+
+        Namespaces are never listed (that would need a ClusterRole) nor pruned: deleting a namespace deletes
+        everything in it, the ApplySet parent and the kept secrets included. A declared Namespace is read with
+        a GET; one that is no longer declared is left in place, with a warning."""
         cur_gks, cur_nss = self.parent_sets()
         hints = dict(((group_of(o['apiVersion']), o['kind']), o['apiVersion']) for o in objects)
         gks = set(parse_group_kind(x) for x in cur_gks) | set(hints)
+        if ('', 'Namespace') in gks:
+            gks.discard(('', 'Namespace'))
+            self.unlisted.add(('', 'Namespace'))
+            if ('', 'Namespace') not in hints and self.parent is not None:
+                self.warnings.append('ApplySet %s: no Namespace is declared any more; namespaces it created are left in '
+                                     'place (deleting one deletes everything in it): delete them yourself if you mean to'
+                                     % self.apply_set)
         namespaces = cur_nss | set(o['metadata']['namespace'] for o in objects if o['metadata'].get('namespace'))
         namespaces.add(self.parent_ns)
         jobs = []
@@ -548,7 +574,8 @@ class Applier(object):
         key = key_of(obj)
         if self.set_id:
             before = self.live.get(key)
-            if before is None and (self.want_diff or self.check_mode or obj['kind'] == 'Job'):
+            if before is None and (self.want_diff or self.check_mode or obj['kind'] == 'Job'
+                                   or key[:2] in self.unlisted):
                 before = self._get(obj)
         else:
             before = self._get(obj)
@@ -712,29 +739,77 @@ class Applier(object):
             raise ApplyError('timed out after %ss waiting for: %s' % (self.wait_timeout, waiting), applied_objects=self.done_refs())
 
     def _wait_thread(self, obj, body, deadline, results):
-        meta = obj['metadata']
+        """Watch one object until its state is no longer pending, the deadline passes or an error is final.
+
+        A watch does not survive everything: the API server forgets old resourceVersions (after a restart its
+        watch cache starts at the current revision, and etcd compaction drops history), answering HTTP 410
+        (``Expired: too old resource version``, also as an ERROR event in the stream), and a restarting API
+        server drops the connection or refuses new ones for a while. Those are retried until the deadline:
+        LIST the object (a fresh state and a resourceVersion the server knows), then watch again from there,
+        with a short backoff. Anything else (403, 404, ...) ends the wait at once."""
         check = WAIT_STATES[obj['kind']]
         state, msg, current = 'pending', check(body)[1], body
+        rv = (body.get('metadata') or {}).get('resourceVersion')
+        retries = 0
         try:
-            rv = (body.get('metadata') or {}).get('resourceVersion')
-            path = self.client.path(obj['apiVersion'], obj['kind'], meta.get('namespace'))
             while state == 'pending' and time.monotonic() < deadline:
-                remaining = deadline - time.monotonic()
-                for event in self.client.watch(path, {'fieldSelector': 'metadata.name=%s' % meta['name'],
-                                                      'resourceVersion': rv}, timeout=remaining):
-                    current = event.get('raw_object') or event.get('object') or {}
-                    if event.get('type') == 'DELETED':
-                        state, msg = 'failed', '%s was deleted while waiting' % ref(obj)
-                        break
-                    rv = (current.get('metadata') or {}).get('resourceVersion') or rv
-                    state, msg = check(current)
-                    if state != 'pending':
-                        break
+                try:
+                    if rv is None:
+                        current, rv = self._relist(obj, deadline - time.monotonic())
+                        if current is None:
+                            state, msg = 'failed', '%s was deleted while waiting' % ref(obj)
+                            break
+                        state, msg = check(current)
+                        if state != 'pending':
+                            break
+                    for event in self._watch_object(obj, rv, deadline - time.monotonic()):
+                        current = event.get('raw_object') or event.get('object') or {}
+                        if event.get('type') == 'DELETED':
+                            state, msg = 'failed', '%s was deleted while waiting' % ref(obj)
+                            break
+                        rv = (current.get('metadata') or {}).get('resourceVersion') or rv
+                        retries = 0
+                        state, msg = check(current)
+                        if state != 'pending':
+                            break
+                except KubeError as exc:
+                    if exc.status not in RETRIABLE_WATCH_STATUS:
+                        raise
+                    # Re-list: the resourceVersion may be gone (410), or events were missed while disconnected.
+                    rv = None
+                    msg = '%s; retrying after: %s' % (check(current)[1], exc.msg)
+                    time.sleep(max(0, min(watch_backoff(retries), deadline - time.monotonic())))
+                    retries += 1
         except KubeError as exc:
             state, msg = 'failed', '%s: %s' % (ref(obj), exc.msg)
         except Exception as exc:  # pylint: disable=broad-except
             state, msg = 'failed', '%s: waiting failed: %s' % (ref(obj), exc)
         results.put((obj, state, msg, current))
+
+    def _relist(self, obj, remaining):
+        """(the object or None, the collection's resourceVersion) from a LIST filtered to the object's name:
+        the list's resourceVersion is one the server can watch from, even when the object itself has not
+        changed since before a compaction."""
+        meta = obj['metadata']
+        path = self.client.path(obj['apiVersion'], obj['kind'], meta.get('namespace'))
+        status, body = self.client.request('GET', path, {'fieldSelector': 'metadata.name=%s' % meta['name']},
+                                           timeout=max(1, min(LIST_TIMEOUT, remaining)))
+        if status != 200 or not isinstance(body, dict):
+            raise KubeError('listing %s: HTTP %s: %s' % (ref(obj), status, status_message(body)), status=status)
+        items = body.get('items') or []
+        return (items[0] if items else None), (body.get('metadata') or {}).get('resourceVersion')
+
+    def _watch_object(self, obj, rv, remaining):
+        """Watch events of one object from resourceVersion ``rv``; an ERROR event raises KubeError with its code."""
+        meta = obj['metadata']
+        path = self.client.path(obj['apiVersion'], obj['kind'], meta.get('namespace'))
+        for event in self.client.watch(path, {'fieldSelector': 'metadata.name=%s' % meta['name'],
+                                              'resourceVersion': rv}, timeout=max(1, remaining)):
+            if event.get('type') == 'ERROR':
+                status = event.get('raw_object') or event.get('object') or {}
+                raise KubeError('watch of %s: %s' % (ref(obj), status_message(status)),
+                                status=status.get('code') if isinstance(status, dict) else 0)
+            yield event
 
     def _failure_message(self, obj, current, msg):
         if obj['kind'] != 'Job':

@@ -43,6 +43,11 @@ COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kubesim")
 KCM_CONTROLLERS = ("*,-node-lifecycle-controller,-cloud-node-lifecycle-controller,"
                    "-service-lb-controller,-node-route-controller")
 
+# --authorization-mode per choice. RBAC comes with Node (what kubeadm and managed clusters run); the
+# admin token is in group system:masters, so the controller manager, kubesim and the tests' admin
+# calls keep full access, while other users (ServiceAccount tokens) get only what Roles grant.
+AUTHORIZATION_MODES = {"AlwaysAllow": "AlwaysAllow", "RBAC": "Node,RBAC"}
+
 AUDIT_POLICY = """\
 apiVersion: audit.k8s.io/v1
 kind: Policy
@@ -142,7 +147,8 @@ class LocalCluster:
     """
 
     def __init__(self, state_dir, cache_dir=None, *, audit: bool | None = None,
-                 nodes: int = 1, job_duration: str = "1s", verbose: bool = True):
+                 nodes: int = 1, job_duration: str = "1s", verbose: bool = True,
+                 authorization: str | None = None):
         self.state_dir = Path(state_dir).resolve()
         self.cache_dir = Path(cache_dir or default_cache_dir()).resolve()
         self.version = k8s_version()
@@ -150,6 +156,10 @@ class LocalCluster:
         if audit is None:
             audit = os.environ.get("FEDIOPS_CLUSTER_AUDIT", "1").lower() not in ("0", "false", "no", "off")
         self.audit = audit
+        authorization = authorization or os.environ.get("FEDIOPS_CLUSTER_AUTHORIZATION") or "AlwaysAllow"
+        if authorization not in AUTHORIZATION_MODES:
+            raise ClusterError(f"authorization {authorization!r}: choose one of {', '.join(AUTHORIZATION_MODES)}")
+        self.authorization = authorization
         self.nodes = nodes
         self.job_duration = job_duration
         self.verbose = verbose
@@ -462,6 +472,7 @@ current-context: {CONTEXT_NAME}
                 "ports": {"etcd": etcd_port, "etcd-peer": peer_port, "kube-apiserver": api_port,
                           "kube-controller-manager": kcm_port},
                 "audit_log": str(self.audit_log) if self.audit else None,
+                "authorization": self.authorization,
                 "kubeconfig": str(self.kubeconfig), "processes": {}}
         self._write_pids(pids)
         self._write_kubeconfig(api_url, token)
@@ -495,7 +506,7 @@ current-context: {CONTEXT_NAME}
             f"--tls-cert-file={pki / 'apiserver.crt'}", f"--tls-private-key-file={pki / 'apiserver.key'}",
             f"--client-ca-file={pki / 'ca.crt'}",
             f"--token-auth-file={sd / 'tokens.csv'}",
-            "--authorization-mode=AlwaysAllow",
+            f"--authorization-mode={AUTHORIZATION_MODES[self.authorization]}",
             "--anonymous-auth=false",
             "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
             f"--service-account-key-file={pki / 'sa.pub'}",
@@ -562,29 +573,53 @@ current-context: {CONTEXT_NAME}
         order = [n for n in reversed(COMPONENTS) if n in procs] + \
                 [n for n in procs if n not in COMPONENTS]
         for name in order:
-            info = procs[name]
-            pid, start = info["pid"], info.get("start")
-            if not _alive(pid, start):
-                continue
-            if not quiet:
-                self._say(f"stopping {name} (pid {pid})")
-            self._signal(pid, signal.SIGTERM)
-            deadline = time.monotonic() + timeout
-            while _alive(pid, start) and time.monotonic() < deadline:
-                self._reap_child(name, pid)
-                time.sleep(0.05)
-            if _alive(pid, start):
-                self._say(f"{name} (pid {pid}) ignored SIGTERM; killing")
-                self._signal(pid, signal.SIGKILL)
-                while _alive(pid, start):
-                    self._reap_child(name, pid)
-                    time.sleep(0.05)
-            self._reap_child(name, pid)
+            self._stop_process(name, procs[name], timeout, quiet)
         if data:
             data["processes"] = {}
             data["stopped"] = time.strftime("%Y-%m-%dT%H:%M:%S")
             self._write_pids(data)
         self._procs.clear()
+
+    def _stop_process(self, name: str, info: dict, timeout: float, quiet: bool = False) -> None:
+        """SIGTERM one recorded process (its group), SIGKILL after ``timeout`` s, and reap it."""
+        pid, start = info["pid"], info.get("start")
+        if not _alive(pid, start):
+            return
+        if not quiet:
+            self._say(f"stopping {name} (pid {pid})")
+        self._signal(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while _alive(pid, start) and time.monotonic() < deadline:
+            self._reap_child(name, pid)
+            time.sleep(0.05)
+        if _alive(pid, start):
+            self._say(f"{name} (pid {pid}) ignored SIGTERM; killing")
+            self._signal(pid, signal.SIGKILL)
+            while _alive(pid, start):
+                self._reap_child(name, pid)
+                time.sleep(0.05)
+        self._reap_child(name, pid)
+
+    def restart_apiserver(self, down: float = 0.0, timeout: float = 120.0) -> float:
+        """Stop kube-apiserver and start it again with the same arguments on the SAME etcd (data kept),
+        as a control-plane upgrade or a crash does; ``down`` seconds pass in between. Clients see their
+        connections and watches dropped, then refused; the restarted server's watch cache begins at
+        etcd's current revision, so a watch from an older resourceVersion gets HTTP 410. Returns the
+        seconds from the stop until /readyz is ok again."""
+        with _flock(self.state_dir / ".lock"):
+            pids = self._read_pids()
+            info = pids.get("processes", {}).get("kube-apiserver")
+            if not info or not self.running():
+                raise ClusterError(f"no running cluster in {self.state_dir}")
+            t0 = time.monotonic()
+            self._stop_process("kube-apiserver", info, timeout=15.0)
+            if down:
+                time.sleep(down)
+            self._spawn("kube-apiserver", info["argv"], pids)
+            self._wait("kube-apiserver /readyz after the restart", self.healthy, timeout, ["kube-apiserver"])
+            elapsed = time.monotonic() - t0
+            self._say(f"kube-apiserver restarted on the same etcd, ready again after {elapsed:.1f}s")
+            return elapsed
 
     def _reap_child(self, name: str, pid: int) -> None:
         p = self._procs.get(name)
@@ -630,7 +665,7 @@ current-context: {CONTEXT_NAME}
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("command", choices=["build", "start", "stop", "status", "env", "restart"])
+    ap.add_argument("command", choices=["build", "start", "stop", "status", "env", "restart", "restart-apiserver"])
     ap.add_argument("--state-dir", default=os.environ.get("FEDIOPS_CLUSTER_STATE", ".cluster"),
                     help="where kubeconfig, pki, logs and pids live (default: $FEDIOPS_CLUSTER_STATE or ./.cluster)")
     ap.add_argument("--cache-dir", default=None,
@@ -640,10 +675,14 @@ def main(argv=None) -> int:
     ap.add_argument("--job-duration", default="1s", help="how long Job pods run (Go duration)")
     ap.add_argument("--force", action="store_true", help="build: rebuild even if cached")
     ap.add_argument("--timeout", type=float, default=120.0)
+    ap.add_argument("--authorization", choices=sorted(AUTHORIZATION_MODES), default=None,
+                    help="start: AlwaysAllow (default, or $FEDIOPS_CLUSTER_AUTHORIZATION) or RBAC (Node,RBAC)")
+    ap.add_argument("--down", type=float, default=0.0,
+                    help="restart-apiserver: seconds the API server stays stopped")
     args = ap.parse_args(argv)
 
     c = LocalCluster(args.state_dir, args.cache_dir, audit=False if args.no_audit else None,
-                     nodes=args.nodes, job_duration=args.job_duration)
+                     nodes=args.nodes, job_duration=args.job_duration, authorization=args.authorization)
     try:
         if args.command == "build":
             print(c.build(force=args.force))
@@ -653,6 +692,8 @@ def main(argv=None) -> int:
             print(c.start(timeout=args.timeout))
         elif args.command == "stop":
             c.stop()
+        elif args.command == "restart-apiserver":
+            c.restart_apiserver(down=args.down, timeout=args.timeout)
         elif args.command == "status":
             st = c.status()
             print(json.dumps(st, indent=2))

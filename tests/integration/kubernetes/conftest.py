@@ -60,7 +60,8 @@ class AuditLog:
         time.sleep(0.01)
         return datetime.datetime.now(datetime.timezone.utc)
 
-    def events(self, since, until=None, user_agent='fediops.mastodon'):
+    def events(self, since, until=None, user_agent='fediops.mastodon', stage='ResponseComplete'):
+        """Events of one stage (a watch logs ResponseStarted when it starts, ResponseComplete when it ends)."""
         out = []
         time.sleep(0.5)  # let the log backend flush
         with open(self.path, encoding='utf-8') as handle:
@@ -69,7 +70,7 @@ class AuditLog:
                     ev = json.loads(line)
                 except ValueError:
                     continue
-                if ev.get('stage') != 'ResponseComplete' or not ev.get('userAgent', '').startswith(user_agent):
+                if ev.get('stage') != stage or not ev.get('userAgent', '').startswith(user_agent):
                     continue
                 ts = datetime.datetime.fromisoformat(ev['requestReceivedTimestamp'].replace('Z', '+00:00'))
                 if ts < since or (until and ts > until):

@@ -275,3 +275,170 @@ def test_logged_arguments_mask_secret_values_only():
     assert config_map['data'] == {'c': 'public'}
     assert definitions[0]['data'] == {'a': 'c2VjcmV0LW9uZQ=='}
     assert logged_arguments({'definitions': [42]})['definitions'] == MASK
+
+
+# ---------------------------------------------------------------- waits that survive API server restarts
+
+def _deployment(ready, rv, generation=1):
+    dep = obj('Deployment', 'web', 'apps/v1', spec={'replicas': 1})
+    dep['metadata'].update(namespace='ns', resourceVersion=rv, generation=generation)
+    dep['status'] = {'observedGeneration': generation, 'replicas': 1, 'updatedReplicas': 1,
+                     'readyReplicas': 1 if ready else 0, 'availableReplicas': 1 if ready else 0}
+    return dep
+
+
+class _FakeWatchClient(object):
+    """KubeClient's path/request/watch with scripted watch outcomes: each entry of ``watches`` is a list of
+    events to yield and/or a KubeError to raise (as KubeClient.watch does for 410, refused connections, ...)."""
+
+    def __init__(self, watches, listed=None, list_rv='500'):
+        self.watches = list(watches)
+        self.listed = listed
+        self.list_rv = list_rv
+        self.calls = []
+
+    def path(self, api_version, kind, namespace=None, name=None, subresource=None):
+        return '/apis/apps/v1/namespaces/%s/deployments' % namespace + ('/' + name if name else '')
+
+    def request(self, method, path, query=None, body=None, content_type=None, timeout=None):
+        self.calls.append(('LIST', dict(query or {})))
+        items = [self.listed] if self.listed else []
+        return 200, {'kind': 'DeploymentList', 'metadata': {'resourceVersion': self.list_rv}, 'items': items}
+
+    def watch(self, path, query=None, timeout=60):
+        self.calls.append(('WATCH', dict(query or {})))
+        script = self.watches.pop(0) if self.watches else [KubeError('no more watches scripted', status=403)]
+        for step in script:
+            if isinstance(step, Exception):
+                raise step
+            yield step
+
+
+def _run_wait(client, body, timeout=30):
+    import queue
+    from ansible_collections.fediops.mastodon.plugins.module_utils._k8s_apply import Applier
+    applier = Applier(client, namespace='ns', wait=True, wait_timeout=timeout)
+    results = queue.Queue()
+    declared = obj('Deployment', 'web', 'apps/v1')
+    declared['metadata']['namespace'] = 'ns'
+    applier._wait_thread(declared, body, __import__('time').monotonic() + timeout, results)
+    dummy, state, msg, current = results.get_nowait()
+    return state, msg, current
+
+
+@pytest.fixture
+def sleeps(monkeypatch):
+    """time.sleep of the wait recorded instead of slept."""
+    from ansible_collections.fediops.mastodon.plugins.module_utils import _k8s_apply
+    slept = []
+    monkeypatch.setattr(_k8s_apply.time, 'sleep', slept.append)
+    return slept
+
+
+EXPIRED = KubeError('watch of /apis/apps/v1/namespaces/ns/deployments failed: Expired: too old resource version: 10 (300)',
+                    status=410)
+REFUSED = KubeError('cannot reach the Kubernetes API server https://127.0.0.1:6443: [Errno 111] Connection refused',
+                    status=0)
+
+
+def test_wait_relists_and_rewatches_after_410(sleeps):
+    """HTTP 410 (the API server's watch cache restarted or etcd compacted) is not a failure: the object is
+    listed for a fresh resourceVersion and watched again from the LIST's resourceVersion."""
+    client = _FakeWatchClient([[EXPIRED], [{'type': 'MODIFIED', 'raw_object': _deployment(True, '501')}]],
+                              listed=_deployment(False, '300'), list_rv='500')
+    state, msg, current = _run_wait(client, _deployment(False, '10'))
+    assert state == 'ok', msg
+    assert current['metadata']['resourceVersion'] == '501'
+    assert [(c[0], c[1].get('resourceVersion')) for c in client.calls] == [('WATCH', '10'), ('LIST', None), ('WATCH', '500')]
+    assert client.calls[1][1] == {'fieldSelector': 'metadata.name=web'}
+    assert len(sleeps) == 1 and sleeps[0] <= 0.5
+
+
+def test_wait_handles_error_event_with_code_410(sleeps):
+    """An ERROR event with a 410 Status inside the stream (what a watch from an expired resourceVersion gets)."""
+    error_event = {'type': 'ERROR', 'raw_object': {'kind': 'Status', 'status': 'Failure', 'code': 410,
+                                                   'reason': 'Expired', 'message': 'too old resource version: 10 (300)'}}
+    client = _FakeWatchClient([[error_event], [{'type': 'MODIFIED', 'raw_object': _deployment(True, '501')}]],
+                              listed=_deployment(False, '300'))
+    state, msg, dummy = _run_wait(client, _deployment(False, '10'))
+    assert state == 'ok', msg
+    assert [c[0] for c in client.calls] == ['WATCH', 'LIST', 'WATCH']
+
+
+def test_wait_survives_dropped_and_refused_connections(sleeps):
+    """A restarting API server: the stream breaks, then connections are refused for a while (backing off)."""
+    pending = _deployment(False, '11')
+    client = _FakeWatchClient([[{'type': 'MODIFIED', 'raw_object': pending}, REFUSED],
+                               [{'type': 'MODIFIED', 'raw_object': _deployment(True, '502')}]],
+                              listed=_deployment(False, '300'))
+    # the LISTs between the watches are refused too while the server is down
+    answers = [REFUSED, REFUSED, None]
+    plain_request = client.request
+
+    def request(*args, **kwargs):
+        answer = answers.pop(0) if answers else None
+        if answer is not None:
+            client.calls.append(('LIST-refused', {}))
+            raise answer
+        return plain_request(*args, **kwargs)
+
+    client.request = request
+    state, msg, dummy = _run_wait(client, _deployment(False, '10'))
+    assert state == 'ok', msg
+    assert sleeps == [0.25, 0.5, 1.0]  # backoff grows while nothing answers
+    assert [c[0] for c in client.calls] == ['WATCH', 'LIST-refused', 'LIST-refused', 'LIST', 'WATCH']
+
+
+def test_wait_backoff_resets_after_progress(sleeps):
+    client = _FakeWatchClient([[EXPIRED], [{'type': 'MODIFIED', 'raw_object': _deployment(False, '501')}, EXPIRED],
+                               [{'type': 'MODIFIED', 'raw_object': _deployment(True, '601')}]],
+                              listed=_deployment(False, '300'))
+    state, dummy, dummy = _run_wait(client, _deployment(False, '10'))
+    assert state == 'ok'
+    assert sleeps == [0.25, 0.25]
+
+
+def test_wait_relist_sees_the_object_ready_or_gone(sleeps):
+    client = _FakeWatchClient([[EXPIRED]], listed=_deployment(True, '300'))
+    state, dummy, dummy = _run_wait(client, _deployment(False, '10'))
+    assert state == 'ok'
+    assert [c[0] for c in client.calls] == ['WATCH', 'LIST']  # ready in the list: no second watch
+
+    client = _FakeWatchClient([[EXPIRED]], listed=None)
+    state, msg, dummy = _run_wait(client, _deployment(False, '10'))
+    assert state == 'failed' and msg == 'Deployment ns/web was deleted while waiting'
+
+
+def test_wait_fails_at_once_on_other_errors(sleeps):
+    forbidden = KubeError('watch of /apis/apps/v1/namespaces/ns/deployments failed: Forbidden', status=403)
+    client = _FakeWatchClient([[forbidden]])
+    state, msg, dummy = _run_wait(client, _deployment(False, '10'))
+    assert state == 'failed' and 'Forbidden' in msg
+    assert [c[0] for c in client.calls] == ['WATCH'] and sleeps == []
+
+
+def test_wait_retries_are_bounded_by_the_deadline(monkeypatch):
+    """Nothing answers: the wait ends when its timeout is spent, naming what it last saw and why it retried."""
+    from ansible_collections.fediops.mastodon.plugins.module_utils import _k8s_apply
+    clock = [1000.0]
+    monkeypatch.setattr(_k8s_apply.time, 'monotonic', lambda: clock[0])
+    monkeypatch.setattr(_k8s_apply.time, 'sleep', lambda seconds: clock.__setitem__(0, clock[0] + seconds))
+    client = _FakeWatchClient([[REFUSED]] * 1000)
+    client.request = lambda *args, **kwargs: (dummy for dummy in ()).throw(REFUSED)
+    applier = _k8s_apply.Applier(client, namespace='ns', wait=True, wait_timeout=30)
+    declared = obj('Deployment', 'web', 'apps/v1')
+    declared['metadata']['namespace'] = 'ns'
+    import queue
+    results = queue.Queue()
+    applier._wait_thread(declared, _deployment(False, '10'), clock[0] + 30, results)
+    dummy, state, msg, dummy = results.get_nowait()
+    assert state == 'pending'
+    assert 'Connection refused' in msg and '0 readyReplicas' in msg
+    assert 1030.0 <= clock[0] <= 1030.0 + 1e-6  # the last backoff is cut to the deadline
+    assert len(client.watches) == 999  # one watch, then only LISTs (refused) until the deadline
+
+
+def test_watch_backoff():
+    from ansible_collections.fediops.mastodon.plugins.module_utils._k8s_apply import watch_backoff
+    assert [watch_backoff(n) for n in range(7)] == [0.25, 0.5, 1.0, 2.0, 4.0, 5.0, 5.0]
+    assert watch_backoff(10 ** 6) == 5.0
