@@ -29,7 +29,7 @@ bench:
 	$(SETUP) bench) && python benchmarks/run.py
 
 build:
-	$(SETUP) build) && ansible-galaxy collection build --force --output-path build/
+	$(SETUP) build) && bash scripts/build_collection.sh build
 
 clean-cache:
 	rm -rf $(FEDIOPS_CACHE)
