@@ -17,22 +17,20 @@ started=$(date +%s)
 # Progress goes to stderr, so that it shows while a step's output is captured.
 say() { printf '==> [%3ss] %s\n' "$(( $(date +%s) - started ))" "$*" >&2; }
 
-standin_pid() {
-  # The recorded pid, if that process is still our stand-in.
+# The stand-in is started and stopped by the molecule scenarios' script (it records its pid in the state dir).
+standin_script=$repo/molecule/default/standin.sh
+
+standin_running() {
   local pid
-  pid=$(cat "$standin/pid" 2>/dev/null) || return 1
-  [ -n "$pid" ] && grep -qa do_standin "/proc/$pid/cmdline" 2>/dev/null && echo "$pid"
+  pid=$(cat "$standin/standin.pid" 2>/dev/null) && grep -qa do_standin "/proc/$pid/cmdline" 2>/dev/null
 }
 
 down() {
   local pid left=()
-  if pid=$(standin_pid); then
-    say "stopping the DigitalOcean API stand-in (pid $pid)"
-    kill "$pid" 2>/dev/null || true
-    for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -9 "$pid" 2>/dev/null || true
+  if standin_running; then
+    say "stopping the DigitalOcean API stand-in (pid $(cat "$standin/standin.pid"))"
   fi
-  rm -f "$standin/pid"
+  bash "$standin_script" stop "$standin"
   if [ -f "$cluster_state/pids.json" ]; then
     say "stopping the local Kubernetes cluster"
     python3 "$repo/tests/cluster/localcluster.py" stop --state-dir "$cluster_state"
@@ -46,7 +44,7 @@ except OSError:
 print(" ".join(str(p["pid"]) for p in data.get("processes", {}).values()))' "$cluster_state/pids.json"); do
     kill -0 "$pid" 2>/dev/null && left+=("$pid")
   done
-  if pgrep -f "do_standin.*$standin" >/dev/null; then left+=(stand-in); fi
+  if pgrep -f "do_standin --fixtures $standin/" >/dev/null; then left+=(stand-in); fi
   if [ ${#left[@]} -gt 0 ]; then
     echo "make demo-down: still running: ${left[*]}" >&2
     return 1
@@ -82,38 +80,14 @@ kubeconfig=$(run_step "local Kubernetes cluster ($cluster_state)" \
   python3 tests/cluster/localcluster.py start --state-dir "$cluster_state" | tail -n 1)
 export KUBECONFIG=$kubeconfig K8S_AUTH_KUBECONFIG=$kubeconfig
 
-# 2. The DigitalOcean API stand-in (HTTPS on loopback): reused when it is running.
-if ! standin_pid >/dev/null; then
-  say "starting the DigitalOcean API stand-in"
-  if [ ! -s "$standin/server.pem" ]; then
-    (
-      cd "$standin"
-      openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout ca.key -out ca.pem -days 3650 \
-        -subj /CN=demo-standin-ca -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign \
-        2>/dev/null
-      openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout server.key -out server.csr \
-        -subj /CN=localhost 2>/dev/null
-      printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n' >server.ext
-      openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 3650 -extfile server.ext \
-        -out server.pem 2>/dev/null
-      chmod 0600 ca.key server.key
-    )
-  fi
-  rm -f "$standin/standin.json"
-  # Its fixtures (database clusters, their CA) are generated once and kept, so a re-run sees the same CA.
-  PYTHONPATH="$repo/tests/support" setsid nohup python3 -m do_standin --fixtures "$standin/fixtures.json" \
-    --cert "$standin/server.pem" --key "$standin/server.key" --token-file "$standin/token" \
-    >"$standin/standin.json" 2>"$standin/standin.log" </dev/null &
-  echo $! >"$standin/pid"
-  for _ in $(seq 1 100); do
-    [ -s "$standin/standin.json" ] && break
-    standin_pid >/dev/null || { cat "$standin/standin.log" >&2; exit 1; }
-    sleep 0.1
-  done
+# 2. The DigitalOcean API stand-in (HTTPS on loopback): reused when it is running. Its fixtures (database
+# clusters, their CA) are generated once and kept, so a re-run sees the same CA.
+if standin_running; then
+  say "reusing the DigitalOcean API stand-in (pid $(cat "$standin/standin.pid"))"
 else
-  say "reusing the DigitalOcean API stand-in (pid $(standin_pid))"
+  say "starting the DigitalOcean API stand-in"
 fi
-base_url=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["base_url"])' "$standin/standin.json")
+base_url=$(bash "$standin_script" start "$standin")
 
 # 3. This checkout as the collection fediops.mastodon, and an env file that makes every printed command work.
 mkdir -p "$demo/collections/ansible_collections/fediops"
