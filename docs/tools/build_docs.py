@@ -34,6 +34,8 @@ import sys
 import tempfile
 import zlib
 
+import yaml
+
 COLLECTION = 'fediops.mastodon'
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 ANSIBLE_DOCS = 'https://docs.ansible.com/projects/ansible/devel/'
@@ -100,9 +102,21 @@ def default_theme():
     return 'sphinx_ansible_theme' if importlib.util.find_spec('sphinx_ansible_theme') else 'alabaster'
 
 
+def guides_toctrees():
+    """One toctree per section of docs/docsite/extra-docs.yml, in its order, for the front page."""
+    with open(os.path.join(ROOT, 'docs', 'docsite', 'extra-docs.yml'), encoding='utf-8') as handle:
+        sections = yaml.safe_load(handle)['sections']
+    return '\n'.join('.. toctree::\n   :maxdepth: 1\n   :caption: %s\n\n%s\n' % (
+        section['title'], '\n'.join('   collections/fediops/mastodon/docsite/%s' % name for name in section['toctree']))
+        for section in sections)
+
+
 def add_site_files(dest, rst):
     """The front page, the benchmark chart and the stylesheet: files antsibull-docs does not place."""
-    shutil.copyfile(os.path.join(SITE, 'index.rst'), os.path.join(rst, 'index.rst'))
+    with open(os.path.join(SITE, 'index.rst'), encoding='utf-8') as handle:
+        front_page = handle.read()
+    with open(os.path.join(rst, 'index.rst'), 'w', encoding='utf-8') as handle:
+        handle.write(front_page.replace('GUIDES-TOCTREES', guides_toctrees()))
     shutil.copyfile(BENCHMARK_CHART, os.path.join(rst, 'collections', 'fediops', 'mastodon', 'docsite',
                                                   'benchmark_results.png'))
     static = os.path.join(dest, '_static')
