@@ -58,6 +58,8 @@ def sync_copy():
     subprocess.run(['rsync', '-a', '--delete',
                     '--exclude=.git', '--exclude=tests/output', '--exclude=node_modules',
                     '--exclude=__pycache__', '--exclude=.pytest_cache', '--exclude=*.tar.gz',
+                    # make build / make docs output: sanity would lint the built site
+                    '--exclude=/build',
                     REPO + '/', COPY + '/'], check=True)
 
 

@@ -221,8 +221,8 @@ def _version_cell(component):
 
 def render_table(status):
     """The status as lines of text: components, migrations, the database CA."""
-    lines = ['Mastodon %s in namespace %s: %s' % (status['name'], status['namespace'],
-                                                   'healthy' if status['healthy'] else 'NEEDS ATTENTION')]
+    verdict = 'healthy' if status['healthy'] else 'NEEDS ATTENTION'
+    lines = ['Mastodon %s in namespace %s: %s' % (status['name'], status['namespace'], verdict)]
     if status['components']:
         lines += _table(['COMPONENT', 'VERSION', 'READY', 'UP-TO-DATE', 'ROLLOUT'], [
             [c['component'], _version_cell(c), '%d/%d' % (c['ready_replicas'], c['replicas']),

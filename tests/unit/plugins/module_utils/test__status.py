@@ -103,11 +103,10 @@ def client_for(deployments, pods, jobs, ca=None):
 
 
 def healthy_client(ca_days=400):
-    image = 'ghcr.io/mastodon/mastodon:v4.5.2'
+    image, streaming = 'ghcr.io/mastodon/mastodon:v4.5.2', 'ghcr.io/mastodon/mastodon-streaming:v4.5.2'
     return client_for(
-        [deployment('sidekiq-default', image), deployment('web', image), deployment('streaming',
-                                                                                      'ghcr.io/mastodon/mastodon-streaming:v4.5.2')],
-        [pod('web', image), pod('web', image), pod('streaming', 'ghcr.io/mastodon/mastodon-streaming:v4.5.2'),
+        [deployment('sidekiq-default', image), deployment('web', image), deployment('streaming', streaming)],
+        [pod('web', image), pod('web', image), pod('streaming', streaming),
          pod('sidekiq-default', image)],
         [job('pre', 'v4.5.1', '2026-11-01T10:00:00Z', 'succeeded'), job('pre', 'v4.5.2', '2026-11-28T10:00:00Z', 'succeeded'),
          job('post', 'v4.5.2', '2026-11-28T10:01:00Z', 'succeeded')],
