@@ -54,6 +54,8 @@ def run(cmd, cwd=COPY, env=None, log=None):
 
 def sync_copy():
     os.makedirs(COPY, exist_ok=True)
+    # build/ is never copied (below); one left by an older copy must go too (rsync keeps excluded files).
+    shutil.rmtree(os.path.join(COPY, 'build'), ignore_errors=True)
     os.makedirs(LOGS, exist_ok=True)
     subprocess.run(['rsync', '-a', '--delete',
                     '--exclude=.git', '--exclude=tests/output', '--exclude=node_modules',
