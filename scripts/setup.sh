@@ -27,8 +27,8 @@ go_bin_dir=
 
 # apt packages by purpose; `common` goes with every purpose.
 apt_common=(openssl rsync git)
-apt_test=(docker.io debootstrap shellcheck ruby ruby-dotenv ruby-pg ruby-redis postgresql redis-server pgbouncer
-          chromium fonts-dejavu-core)
+apt_test=(docker.io debootstrap shellcheck ruby ruby-dotenv ruby-pg ruby-redis ruby-activerecord ruby-railties bundler
+          postgresql redis-server pgbouncer chromium fonts-dejavu-core)
 apt_docs=(chromium fonts-dejavu-core)
 
 elapsed() { echo "$(( $(date +%s) - $1 ))s"; }

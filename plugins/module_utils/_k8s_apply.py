@@ -209,6 +209,36 @@ def comparable(obj):
     return out
 
 
+def project(live, desired):
+    """The part of `live` at the paths that `desired` sets (lists element by element when their lengths agree)."""
+    if isinstance(desired, dict) and isinstance(live, dict):
+        return dict((key, project(live.get(key), value)) for key, value in desired.items())
+    if isinstance(desired, list) and isinstance(live, list) and len(desired) == len(live):
+        return [project(item, want) for item, want in zip(live, desired)]
+    return live
+
+
+def manager_entry(obj, manager):
+    """Our field manager's Apply entry of managedFields (fields and time), or None."""
+    for entry in ((obj or {}).get('metadata') or {}).get('managedFields') or []:
+        if entry.get('manager') == manager and entry.get('operation') == 'Apply' and not entry.get('subresource'):
+            return entry
+    return None
+
+
+def apply_was_noop(desired, before, after, manager):
+    """Whether a server-side apply changed nothing. An unchanged resourceVersion proves it; otherwise a controller
+    may have written in between (an HPA scaling, a status update), so the apply was a no-op when our manager's
+    entry and the values at every path we set are the same before and after. The API server stamps the entry's time
+    only when the apply changed the object (k8s.io/apimachinery v0.34.4,
+    pkg/util/managedfields/internal/managedfieldsupdater.go:70-76), at one-second resolution, hence the values too."""
+    if (before.get('metadata') or {}).get('resourceVersion') == (after.get('metadata') or {}).get('resourceVersion'):
+        return True
+    ours = manager_entry(before, manager)
+    return (ours is not None and ours == manager_entry(after, manager)
+            and project(before, desired) == project(after, desired))
+
+
 def format_status_error(obj, status, body, force_hint=True):
     """A message naming the object and the server's reasons (field causes, conflicting managers)."""
     message = status_message(body)
@@ -543,8 +573,7 @@ class Applier(object):
         elif self.check_mode:
             action = 'unchanged' if comparable(before) == comparable(body) else 'configured'
         else:
-            old_rv = (before.get('metadata') or {}).get('resourceVersion')
-            action = 'unchanged' if old_rv == (body.get('metadata') or {}).get('resourceVersion') else 'configured'
+            action = 'unchanged' if apply_was_noop(obj, before, body, self.field_manager) else 'configured'
         if obj['kind'] == 'Namespace' and action == 'created' and self.check_mode:
             with self._lock:
                 self.new_namespaces.add(obj['metadata']['name'])

@@ -105,11 +105,18 @@ def test_ssa_deployment_available_and_idempotent(kube_cluster, ns):
         cs = p["status"]["containerStatuses"][0]
         assert cs["ready"] is True and cs["started"] is True
 
-    rv = dep["metadata"]["resourceVersion"]
+    # A no-op re-apply writes nothing. resourceVersion is no evidence of that: the Deployment controller may
+    # still be writing status. Our manager's entry (stamped only when our apply changes the object) and the
+    # generation (spec changes) are.
+    def ours(obj):
+        return [m for m in obj["metadata"]["managedFields"] if m["manager"] == "fediops-test"]
     time.sleep(1)
     kc.kubectl("apply", "--server-side", "--field-manager=fediops-test", "-n", ns, "-f", "-",
                input=manifest)
-    assert get_json(kc, "-n", ns, "deployment/web")["metadata"]["resourceVersion"] == rv
+    again = json.loads(kc.kubectl("get", "-n", ns, "deployment/web", "-o", "json",
+                                  "--show-managed-fields").stdout)
+    assert ours(again) == ours(full)
+    assert again["metadata"]["generation"] == full["metadata"]["generation"]
 
     # Scaling down removes pods for good (kubesim finishes the deletion).
     kc.kubectl("scale", "-n", ns, "deployment/web", "--replicas=0")

@@ -12,7 +12,7 @@ import pytest
 
 from ansible_collections.fediops.mastodon.plugins.module_utils._kube import KubeError, api_path
 from ansible_collections.fediops.mastodon.plugins.module_utils._k8s_apply import (
-    MASK, MASK_CHANGED, applyset_id, comparable, diff_pair, flatten_definitions, format_status_error, group_kind,
+    MASK, MASK_CHANGED, apply_was_noop, applyset_id, comparable, diff_pair, flatten_definitions, format_status_error, group_kind,
     job_state, order_objects, parse_group_kind, rollout_state, logged_arguments, strip_object, tooling_base)
 
 
@@ -105,6 +105,41 @@ def test_comparable_ignores_timestamps_and_versions():
     assert comparable(a) == comparable(b)
     b['data']['A'] = '2'
     assert comparable(a) != comparable(b)
+
+
+def _deployment(rv, replicas, image, our_time='2026-01-01T00:00:00Z'):
+    return {'apiVersion': 'apps/v1', 'kind': 'Deployment',
+            'metadata': {'name': 'web', 'resourceVersion': rv, 'managedFields': [
+                {'manager': 'fediops.mastodon', 'operation': 'Apply', 'time': our_time, 'fieldsV1': {'f:spec': {}}},
+                {'manager': 'kube-controller-manager', 'operation': 'Update', 'time': '2026-01-02T00:00:00Z'}]},
+            'spec': {'replicas': replicas, 'template': {'spec': {'containers': [{'name': 'web', 'image': image}]}}},
+            'status': {'replicas': replicas}}
+
+
+def test_noop_apply_while_a_controller_writes_is_unchanged():
+    """An HPA scaling the Deployment between our read and our apply moves resourceVersion; our apply still
+    changed nothing (molecule's idempotence saw a false `changed` from this race)."""
+    desired = {'apiVersion': 'apps/v1', 'kind': 'Deployment', 'metadata': {'name': 'web'},
+               'spec': {'template': {'spec': {'containers': [{'name': 'web', 'image': 'a:1'}]}}}}
+    before = _deployment('10', 1, 'a:1')
+    scaled = _deployment('11', 2, 'a:1')
+    assert apply_was_noop(desired, before, before, 'fediops.mastodon')
+    assert apply_was_noop(desired, before, scaled, 'fediops.mastodon')
+
+
+def test_real_change_is_configured_even_within_the_same_second():
+    desired = {'apiVersion': 'apps/v1', 'kind': 'Deployment', 'metadata': {'name': 'web'},
+               'spec': {'template': {'spec': {'containers': [{'name': 'web', 'image': 'a:2'}]}}}}
+    before = _deployment('10', 1, 'a:1')
+    # Same timestamp (second resolution) and fields, but the value we set differs.
+    assert not apply_was_noop(desired, before, _deployment('11', 1, 'a:2'), 'fediops.mastodon')
+    # The API server stamped our entry anew.
+    assert not apply_was_noop(desired, before, _deployment('11', 1, 'a:1', our_time='2026-01-01T00:00:05Z'),
+                              'fediops.mastodon')
+    # An object we never applied before (no entry of ours) whose resourceVersion moved.
+    foreign = _deployment('10', 1, 'a:1')
+    foreign['metadata']['managedFields'] = foreign['metadata']['managedFields'][1:]
+    assert not apply_was_noop(desired, foreign, _deployment('11', 1, 'a:1'), 'fediops.mastodon')
 
 
 def test_format_conflict_and_invalid():
