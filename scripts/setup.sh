@@ -14,6 +14,7 @@ log() { printf '[setup %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 apt_packages=(
   docker.io debootstrap rsync openssl git shellcheck
   ruby ruby-dotenv ruby-pg ruby-redis
+  ruby-activerecord ruby-railties bundler
   postgresql redis-server pgbouncer
 )
 

@@ -1,0 +1,114 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) fediops.mastodon contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""The container of Mastodon's migration Jobs: what runs before the rollout and what runs after it.
+
+PRIVATE to this collection: no API guarantees.
+
+Mastodon's rules (v4.5.15 / v4.6.5; ../shared/reference/mastodon/README.md):
+
+* `lib/mastodon/database.rb:31` adds `db/post_migrate` to the migration paths unless
+  `SKIP_POST_DEPLOYMENT_MIGRATIONS` is present; a presence test, so any value (even `false`) skips.
+  The Jobs therefore never carry the variable: the pre-deployment script exports it (`true`) on the
+  upgrade path only.
+* Rails' `db:prepare` loads `db/schema.rb` into a database without a `schema_migrations` table and
+  records as run the migrations on the paths of that moment, then runs the seeds. Loaded without
+  the variable, every post-deployment migration is recorded and the post-deployment Job has nothing
+  to do. (Mastodon 4.4 and later also force `db/post_migrate` onto the paths while loading the
+  schema, mastodon/mastodon#34089; earlier releases do not, and their post-deployment Job then
+  re-ran the post-deployment migrations against the final schema: PG::UndefinedColumn.)
+* `lib/tasks/db.rake:69`: `db:migrate` with the variable refuses a schema older than 4.2.0
+  (2023-09-07) with a message; `db:prepare` never runs that check.
+
+So the pre-deployment Job asks the database itself (`rails runner`, through Mastodon's own
+config/database.yml) whether `schema_migrations` exists, Rails' own test for an uninitialized database:
+missing -> fresh install: `rails db:prepare` without the variable; present -> upgrade: `rails
+db:migrate` with `SKIP_POST_DEPLOYMENT_MIGRATIONS=true` (Mastodon's too-old refusal applies and its
+message ends the Job's log); the check failing (connection, credentials) -> the Job fails, nothing
+changed. The post-deployment Job is `rails db:migrate` without the variable. Each script says in the
+Job's log which path it took. Proven with ActiveRecord on PostgreSQL by tests/integration/migrations.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+PHASES = ('pre', 'post')
+SKIP_VARIABLE = 'SKIP_POST_DEPLOYMENT_MIGRATIONS'
+
+# Exit codes of the schema check: distinct from 1, which is what `rails runner` exits with on an
+# error (database unreachable, wrong password), so that an error is never read as "empty".
+_INITIALIZED = 10
+_EMPTY = 11
+
+# Ruby for `rails runner`: in double quotes only, the script passes it in single quotes.
+_SCHEMA_CHECK = (
+    'c = ActiveRecord::Base.connection; '
+    'exit %d unless c.table_exists?("schema_migrations"); '
+    'puts "fediops migrations: schema_migrations holds #{c.select_value("SELECT count(*) FROM schema_migrations")} versions, '
+    'the newest #{c.select_value("SELECT max(version) FROM schema_migrations").inspect}"; '
+    'exit %d' % (_EMPTY, _INITIALIZED))
+
+PRE_SCRIPT = '''\
+set -eu
+echo "fediops migrations (pre-deployment): does the database have a schema (the schema_migrations table)?"
+state=0
+bundle exec rails runner '%(check)s' || state=$?
+case "$state" in
+%(initialized)d)
+  echo "fediops migrations: existing database, upgrade: rails db:migrate with %(skip)s=true (db/migrate only; db/post_migrate runs after the rollout)"
+  export %(skip)s=true
+  exec bundle exec rails db:migrate
+  ;;
+%(empty)d)
+  echo "fediops migrations: empty database, fresh install: rails db:prepare without %(skip)s (loads db/schema.rb recording every migration as run, then the seeds; the post-deployment Job will have nothing to do)"
+  unset %(skip)s
+  exec bundle exec rails db:prepare
+  ;;
+*)
+  echo "fediops migrations: cannot tell whether the database is empty (the check exited with $state, its error is above); nothing was changed" >&2
+  exit 1
+  ;;
+esac
+''' % dict(check=_SCHEMA_CHECK, initialized=_INITIALIZED, empty=_EMPTY, skip=SKIP_VARIABLE)
+
+POST_SCRIPT = '''\
+set -eu
+unset %(skip)s
+echo "fediops migrations (post-deployment): rails db:migrate without %(skip)s (db/post_migrate and anything still pending)"
+exec bundle exec rails db:migrate
+''' % dict(skip=SKIP_VARIABLE)
+
+# The Job connects to PostgreSQL directly (DB_* of the db_direct Secret, as the application's user),
+# never through the PgBouncer pool, so prepared statements stay on.
+JOB_ENV = {
+    'RAILS_ENV': 'production',
+    'NODE_ENV': 'production',
+    'PREPARED_STATEMENTS': 'true',
+    'DB_POOL': '5',
+}
+
+
+class MigrationsError(ValueError):
+    """Bad input for the migration Jobs; the message names the variable."""
+
+
+def job_container(phase, extra_env=None):
+    """{'command': [...], 'env': {...}} of the migration container of `phase` ('pre' or 'post').
+
+    `extra_env` (the role's migrations_extra_env) is added to the env; it may not carry
+    SKIP_POST_DEPLOYMENT_MIGRATIONS, which the scripts alone decide.
+    """
+    if phase not in PHASES:
+        raise MigrationsError('migrations_phase: must be one of %s, not %r' % (', '.join(PHASES), phase))
+    env = dict(JOB_ENV)
+    for key, value in (extra_env or {}).items():
+        if key == SKIP_VARIABLE:
+            raise MigrationsError(
+                'migrations_extra_env: %s is decided by the migration Jobs themselves (Mastodon skips the '
+                'post-deployment migrations whenever the variable is present, whatever its value); remove it' % key)
+        env[str(key)] = str(value)
+    script = PRE_SCRIPT if phase == 'pre' else POST_SCRIPT
+    return {'command': ['/bin/sh', '-c', script], 'env': env}
