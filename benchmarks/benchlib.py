@@ -156,7 +156,7 @@ def deploy_vars(namespace, extra_sidekiq_groups=0):
                 config_local_domain='social.example.test', config_streaming_host='streaming.social.example.test',
                 config_cdn_host='cdn.social.example.test', web_replicas=2, web_hpa_enabled=True,
                 web_hpa_min_replicas=2, web_hpa_max_replicas=4, streaming_replicas=1, streaming_pdb_enabled=False,
-                config_tls_preflight=False,
+                config_tls_preflight=False, config_media_ephemeral=True,
                 sidekiq_workers=workers)
 
 

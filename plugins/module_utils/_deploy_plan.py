@@ -986,7 +986,8 @@ class Deploy(object):
                 'pod': {'securityContext': spec['securityContext'], 'imagePullSecrets': spec['imagePullSecrets'],
                         'volumes': spec['volumes'], 'volumeMounts': container['volumeMounts'],
                         'envFrom': container['envFrom'], 'containerSecurityContext': container['securityContext'],
-                        'serviceAccountName': spec['serviceAccountName']}}
+                        'serviceAccountName': spec['serviceAccountName'],
+                        'annotations': dict(self.v['config_pod_annotations'])}}
 
     def files(self):
         """{name: text} of the files for config_files_hosts: .env.production and the CA."""
