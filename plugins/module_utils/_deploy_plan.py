@@ -891,6 +891,9 @@ class Deploy(object):
             self.manifests = _manifests.build(self.model)
         except ConfigError as exc:
             raise PlanError([exc], 'the manifests cannot be built')
+        except ValueError as exc:  # _migrations.MigrationsError: '<variable>: <reason>'
+            variable, dummy, reason = str(exc).partition(': ')
+            raise PlanError([ConfigError(variable, reason)], 'the manifests cannot be built')
         if v['config_tls_preflight'] and self.check_endpoint is not None:
             problems = tls_preflight(self.endpoints, self.check_endpoint, v['config_tls_preflight_hostaddr'],
                                      v['config_tls_preflight_timeout'])
