@@ -28,7 +28,6 @@ from __future__ import annotations
 import copy
 import datetime
 import difflib
-import hashlib
 import os
 import re
 import threading
@@ -39,7 +38,7 @@ from ansible_collections.fediops.mastodon.plugins.module_utils import _manifests
 from ansible_collections.fediops.mastodon.plugins.module_utils import _mastodon_config as mconfig
 from ansible_collections.fediops.mastodon.plugins.module_utils._mastodon_config import ConfigError
 from ansible_collections.fediops.mastodon.plugins.module_utils._k8s_apply import (
-    Applier, ApplyError, KubeError, comparable, key_of, order_objects, ref)
+    Applier, ApplyError, KubeError, key_of, order_objects)
 
 COMPONENTS = _manifests.COMPONENTS
 ROLES = ('config', 'migrations', 'web', 'streaming', 'sidekiq')
@@ -583,14 +582,13 @@ def kept_secrets(v, state):
     missing = [k for k in KEPT_KEYS if k not in given]
     if not missing:
         return given, None
-    raise PlanError([ConfigError('config_restore_kept_secrets_from_env', (
-        'the instance exists (%s) but the Secret %s-generated-secrets, which keeps %s, is missing in namespace %s. '
-        'Generating new ones would make encrypted columns unreadable, break every web-push subscription and log every '
-        'user out. Restore them: set config_restore_kept_secrets_from_env: true to copy them back from the Secret '
-        '%s-env that the running pods read, or give them in config_secrets (from a backup). Only to replace them on '
-        'purpose: config_rotate_kept_secrets: true.') % (', '.join(state['instance']), name, ', '.join(missing),
-                                                          v['config_namespace'], name))],
-        'the kept secrets are missing')
+    reason = ('the instance exists (%s) but the Secret %s-generated-secrets, which keeps %s, is missing in namespace '
+              '%s. Generating new ones would make encrypted columns unreadable, break every web-push subscription and '
+              'log every user out. Restore them: set config_restore_kept_secrets_from_env: true to copy them back from '
+              'the Secret %s-env that the running pods read, or give them in config_secrets (from a backup). Only to '
+              'replace them on purpose: config_rotate_kept_secrets: true.'
+              % (', '.join(state['instance']), name, ', '.join(missing), v['config_namespace'], name))
+    raise PlanError([ConfigError('config_restore_kept_secrets_from_env', reason)], 'the kept secrets are missing')
 
 
 def local_domain_guard(v, state):
@@ -800,10 +798,6 @@ def backup_secret(name, namespace, labels, data):
             'metadata': {'name': name + '-generated-secrets-previous', 'namespace': namespace, 'labels': dict(labels),
                          'annotations': {'fediops.mastodon/replaced-at': stamp}},
             'data': dict((k, base64.b64encode(val.encode('utf-8')).decode('ascii')) for k, val in sorted(data.items()))}
-
-
-def fingerprint(text):
-    return hashlib.sha256(text.encode('utf-8')).hexdigest()
 
 
 # ------------------------------------------------------------------------------------------- the whole deploy
