@@ -674,6 +674,10 @@ class ComponentApplier(Applier):
             self.new_namespaces.add(namespace)
 
     def _apply_request(self, obj, force=None):
+        if self.check_mode and obj['metadata'].get('namespace') in self.new_namespaces:
+            # The namespace does not exist yet: the server would answer 404 to a dry-run; the plan's own checks
+            # stand for it and the object is reported as to be created.
+            return 404, None
         status, body = super(ComponentApplier, self)._apply_request(obj, force)
         if status not in (200, 201) and not (status == 404 and obj['metadata'].get('namespace') in self.new_namespaces):
             with self._lock:
