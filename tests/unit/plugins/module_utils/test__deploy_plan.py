@@ -26,7 +26,6 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from ansible_collections.fediops.mastodon.plugins.module_utils import _deploy_plan as plan
-from ansible_collections.fediops.mastodon.plugins.module_utils._mastodon_config import ConfigError
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), '..', '..', '..', '..'))
 SPECS = plan.load_role_specs(os.path.join(ROOT, 'roles'), yaml.safe_load)
