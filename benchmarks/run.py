@@ -211,6 +211,8 @@ class Bench(object):
             if job:
                 break
         job['metadata']['name'] = 'mastodon-migrate-failing'
+        # Alone in its namespace: without the deploy's ServiceAccount, which the Job controller would wait for.
+        job['spec']['template']['spec'].pop('serviceAccountName', None)
         annotations = job['spec']['template']['metadata'].setdefault('annotations', {})
         annotations.update({'sim.fediops.test/fail': 'true',
                             'sim.fediops.test/delay-seconds': str(self.args.failure_delay)})
