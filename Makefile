@@ -5,7 +5,7 @@ SHELL := /bin/bash
 export FEDIOPS_CACHE ?= $(HOME)/.cache/fediops-mastodon
 SETUP = source <(bash scripts/setup.sh --print-env --for
 
-.PHONY: test demo demo-down setup lint sanity units pytest molecule build docs bench clean-cache
+.PHONY: test demo demo-down setup lint sanity units pytest molecule build docs bench bench-quick clean-cache
 
 test:
 	$(SETUP) test) && python scripts/run_tests.py
@@ -27,6 +27,12 @@ docs:
 
 bench:
 	$(SETUP) bench) && python benchmarks/run.py
+
+# The side-by-side comparison only: 3 alternated rounds of deploy.yml and kubernetes.core.k8s one task per role on the
+# same 18 objects (first deploy + idempotent re-run), no failure or scale series; results in build/bench-quick.
+bench-quick:
+	$(SETUP) bench) && python benchmarks/run.py --runs 3 --variants ours,core_per_role --failure-runs 0 --scales '' \
+		--no-chart --output build/bench-quick
 
 build:
 	$(SETUP) build) && bash scripts/build_collection.sh build

@@ -55,6 +55,8 @@ ANSIBLE_LABELS = (
     ('check_mode_dry', 'playbook_guide/playbooks_checkmode.html', 'Validating tasks: check mode and diff mode'),
     ('playbooks_vault', 'vault_guide/index.html', 'Protecting sensitive data with Ansible vault'),
     ('keep_secret_data', 'reference_appendices/logging.html', 'Logging Ansible output'),
+    # antsibull-docs links the page of a module that has an action plugin (mastodon_deploy) to this label
+    ('action_plugins', 'plugins/action.html', 'Action plugins'),
 )
 SITE = os.path.join(ROOT, 'docs', 'site')
 BENCHMARK_CHART = os.path.join(ROOT, 'benchmarks', 'results', 'results.png')

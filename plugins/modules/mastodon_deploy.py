@@ -1,0 +1,173 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright (c) fediops.mastodon contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+# The work is done on the controller by the action plugin of the same name (plugins/action/mastodon_deploy.py);
+# this file holds its documentation.
+
+from __future__ import annotations
+
+DOCUMENTATION = r'''
+module: mastodon_deploy
+short_description: Plan, then apply a Mastodon deploy (config, migrations, web, streaming, sidekiq)
+version_added: 0.2.0
+description:
+  - Runs on the controller (an action plugin). Reads the variables of every role of this collection (C(config_*),
+    C(migrations_*), C(web_*), C(streaming_*), C(sidekiq_*)) from the play, so the roles' variables stay the only
+    interface; their C(meta/argument_specs.yml) are the single source of the options.
+  - B(Plan), before anything is written anywhere (cluster, files, DigitalOcean) - every variable of every role
+    checked against its argument spec with strict types (V("two") is no integer), unknown C(<role>_*) variables
+    and unknown Sidekiq group keys or queues reported with "did you mean"; rules between variables (names, hosts,
+    a CDN host without scheme, resource quantities, strategy, nodeSelector, HPA bounds, the scheduler queue in
+    exactly one replica); a given CA fully checked (X.509, CA:TRUE, validity, no private key; never echoed);
+    DigitalOcean look-ups; the kept secrets read back from the cluster and the kept-secrets guard; the
+    LOCAL_DOMAIN guard; Mastodon's environment validated for the version; every manifest rendered; the TLS
+    preflight; a server-side dry-run of every object, a rejection mapped back to the variable that produced it.
+    All problems are reported at once, each naming its variable.
+  - B(Apply), in order - config objects, the pre-deployment migration Job, web, streaming, Sidekiq (server-side
+    apply, ApplySet prune, wait), the post-deployment migration Job. Only objects that the dry-run found different
+    are written, so a re-run writes nothing.
+  - Check mode runs the plan and shows a per-component summary followed by the diff of every object. A first
+    install works in check mode too - the namespace does not exist yet, so its objects are validated by the plan and
+    reported as to be created.
+  - The kept secrets guard - when the instance exists (its env Secret or ConfigMap, its web Deployment or the
+    ApplySet marker C(<name>-set-config)) but the Secret C(<name>-generated-secrets) is missing, the plan refuses,
+    naming what is missing and how to restore it (C(config_restore_kept_secrets_from_env=true), or
+    C(config_secrets) from a backup); C(config_rotate_kept_secrets=true) replaces them on purpose, keeping the old
+    ones in C(<name>-generated-secrets-previous).
+author:
+  - Fediops maintainers (@fediops)
+extends_documentation_fragment:
+  - fediops.mastodon.kubernetes
+  - fediops.mastodon.attributes
+  - fediops.mastodon.attributes.ACTIONGROUP_KUBERNETES
+attributes:
+  check_mode:
+    support: full
+  diff_mode:
+    support: full
+  platform:
+    platforms: posix
+options:
+  api_token:
+    description:
+      - DigitalOcean API token (C(config_database_source=digitalocean)); C(config_do_api_token) takes precedence.
+      - If neither is set, the first of E(DIGITALOCEAN_ACCESS_TOKEN), E(DIGITALOCEAN_TOKEN) and E(DO_API_TOKEN).
+      - Never returned, logged or included in error messages.
+    type: str
+    aliases: [oauth_token]
+  api_base_url:
+    description: Base URL of the DigitalOcean API; C(config_do_api_base_url) takes precedence.
+    type: str
+    default: https://api.digitalocean.com
+  timeout:
+    description: Timeout of one DigitalOcean API request, in seconds.
+    type: int
+    default: 30
+  ca_path:
+    description: CA bundle for the DigitalOcean API endpoint; C(config_do_ca_path) takes precedence.
+    type: path
+  max_retries:
+    description: Retries of one DigitalOcean API request after HTTP 429, 5xx, a timeout or a connection error.
+    type: int
+    default: 5
+  max_wait:
+    description: Upper bound, in seconds, of the waits before the retries of one DigitalOcean API request.
+    type: int
+    default: 60
+  components:
+    description:
+      - The parts of the deploy to apply, in this order whatever the order given. The plan always checks the
+        variables of every role (the model needs them all) and dry-runs the objects of these components.
+    type: list
+    elements: str
+    choices: [config, migrate-pre, web, streaming, sidekiq, migrate-post]
+    default: [config, migrate-pre, web, streaming, sidekiq, migrate-post]
+  stage_files:
+    description:
+      - Run the plan only (nothing is applied) and write C(.env.production) and the CA into a new private directory
+        on the controller (mode 0700, files 0600), returned as RV(staged_dir), for copying to C(config_files_hosts).
+      - The directory also keeps the secrets generated by this plan, so that the apply run that follows with
+        O(staged_dir) uses the same ones.
+    type: bool
+    default: false
+  staged_dir:
+    description:
+      - A directory written by O(stage_files). The plan uses the secrets kept there when the cluster has none yet
+        (a first install) and refuses to apply when the environment differs from the staged C(.env.production).
+    type: path
+requirements:
+  - kubernetes
+  - cryptography
+  - requests (with C(config_database_source=digitalocean))
+notes:
+  - The DigitalOcean token is O(api_token), C(config_do_api_token) or the environment (E(DIGITALOCEAN_ACCESS_TOKEN),
+    E(DIGITALOCEAN_TOKEN), E(DO_API_TOKEN)).
+  - The result carries no secret value; diffs mask Secret data.
+seealso:
+  - module: fediops.mastodon.k8s_apply
+  - module: fediops.mastodon.mastodon_env
+'''
+
+EXAMPLES = r'''
+- name: Deploy Mastodon (every component)
+  fediops.mastodon.mastodon_deploy:
+  vars:
+    config_local_domain: social.example
+    config_do_database_cluster: mastodon-pg
+    config_do_redis_cluster: mastodon-valkey
+    config_env:
+      S3_ENABLED: true
+      S3_BUCKET: media
+
+- name: Only the web component (what the web role does)
+  fediops.mastodon.mastodon_deploy:
+    components: [web]
+'''
+
+RETURN = r'''
+changed:
+  description: Whether any object was (or, in check mode, would be) created, changed or pruned.
+  returned: always
+  type: bool
+summary:
+  description: The per-component summary of the plan (objects to create, change, leave, prune).
+  returned: success
+  type: str
+  sample: "Plan of the deploy (per component):\n  web          1 configured, 3 unchanged\n"
+plan:
+  description: The checks the plan ran, in order.
+  returned: success
+  type: list
+  elements: str
+components:
+  description: Per component, the objects with their action (created, configured, unchanged, replaced) and what was
+    pruned.
+  returned: success
+  type: dict
+generated_secrets:
+  description: Names of the kept secrets generated by this run (first install or rotation); never their values.
+  returned: success
+  type: list
+  elements: str
+errors:
+  description: On a rejected plan, every problem found, each naming its variable.
+  returned: failure
+  type: list
+  elements: str
+variables:
+  description: On a rejected plan, the variables at fault.
+  returned: failure
+  type: list
+  elements: str
+staged_dir:
+  description: The directory written by O(stage_files).
+  returned: when O(stage_files=true)
+  type: str
+version:
+  description: The Mastodon version deployed.
+  returned: success
+  type: str
+'''
