@@ -55,6 +55,12 @@ LAST_APPLIED = 'kubectl.kubernetes.io/last-applied-configuration'
 MASK = '********'
 MASK_CHANGED = '******** (changed)'
 MAX_WORKERS = 8
+# A wait's watch is resumed (re-list, re-watch) after these: no answer (connection refused or dropped while the
+# API server restarts), 410 Gone (the resourceVersion is older than the watch cache or etcd's compaction),
+# 429 and 5xx (an API server that is starting or overloaded). Back-off between attempts in seconds.
+WATCH_RETRY_STATUSES = (0, 410, 429, 500, 502, 503, 504)
+WATCH_RETRY_MIN = 0.2
+WATCH_RETRY_MAX = 2.0
 
 
 class ApplyError(KubeError):
@@ -711,25 +717,70 @@ class Applier(object):
             waiting = '; '.join(last.values()) or '%d object(s)' % pending
             raise ApplyError('timed out after %ss waiting for: %s' % (self.wait_timeout, waiting), applied_objects=self.done_refs())
 
+    def _relist(self, obj, path, query):
+        """LIST the one object (field selector on its name): (its current state or None, a fresh resourceVersion
+        to watch from). The list's resourceVersion is the store's current one, which a restarted API server's
+        watch cache can serve, unlike an older object resourceVersion."""
+        status, body = self.client.request('GET', path, query)
+        if status != 200:
+            raise KubeError('%s: listing for the wait failed: HTTP %s: %s' % (ref(obj), status, status_message(body)),
+                            status=status)
+        items = (body or {}).get('items') or []
+        current = None
+        if items:
+            current = dict(items[0], apiVersion=obj['apiVersion'], kind=obj['kind'])
+        return current, ((body or {}).get('metadata') or {}).get('resourceVersion')
+
     def _wait_thread(self, obj, body, deadline, results):
+        """Watch one object until its state is ok or failed, or the deadline. A watch that expires (HTTP 410
+        "too old resource version", as an answer or an ERROR event), drops, ends early, or cannot start while
+        the API server restarts or is unavailable is resumed: LIST for a fresh resourceVersion, then watch
+        again, after a short back-off. The deadline is the only bound."""
         meta = obj['metadata']
         check = WAIT_STATES[obj['kind']]
         state, msg, current = 'pending', check(body)[1], body
+        rv = (body.get('metadata') or {}).get('resourceVersion')
+        backoff = WATCH_RETRY_MIN
         try:
-            rv = (body.get('metadata') or {}).get('resourceVersion')
             path = self.client.path(obj['apiVersion'], obj['kind'], meta.get('namespace'))
+            query = {'fieldSelector': 'metadata.name=%s' % meta['name']}
             while state == 'pending' and time.monotonic() < deadline:
-                remaining = deadline - time.monotonic()
-                for event in self.client.watch(path, {'fieldSelector': 'metadata.name=%s' % meta['name'],
-                                                      'resourceVersion': rv}, timeout=remaining):
-                    current = event.get('raw_object') or event.get('object') or {}
-                    if event.get('type') == 'DELETED':
-                        state, msg = 'failed', '%s was deleted while waiting' % ref(obj)
-                        break
-                    rv = (current.get('metadata') or {}).get('resourceVersion') or rv
-                    state, msg = check(current)
-                    if state != 'pending':
-                        break
+                try:
+                    if rv is None:
+                        listed, rv = self._relist(obj, path, query)
+                        if listed is None:
+                            state, msg = 'failed', '%s was deleted while waiting' % ref(obj)
+                            break
+                        current = listed
+                        state, msg = check(current)
+                        if state != 'pending':
+                            break
+                    for event in self.client.watch(path, dict(query, resourceVersion=rv),
+                                                   timeout=deadline - time.monotonic()):
+                        event_object = event.get('raw_object') or event.get('object') or {}
+                        if event.get('type') == 'ERROR':
+                            raise KubeError('watch of %s: %s' % (ref(obj), status_message(event_object)),
+                                            status=event_object.get('code') or 0)
+                        current = event_object
+                        if event.get('type') == 'DELETED':
+                            state, msg = 'failed', '%s was deleted while waiting' % ref(obj)
+                            break
+                        rv = (current.get('metadata') or {}).get('resourceVersion') or rv
+                        state, msg = check(current)
+                        backoff = WATCH_RETRY_MIN
+                        if state != 'pending':
+                            break
+                    else:
+                        if time.monotonic() < deadline - 2:
+                            # Closed before its timeout (an API server shutting down closes its watches).
+                            raise KubeError('watch of %s ended early' % ref(obj), status=0)
+                except KubeError as exc:
+                    if exc.status not in WATCH_RETRY_STATUSES:
+                        raise
+                    rv = None
+                    msg = '%s (watch interrupted, resuming: %s)' % (check(current)[1], exc.msg)
+                    time.sleep(max(0, min(backoff, deadline - time.monotonic())))
+                    backoff = min(backoff * 2, WATCH_RETRY_MAX)
         except KubeError as exc:
             state, msg = 'failed', '%s: %s' % (ref(obj), exc.msg)
         except Exception as exc:  # pylint: disable=broad-except

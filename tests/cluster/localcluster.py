@@ -142,7 +142,7 @@ class LocalCluster:
     """
 
     def __init__(self, state_dir, cache_dir=None, *, audit: bool | None = None,
-                 nodes: int = 1, job_duration: str = "1s", verbose: bool = True):
+                 nodes: int = 1, job_duration: str = "1s", verbose: bool = True, rbac: bool = False):
         self.state_dir = Path(state_dir).resolve()
         self.cache_dir = Path(cache_dir or default_cache_dir()).resolve()
         self.version = k8s_version()
@@ -153,6 +153,10 @@ class LocalCluster:
         self.nodes = nodes
         self.job_duration = job_duration
         self.verbose = verbose
+        # RBAC: --authorization-mode=Node,RBAC instead of AlwaysAllow. The admin token (and so the controller
+        # manager and kubesim, which use the admin kubeconfig) is in group system:masters, which RBAC lets do
+        # everything; any other identity gets only what Roles grant.
+        self.rbac = rbac
         self._procs: dict[str, subprocess.Popen] = {}
 
     # ------------------------------------------------------------ paths
@@ -495,7 +499,7 @@ current-context: {CONTEXT_NAME}
             f"--tls-cert-file={pki / 'apiserver.crt'}", f"--tls-private-key-file={pki / 'apiserver.key'}",
             f"--client-ca-file={pki / 'ca.crt'}",
             f"--token-auth-file={sd / 'tokens.csv'}",
-            "--authorization-mode=AlwaysAllow",
+            "--authorization-mode=" + ("Node,RBAC" if self.rbac else "AlwaysAllow"),
             "--anonymous-auth=false",
             "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
             f"--service-account-key-file={pki / 'sa.pub'}",
@@ -548,6 +552,34 @@ current-context: {CONTEXT_NAME}
                 return False
         self._wait("default ServiceAccount and Ready nodes", sa_and_node, timeout, list(COMPONENTS))
         self._say(f"controller-manager and kubesim ready ({time.monotonic() - t0:.1f}s)")
+
+    # ------------------------------------------------------------ restart
+    def restart_apiserver(self, down_seconds: float = 0.0, timeout: float = 120.0) -> None:
+        """Stop kube-apiserver (SIGTERM, SIGKILL after 15 s) and start it again with the same arguments: same
+        etcd and data, port, certificates and token file, so kubeconfigs stay valid. Its watch cache starts
+        anew at etcd's current revision, so watches from older resourceVersions get 410 Gone, as after a real
+        control-plane restart. ``down_seconds``: how long it stays down (connections are refused meanwhile)."""
+        with _flock(self.state_dir / ".lock"):
+            pids = self._read_pids()
+            info = pids.get("processes", {}).get("kube-apiserver")
+            if not info or not _alive(info["pid"], info.get("start")):
+                raise ClusterError(f"kube-apiserver of {self.state_dir} is not running")
+            self._say(f"restarting kube-apiserver (pid {info['pid']})")
+            self._signal(info["pid"], signal.SIGTERM)
+            deadline = time.monotonic() + 15
+            while _alive(info["pid"], info.get("start")) and time.monotonic() < deadline:
+                self._reap_child("kube-apiserver", info["pid"])
+                time.sleep(0.05)
+            if _alive(info["pid"], info.get("start")):
+                self._signal(info["pid"], signal.SIGKILL)
+                while _alive(info["pid"], info.get("start")):
+                    self._reap_child("kube-apiserver", info["pid"])
+                    time.sleep(0.05)
+            self._reap_child("kube-apiserver", info["pid"])
+            time.sleep(down_seconds)
+            self._spawn("kube-apiserver", info["argv"], pids)
+            self._wait("kube-apiserver /readyz after a restart", self.healthy, timeout, ["etcd", "kube-apiserver"])
+            self._say(f"kube-apiserver restarted (pid {self._procs['kube-apiserver'].pid})")
 
     # ------------------------------------------------------------ stop
     def stop(self, timeout: float = 15.0) -> None:
@@ -630,7 +662,7 @@ current-context: {CONTEXT_NAME}
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("command", choices=["build", "start", "stop", "status", "env", "restart"])
+    ap.add_argument("command", choices=["build", "start", "stop", "status", "env", "restart", "restart-apiserver"])
     ap.add_argument("--state-dir", default=os.environ.get("FEDIOPS_CLUSTER_STATE", ".cluster"),
                     help="where kubeconfig, pki, logs and pids live (default: $FEDIOPS_CLUSTER_STATE or ./.cluster)")
     ap.add_argument("--cache-dir", default=None,
@@ -639,11 +671,15 @@ def main(argv=None) -> int:
     ap.add_argument("--nodes", type=int, default=1, help="number of simulated nodes")
     ap.add_argument("--job-duration", default="1s", help="how long Job pods run (Go duration)")
     ap.add_argument("--force", action="store_true", help="build: rebuild even if cached")
+    ap.add_argument("--rbac", action="store_true",
+                    help="start: --authorization-mode=Node,RBAC (default AlwaysAllow); the admin token is in system:masters")
+    ap.add_argument("--down-seconds", type=float, default=0.0,
+                    help="restart-apiserver: how long kube-apiserver stays down")
     ap.add_argument("--timeout", type=float, default=120.0)
     args = ap.parse_args(argv)
 
     c = LocalCluster(args.state_dir, args.cache_dir, audit=False if args.no_audit else None,
-                     nodes=args.nodes, job_duration=args.job_duration)
+                     nodes=args.nodes, job_duration=args.job_duration, rbac=args.rbac)
     try:
         if args.command == "build":
             print(c.build(force=args.force))
@@ -653,6 +689,8 @@ def main(argv=None) -> int:
             print(c.start(timeout=args.timeout))
         elif args.command == "stop":
             c.stop()
+        elif args.command == "restart-apiserver":
+            c.restart_apiserver(down_seconds=args.down_seconds, timeout=args.timeout)
         elif args.command == "status":
             st = c.status()
             print(json.dumps(st, indent=2))

@@ -275,3 +275,145 @@ def test_logged_arguments_mask_secret_values_only():
     assert config_map['data'] == {'c': 'public'}
     assert definitions[0]['data'] == {'a': 'c2VjcmV0LW9uZQ=='}
     assert logged_arguments({'definitions': [42]})['definitions'] == MASK
+
+
+# ---------------------------------------------------------------- waits that survive API server restarts
+
+def _waited_deployment(rv, ready=0, generation=1):
+    dep = obj('Deployment', 'web', 'apps/v1', spec={'replicas': 1})
+    dep['metadata'].update(namespace='ns', resourceVersion=rv, generation=generation, uid='u1')
+    dep['status'] = {'observedGeneration': generation, 'replicas': 1, 'updatedReplicas': 1,
+                     'readyReplicas': ready, 'availableReplicas': ready}
+    return dep
+
+
+class _FakeWatchClient(object):
+    """Just enough of KubeClient for Applier.wait_for: LIST (GET of the collection) and watch. Each list/watch
+    call takes the next scripted step: an exception to raise, or the LIST answer / the watch events.
+
+    kube-apiserver (k8s.io/apiserver v0.34.4) answers a watch from a resourceVersion older than its watch cache
+    with an ERROR event whose object is a Status with code 410 ("too old resource version",
+    pkg/storage/cacher/watch_cache.go errors.NewResourceExpired), and the kubernetes client raises it as
+    ApiException(410) when timeout_seconds is set (kubernetes/watch/watch.py, stream: disable_retries); a LIST
+    answers with the store's current resourceVersion in metadata.resourceVersion."""
+
+    def __init__(self, lists=(), watches=()):
+        self.lists = list(lists)
+        self.watches = list(watches)
+        self.calls = []
+
+    def path(self, api_version, kind, namespace=None, name=None, subresource=None):
+        return '/apis/%s/namespaces/%s/deployments' % (api_version, namespace)
+
+    def request(self, method, path, query=None, body=None, content_type=None, timeout=None):
+        self.calls.append(('list', dict(query or {})))
+        step = self.lists.pop(0)
+        if isinstance(step, Exception):
+            raise step
+        return step
+
+    def watch(self, path, query=None, timeout=60):
+        self.calls.append(('watch', dict(query or {})))
+        step = self.watches.pop(0) if self.watches else KubeError('connection refused', status=0)
+        if isinstance(step, Exception):
+            raise step
+        for event in step:
+            yield event
+
+
+def _list_answer(rv, *items):
+    return 200, {'kind': 'DeploymentList', 'metadata': {'resourceVersion': rv}, 'items': list(items)}
+
+
+def _applier(client, timeout=10):
+    from ansible_collections.fediops.mastodon.plugins.module_utils._k8s_apply import Applier
+    return Applier(client, namespace='ns', wait=True, wait_timeout=timeout)
+
+
+@pytest.fixture
+def fast_retries(monkeypatch):
+    from ansible_collections.fediops.mastodon.plugins.module_utils import _k8s_apply
+    monkeypatch.setattr(_k8s_apply, 'WATCH_RETRY_MIN', 0.01)
+    monkeypatch.setattr(_k8s_apply, 'WATCH_RETRY_MAX', 0.05)
+
+
+def _watch_rvs(client):
+    return [q.get('resourceVersion') for what, q in client.calls if what == 'watch']
+
+
+@pytest.mark.parametrize('expired', [
+    KubeError('watch failed: Expired: too old resource version: 5 (90)', status=410),
+    [{'type': 'ERROR', 'raw_object': {'kind': 'Status', 'code': 410, 'reason': 'Expired',
+                                      'message': 'too old resource version: 5 (90)'}}],
+], ids=['http-410', 'error-event-410'])
+def test_wait_relists_after_410(fast_retries, expired):
+    client = _FakeWatchClient(
+        lists=[_list_answer('100', _waited_deployment('95'))],
+        watches=[expired, [{'type': 'MODIFIED', 'raw_object': _waited_deployment('101', ready=1)}]])
+    _applier(client).wait_for([(_waited_deployment('5'), _waited_deployment('5'))])
+    assert [c[0] for c in client.calls] == ['watch', 'list', 'watch']
+    assert _watch_rvs(client) == ['5', '100']  # re-watched from the LIST's resourceVersion, not the stale one
+    assert client.calls[1][1] == {'fieldSelector': 'metadata.name=web'}
+
+
+def test_wait_survives_an_api_server_restart(fast_retries):
+    """The watch drops, the API server refuses connections, then answers 503 while starting, then serves."""
+    client = _FakeWatchClient(
+        lists=[KubeError('cannot reach the Kubernetes API server: connection refused', status=0),
+               (503, {'kind': 'Status', 'code': 503, 'message': 'the server is currently unable to handle the request'}),
+               _list_answer('200', _waited_deployment('150'))],
+        watches=[KubeError('cannot reach the Kubernetes API server: Connection broken', status=0),
+                 [{'type': 'MODIFIED', 'raw_object': _waited_deployment('201', ready=1)}]])
+    _applier(client).wait_for([(_waited_deployment('5'), _waited_deployment('5'))])
+    assert [c[0] for c in client.calls] == ['watch', 'list', 'list', 'list', 'watch']
+    assert _watch_rvs(client) == ['5', '200']
+
+
+def test_wait_ends_at_once_when_the_relist_shows_ready(fast_retries):
+    client = _FakeWatchClient(lists=[_list_answer('100', _waited_deployment('99', ready=1))],
+                              watches=[KubeError('gone', status=410)])
+    _applier(client).wait_for([(_waited_deployment('5'), _waited_deployment('5'))])
+    assert [c[0] for c in client.calls] == ['watch', 'list']
+
+
+def test_wait_resumes_a_watch_that_ends_early(fast_retries):
+    client = _FakeWatchClient(lists=[_list_answer('100', _waited_deployment('99'))],
+                              watches=[[], [{'type': 'MODIFIED', 'raw_object': _waited_deployment('101', ready=1)}]])
+    _applier(client).wait_for([(_waited_deployment('5'), _waited_deployment('5'))])
+    assert _watch_rvs(client) == ['5', '100']
+
+
+def test_wait_deleted_during_relist_fails(fast_retries):
+    from ansible_collections.fediops.mastodon.plugins.module_utils._k8s_apply import ApplyError
+    client = _FakeWatchClient(lists=[_list_answer('100')], watches=[KubeError('gone', status=410)])
+    with pytest.raises(ApplyError, match='Deployment ns/web was deleted while waiting'):
+        _applier(client).wait_for([(_waited_deployment('5'), _waited_deployment('5'))])
+
+
+def test_wait_forbidden_fails_without_retry(fast_retries):
+    from ansible_collections.fediops.mastodon.plugins.module_utils._k8s_apply import ApplyError
+    client = _FakeWatchClient(watches=[KubeError('watch failed: Forbidden', status=403)])
+    with pytest.raises(ApplyError, match='Deployment ns/web: watch failed: Forbidden'):
+        _applier(client).wait_for([(_waited_deployment('5'), _waited_deployment('5'))])
+    assert len(client.calls) == 1
+
+
+def test_wait_timeout_bounds_the_retries(fast_retries):
+    """An API server that never comes back: the wait ends at its timeout, naming the last error."""
+    import time
+    from ansible_collections.fediops.mastodon.plugins.module_utils._k8s_apply import ApplyError
+    refused = KubeError('cannot reach the Kubernetes API server https://127.0.0.1:6443: connection refused', status=0)
+
+    class Down(_FakeWatchClient):
+        def request(self, *args, **kwargs):
+            self.calls.append(('list', {}))
+            raise refused
+
+    client = Down(watches=[refused])
+    t0 = time.monotonic()
+    with pytest.raises(ApplyError) as info:
+        _applier(client, timeout=1).wait_for([(_waited_deployment('5'), _waited_deployment('5'))])
+    assert time.monotonic() - t0 < 5
+    assert 'timed out after 1s waiting for' in info.value.msg
+    assert 'watch interrupted, resuming: cannot reach the Kubernetes API server' in info.value.msg
+    assert len(client.calls) > 3
