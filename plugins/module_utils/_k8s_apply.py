@@ -335,6 +335,7 @@ class Applier(object):
         self.parent = None
         self.live = {}
         self.new_namespaces = set()
+        self.unlisted_gks = set()
 
     # ---------------------------------------------------------------- preparation
     def prepare(self, definitions):
@@ -429,6 +430,15 @@ class Applier(object):
             api_version, kind, ns = job
             status, body = self.client.request('GET', self.client.path(api_version, kind, ns),
                                                {'labelSelector': '%s=%s' % (APPLYSET_PART_OF, self.set_id)})
+            if status == 403 and ns is None and (group_of(api_version), kind) not in hints:
+                # A cluster-scoped kind only the parent remembers (a Namespace a run with config_manage_namespace
+                # applied): credentials bound to a namespaced Role cannot list it. Its members stay, and stay
+                # recorded in the parent for a run with cluster-wide rights.
+                with self._lock:
+                    self.unlisted_gks.add(group_kind(api_version, kind))
+                    self.warnings.append('ApplySet %s: cannot list %s (HTTP 403, not allowed cluster-wide with these '
+                                         'credentials); its members are kept, not pruned' % (self.apply_set, kind))
+                return []
             if status != 200:
                 raise KubeError('listing ApplySet members (%s in %s): HTTP %s: %s' % (kind, ns or 'cluster', status, status_message(body)),
                                 status=status)
@@ -450,6 +460,7 @@ class Applier(object):
             cur_gks, cur_nss = self.parent_sets()
             gks |= cur_gks
             nss |= cur_nss
+        gks |= self.unlisted_gks
         nss.discard(self.parent_ns)
         return {
             'apiVersion': 'v1', 'kind': 'Secret',
@@ -639,7 +650,17 @@ class Applier(object):
             applied.extend(self.run_tiers([group], self.apply_one))
         if self.set_id:
             declared = set(key_of(o) for o in objects)
-            strays = [item for key, item in self.live.items() if key not in declared]
+            strays = []
+            for key, item in self.live.items():
+                if key in declared:
+                    continue
+                if item['kind'] == 'Namespace':
+                    # Pruning a Namespace deletes everything in it, this ApplySet's parent included: never by
+                    # omission (config_manage_namespace turned off), only by hand.
+                    self.warnings.append('ApplySet %s: %s is no longer declared; it is kept (delete it by hand if '
+                                         'that is what you want)' % (self.apply_set, ref(item)))
+                    continue
+                strays.append(item)
             for obj, entry in self.run_tiers(order_objects(strays, reverse=True), self.delete_one):
                 if entry:
                     self.pruned.append(dict((k, entry[k]) for k in ('kind', 'apiVersion', 'namespace', 'name')))
