@@ -20,6 +20,9 @@ description:
   - With O(apply_set), the objects form a kubectl ApplySet (KEP-3659) whose parent is a Secret named O(apply_set)
     in O(namespace); members of the set that are no longer declared are deleted (pruned). C(kubectl) understands
     the set (C(KUBECTL_APPLYSET=true kubectl apply --prune --applyset=<name> -n <namespace> ...)).
+  - Members are listed only in O(namespace) and the namespaces the parent records, so credentials bound to a
+    namespaced Role suffice (C(docs/rbac/deployer.yml)). A cluster-scoped kind that only the parent records and the
+    credentials may not list is kept, with a warning. A Namespace is never pruned (that would delete everything in it).
 author:
   - Fediops maintainers (@fediops)
 extends_documentation_fragment:
@@ -75,6 +78,8 @@ options:
     description:
       - Wait for Deployments and StatefulSets to be rolled out and for Jobs to complete. A failed Job, or a rollout
         past its progress deadline, fails the task at once.
+      - A watch the API server ends (a restart, an expired resourceVersion, HTTP 410) or cannot start while it is
+        unavailable is resumed from a fresh list, until O(wait_timeout).
     type: bool
     default: false
   wait_timeout:

@@ -141,3 +141,18 @@ def test_a_role_missing_a_rule_is_a_clear_403(rbac_cluster, tmp_path, monkeypatc
     assert info.value.status == 403
     assert 'HTTP 403' in info.value.msg and 'poddisruptionbudgets' in info.value.msg, info.value.msg
     print('missing rule:', info.value.msg)
+
+
+def test_the_guide_lists_the_roles_rules():
+    """docs/docsite/rst/guide_rbac.rst shows the rules of docs/rbac/deployer.yml (grouped differently): the same
+    (group, resource, verb) triples."""
+    def triples(rules):
+        return sorted((group, resource, verb) for rule in rules for group in rule['apiGroups']
+                      for resource in rule['resources'] for verb in rule['verbs'])
+
+    with open(DEPLOYER_YML, encoding='utf-8') as handle:
+        role = next(doc for doc in yaml.safe_load_all(handle) if doc and doc['kind'] == 'Role')
+    with open(os.path.join(_ROOT, 'docs', 'docsite', 'rst', 'guide_rbac.rst'), encoding='utf-8') as handle:
+        text = handle.read()
+    block = text.split('.. code-block:: yaml', 1)[1].split('\nNothing in it', 1)[0]
+    assert triples(yaml.safe_load(block)) == triples(role['rules'])
