@@ -417,3 +417,110 @@ def test_wait_timeout_bounds_the_retries(fast_retries):
     assert 'timed out after 1s waiting for' in info.value.msg
     assert 'watch interrupted, resuming: cannot reach the Kubernetes API server' in info.value.msg
     assert len(client.calls) > 3
+
+
+# ---------------------------------------------------------------- namespaced credentials
+
+class _FakeNamespacedClient(object):
+    """KubeClient for Applier.present with ApplySets, as credentials bound to a namespaced Role see the API server:
+    namespaced requests succeed, a cluster-wide LIST of Namespaces is 403 (kube-apiserver's RBAC answer,
+    plugin/pkg/auth/authorizer/rbac), unless `cluster_wide`."""
+
+    KINDS = {'v1': {'ConfigMap': ('configmaps', True), 'Secret': ('secrets', True), 'Namespace': ('namespaces', False)}}
+
+    def __init__(self, parent, live, cluster_wide=False):
+        self.parent = parent
+        self.live = live
+        self.cluster_wide = cluster_wide
+        self.calls = []
+
+    def discover(self, api_version):
+        return self.KINDS.get(api_version)
+
+    def resource(self, api_version, kind):
+        return self.KINDS[api_version][kind]
+
+    def path(self, api_version, kind, namespace=None, name=None, subresource=None):
+        plural, namespaced = self.resource(api_version, kind)
+        parts = ['/api/v1'] + (['namespaces', namespace] if namespaced and namespace else []) + [plural]
+        return '/'.join(parts + ([name] if name else []))
+
+    def request(self, method, path, query=None, body=None, content_type=None, timeout=None):
+        self.calls.append((method, path))
+        if method == 'GET' and path.endswith('/secrets/masto-set-config'):
+            return 200, self.parent
+        if method == 'GET' and path == '/api/v1/namespaces':
+            if not self.cluster_wide:
+                return 403, {'kind': 'Status', 'code': 403, 'message': 'namespaces is forbidden: User '
+                             '"system:serviceaccount:social:mastodon-deployer" cannot list resource "namespaces"'}
+            return 200, {'items': [item for item in self.live if item['kind'] == 'Namespace']}
+        if method == 'GET':
+            kind = 'ConfigMap' if '/configmaps' in path else 'Secret'
+            return 200, {'items': [item for item in self.live if item['kind'] == kind]}
+        if method == 'PATCH':
+            out = dict(body, metadata=dict(body['metadata'], resourceVersion='7'))
+            if body['kind'] == 'Secret' and body['metadata']['name'] == 'masto-set-config':
+                self.parent = out
+            return 200, out
+        if method == 'DELETE':
+            return 200, {'kind': 'Status', 'status': 'Success'}
+        raise AssertionError((method, path))
+
+
+def _applyset_parent(gks):
+    from ansible_collections.fediops.mastodon.plugins.module_utils._k8s_apply import (
+        APPLYSET_GKS, APPLYSET_ID_LABEL, APPLYSET_NAMESPACES, APPLYSET_TOOLING, APPLYSET_TOOLING_VALUE)
+    return {'apiVersion': 'v1', 'kind': 'Secret',
+            'metadata': {'name': 'masto-set-config', 'namespace': 'social', 'resourceVersion': '3',
+                         'labels': {APPLYSET_ID_LABEL: applyset_id('masto-set-config', 'social')},
+                         'annotations': {APPLYSET_TOOLING: APPLYSET_TOOLING_VALUE, APPLYSET_GKS: gks,
+                                         APPLYSET_NAMESPACES: ''}}}
+
+
+def _member(kind, name, namespace=None):
+    from ansible_collections.fediops.mastodon.plugins.module_utils._k8s_apply import APPLYSET_PART_OF
+    out = obj(kind, name, uid='u-' + name, resourceVersion='2')
+    out['metadata'].update(uid='u-' + name, resourceVersion='2',
+                           labels={APPLYSET_PART_OF: applyset_id('masto-set-config', 'social')})
+    if namespace:
+        out['metadata']['namespace'] = namespace
+    return out
+
+
+def test_unlistable_cluster_scoped_kind_is_kept_with_a_warning():
+    """The parent remembers a Namespace (an admin run with config_manage_namespace true); the namespaced token
+    cannot list Namespaces: the run warns, prunes nothing cluster-scoped, and the parent keeps the kind."""
+    from ansible_collections.fediops.mastodon.plugins.module_utils._k8s_apply import APPLYSET_GKS, Applier
+    client = _FakeNamespacedClient(_applyset_parent('ConfigMap,Namespace'), [_member('ConfigMap', 'masto-env', 'social')])
+    applier = Applier(client, namespace='social', apply_set='masto-set-config')
+    result = applier.present([obj('ConfigMap', 'masto-env', data={'A': '1'})])
+    assert result['pruned'] == []
+    assert [w for w in applier.warnings if 'cannot list Namespace (HTTP 403' in w], applier.warnings
+    assert client.parent['metadata']['annotations'][APPLYSET_GKS] == 'ConfigMap,Namespace'
+    assert not [c for c in client.calls if c[0] == 'DELETE']
+
+
+def test_a_namespaced_kind_forbidden_still_fails():
+    from ansible_collections.fediops.mastodon.plugins.module_utils._k8s_apply import Applier
+
+    class Forbidden(_FakeNamespacedClient):
+        def request(self, method, path, query=None, body=None, content_type=None, timeout=None):
+            if method == 'GET' and path.endswith('/configmaps'):
+                return 403, {'kind': 'Status', 'code': 403, 'message': 'configmaps is forbidden'}
+            return super(Forbidden, self).request(method, path, query, body, content_type, timeout)
+
+    client = Forbidden(_applyset_parent('ConfigMap'), [])
+    with pytest.raises(KubeError, match=r'listing ApplySet members \(ConfigMap in social\): HTTP 403: configmaps is forbidden'):
+        Applier(client, namespace='social', apply_set='masto-set-config').present([obj('ConfigMap', 'masto-env')])
+
+
+def test_a_namespace_is_never_pruned():
+    from ansible_collections.fediops.mastodon.plugins.module_utils._k8s_apply import Applier
+    client = _FakeNamespacedClient(_applyset_parent('ConfigMap,Namespace'),
+                                   [_member('Namespace', 'social'), _member('ConfigMap', 'masto-env', 'social'),
+                                    _member('ConfigMap', 'old', 'social')], cluster_wide=True)
+    applier = Applier(client, namespace='social', apply_set='masto-set-config')
+    result = applier.present([obj('ConfigMap', 'masto-env', data={'A': '1'})])
+    assert [(p['kind'], p['name']) for p in result['pruned']] == [('ConfigMap', 'old')]
+    assert [c for c in client.calls if c[0] == 'DELETE'] == [('DELETE', '/api/v1/namespaces/social/configmaps/old')]
+    assert [w for w in applier.warnings if 'Namespace social is no longer declared; it is kept' in w], applier.warnings
