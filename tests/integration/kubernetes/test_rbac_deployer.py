@@ -46,14 +46,21 @@ def admin_kubectl(cluster, *args, stdin=None):
                           capture_output=True, text=True, check=True).stdout
 
 
-def token_kubeconfig(cluster, namespace, path, role_documents=None):
-    """Namespace + deployer.yml (or the given documents) applied as admin; a kubeconfig with ONLY the
+def deployer_objects():
+    """The items of docs/rbac/deployer.yml (one List document)."""
+    with open(DEPLOYER_YML, encoding='utf-8') as handle:
+        return yaml.safe_load(handle)['items']
+
+
+def token_kubeconfig(cluster, namespace, path, role_objects=None):
+    """Namespace + deployer.yml (or the given objects) applied as admin; a kubeconfig with ONLY the
     ServiceAccount's short-lived token (TokenRequest, as `kubectl create token` documents it)."""
     admin_kubectl(cluster, 'create', 'namespace', namespace)
-    if role_documents is None:
+    if role_objects is None:
         admin_kubectl(cluster, 'apply', '-n', namespace, '-f', DEPLOYER_YML)
     else:
-        admin_kubectl(cluster, 'apply', '-n', namespace, '-f', '-', stdin=yaml.safe_dump_all(role_documents))
+        admin_kubectl(cluster, 'apply', '-n', namespace, '-f', '-',
+                      stdin=yaml.safe_dump({'apiVersion': 'v1', 'kind': 'List', 'items': role_objects}))
     token = admin_kubectl(cluster, 'create', 'token', SERVICE_ACCOUNT, '-n', namespace, '--duration=1h').strip()
     admin = yaml.safe_load(cluster.kubeconfig.read_text())
     config = {'apiVersion': 'v1', 'kind': 'Config', 'current-context': 'deployer',
@@ -129,8 +136,7 @@ def test_a_role_missing_a_rule_is_a_clear_403(rbac_cluster, tmp_path, monkeypatc
     and the error names the resource."""
     use_migrations_stand_in(monkeypatch)
     namespace = 'social-norule'
-    with open(DEPLOYER_YML, encoding='utf-8') as handle:
-        documents = [doc for doc in yaml.safe_load_all(handle) if doc]
+    documents = deployer_objects()
     role = next(doc for doc in documents if doc['kind'] == 'Role')
     role['rules'] = [rule for rule in role['rules'] if 'poddisruptionbudgets' not in rule['resources']]
     kubeconfig = token_kubeconfig(rbac_cluster, namespace, tmp_path / 'deployer.kubeconfig', documents)
@@ -150,8 +156,7 @@ def test_the_guide_lists_the_roles_rules():
         return sorted((group, resource, verb) for rule in rules for group in rule['apiGroups']
                       for resource in rule['resources'] for verb in rule['verbs'])
 
-    with open(DEPLOYER_YML, encoding='utf-8') as handle:
-        role = next(doc for doc in yaml.safe_load_all(handle) if doc and doc['kind'] == 'Role')
+    role = next(doc for doc in deployer_objects() if doc['kind'] == 'Role')
     with open(os.path.join(_ROOT, 'docs', 'docsite', 'rst', 'guide_rbac.rst'), encoding='utf-8') as handle:
         text = handle.read()
     block = text.split('.. code-block:: yaml', 1)[1].split('\nNothing in it', 1)[0]

@@ -317,8 +317,7 @@ class _FakeWatchClient(object):
         step = self.watches.pop(0) if self.watches else KubeError('connection refused', status=0)
         if isinstance(step, Exception):
             raise step
-        for event in step:
-            yield event
+        yield from step
 
 
 def _list_answer(rv, *items):
