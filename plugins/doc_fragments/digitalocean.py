@@ -13,7 +13,8 @@ class ModuleDocFragment:
 options:
   api_token:
     description:
-      - DigitalOcean API token (a personal access token with at least C(database:read) scope).
+      - DigitalOcean API token (a personal access token with at least C(database:read) scope; C(database:view_credentials)
+        for passwords, C(database:create) to add users and connection pools).
       - If not set, the first of the environment variables E(DIGITALOCEAN_ACCESS_TOKEN), E(DIGITALOCEAN_TOKEN)
         and E(DO_API_TOKEN) that is set is used.
       - The token is never returned, logged or included in error messages.

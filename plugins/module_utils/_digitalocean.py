@@ -24,7 +24,7 @@ import random
 import re
 import time
 import traceback
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 from ansible.module_utils.basic import env_fallback, missing_required_lib
 
@@ -45,6 +45,9 @@ BACKOFF_CAP = 30.0
 MASK = '********'
 UUID_RE = re.compile(r'^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$')
 POOL_ENGINES = ('pg', 'advanced_pg')
+# DigitalOcean's managed Valkey, and the clusters created as "Redis" ("Caching") before Valkey replaced it:
+# both answer the Redis protocol over TLS (engine enum in resources/databases/models/database_cluster.yml).
+REDIS_ENGINES = ('valkey', 'redis')
 
 
 def digitalocean_argument_spec():
@@ -195,7 +198,8 @@ class DigitalOceanClient(object):
         if response.status_code == 401:
             text += ' (check api_token: it is missing, wrong or revoked)'
         elif response.status_code == 403:
-            text += ' (the api_token lacks the scope this call needs, e.g. database:read)'
+            text += (' (the api_token lacks the scope this call needs: database:read to read, database:view_credentials '
+                     'for passwords, database:create to add users and pools)')
         if request_id:
             text += ' [request_id %s]' % request_id
         return DigitalOceanError(self._scrub(text), status=response.status_code, error_id=self._scrub(error_id) if error_id else None,
@@ -207,24 +211,42 @@ class DigitalOceanClient(object):
     # -- requests --------------------------------------------------------------------------------
     def get(self, path, params=None, what=None):
         """GET a path (or absolute URL on the API's origin) and return the decoded JSON object."""
+        return self.request('GET', path, params=params, what=what)
+
+    def post(self, path, body, what=None):
+        """POST a JSON body to a path and return the decoded JSON object.
+
+        A POST creates something, so it is retried only where DigitalOcean did not act on it: on HTTP 429
+        (rate limited, rejected before processing). A timeout, a dropped connection or a 5xx may have
+        created the object already; retrying could create it twice or fail on the duplicate, so these
+        surface as errors and the next run of the (idempotent) caller finds what exists.
+        """
+        return self.request('POST', path, body=body, what=what)
+
+    def request(self, method, path, params=None, body=None, what=None):
+        """Send one API request (with the bounded retries above) and return the decoded JSON object."""
         url = self._url(path, params)
-        what = what or 'GET %s' % urlsplit(url).path
+        what = what or '%s %s' % (method, urlsplit(url).path)
         parts = urlsplit(url)
         if (parts.scheme, parts.netloc.lower()) != self._origin:
             raise DigitalOceanError('refusing to send the API token to %s://%s (not api_base_url %s)'
                                     % (parts.scheme, parts.netloc, self.base_url))
+        retry_failures = method == 'GET'
+        send = getattr(self.session, method.lower())
+        kwargs = dict(headers=self._headers(), timeout=self.timeout, verify=self.verify, allow_redirects=False)
+        if body is not None:
+            kwargs['json'] = body
         started = self._clock()
         attempt = 0
         while True:
             self.request_count += 1
             try:
-                response = self.session.get(url, headers=self._headers(), timeout=self.timeout, verify=self.verify,
-                                            allow_redirects=False)
+                response = send(url, **kwargs)
             except Exception as exc:  # pylint: disable=broad-except
                 if HAS_REQUESTS and isinstance(exc, requests.exceptions.SSLError):
                     raise DigitalOceanError(self._scrub('DigitalOcean API %s failed: TLS error talking to %s: %s '
                                                         '(set ca_path or validate_certs)' % (what, self.base_url, exc)), url=self._scrub(url))
-                if not self._transient(exc):
+                if not retry_failures or not self._transient(exc):
                     raise DigitalOceanError(self._scrub('DigitalOcean API %s failed: %s: %s' % (what, type(exc).__name__, exc)),
                                             url=self._scrub(url))
                 delay = backoff_delay(attempt, self._rand)
@@ -250,7 +272,7 @@ class DigitalOceanClient(object):
                 self._wait(wait)
                 attempt += 1
                 continue
-            if status >= 500:
+            if status >= 500 and retry_failures:
                 delay = backoff_delay(attempt, self._rand)
                 if attempt >= self.max_retries or delay > self._budget_left(started):
                     error = self._error_from_response(response, url, what)
@@ -332,11 +354,53 @@ class DigitalOceanClient(object):
         return cert
 
     def database_pools(self, cluster_id):
-        data = self.get('/v2/databases/%s/pools' % cluster_id, what='list connection pools of %s' % cluster_id)
-        pools = data.get('pools') or []
-        if not isinstance(pools, list):
-            raise DigitalOceanError('DigitalOcean API list connection pools of %s: "pools" is not a list' % cluster_id)
-        return pools
+        """databases_list_connectionPools: GET /v2/databases/{uuid}/pools -> {"pools": [...]}."""
+        return expect_list(self.get('/v2/databases/%s/pools' % cluster_id, what='list connection pools of %s' % cluster_id),
+                           'pools', 'list connection pools of %s' % cluster_id)
+
+    def database_pool(self, cluster_id, pool_name):
+        """databases_get_connectionPool: GET /v2/databases/{uuid}/pools/{pool_name} -> {"pool": {...}}."""
+        what = 'get connection pool %s of %s' % (pool_name, cluster_id)
+        return expect_object(self.get('/v2/databases/%s/pools/%s' % (cluster_id, quote(pool_name, safe='')), what=what),
+                             'pool', what)
+
+    def add_database_pool(self, cluster_id, name, mode, size, db, user=None):
+        """databases_add_connectionPool: POST /v2/databases/{uuid}/pools {name, mode, size, db[, user]} -> 201 {"pool"}."""
+        body = dict(name=name, mode=mode, size=size, db=db)
+        if user:
+            body['user'] = user
+        what = 'add connection pool %s to %s' % (name, cluster_id)
+        return expect_object(self.post('/v2/databases/%s/pools' % cluster_id, body, what=what), 'pool', what)
+
+    def database_users(self, cluster_id):
+        """databases_list_users: GET /v2/databases/{uuid}/users -> {"users": [...]} (passwords need database:view_credentials)."""
+        return expect_list(self.get('/v2/databases/%s/users' % cluster_id, what='list users of %s' % cluster_id),
+                           'users', 'list users of %s' % cluster_id)
+
+    def database_user(self, cluster_id, username):
+        """databases_get_user: GET /v2/databases/{uuid}/users/{username} -> {"user": {...}}."""
+        what = 'get user %s of %s' % (username, cluster_id)
+        return expect_object(self.get('/v2/databases/%s/users/%s' % (cluster_id, quote(username, safe='')), what=what),
+                             'user', what)
+
+    def add_database_user(self, cluster_id, username):
+        """databases_add_user: POST /v2/databases/{uuid}/users {name} -> 201 {"user": {name, role, password}}."""
+        what = 'add user %s to %s' % (username, cluster_id)
+        return expect_object(self.post('/v2/databases/%s/users' % cluster_id, dict(name=username), what=what), 'user', what)
+
+    def database_firewall_rules(self, cluster_id):
+        """databases_list_firewall_rules: GET /v2/databases/{uuid}/firewall -> {"rules": [...]} ("trusted sources")."""
+        return expect_list(self.get('/v2/databases/%s/firewall' % cluster_id, what='list trusted sources of %s' % cluster_id),
+                           'rules', 'list trusted sources of %s' % cluster_id)
+
+
+def expect_list(data, key, what):
+    value = data.get(key)
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise DigitalOceanError('DigitalOcean API %s: %r is not a list' % (what, key))
+    return [item for item in value if isinstance(item, dict)]
 
 
 def expect_object(data, key, what):
@@ -367,6 +431,14 @@ def find_cluster_by_name(client, name):
         raise DigitalOceanError('cluster_name: %d database clusters are named %r; use cluster_id (one of %s)'
                                 % (len(matches), name, ', '.join(str(c.get('id')) for c in matches)))
     return matches[0]
+
+
+def get_cluster(client, cluster_id=None, cluster_name=None):
+    """The cluster named by its UUID (one GET) or by its name (one list request)."""
+    if cluster_id is not None:
+        validate_cluster_id(cluster_id)
+        return client.database(cluster_id)
+    return find_cluster_by_name(client, cluster_name)
 
 
 def strip_uri_password(uri):
@@ -449,6 +521,242 @@ def cluster_info(cluster, pools):
                 entry[key] = connection_info(pool[key])
         info['pools'].append(entry)
     return info
+
+
+# -- trusted sources ---------------------------------------------------------------------------------
+# DOKS serves each cluster's API at https://<cluster uuid>.k8s.ondigitalocean.com (the `endpoint` of DigitalOcean's
+# Kubernetes API, e.g. "https://bd5f5959-5e1e-4205-a714-a914373942af.k8s.ondigitalocean.com" in its examples, and
+# the `server` of the kubeconfig that `doctl kubernetes cluster kubeconfig save` writes).
+DOKS_SERVER_RE = re.compile(r'^(?P<id>[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})\.k8s\.ondigitalocean\.com$')
+CONTROL_PANEL_PATH = 'Databases > {name} > Network Access > Add Trusted Sources > select the Kubernetes cluster'
+
+
+def kubernetes_cluster_id_from_server(url):
+    """The DOKS cluster id in a kubeconfig's API server URL (https://<uuid>.k8s.ondigitalocean.com), else None."""
+    if not isinstance(url, str) or not url:
+        return None
+    try:
+        parts = urlsplit(url.strip())
+        host = parts.hostname
+    except ValueError:
+        return None
+    if parts.scheme != 'https' or not host:
+        return None
+    match = DOKS_SERVER_RE.match(host.lower())
+    return match.group('id') if match else None
+
+
+def kubernetes_admitting_tags(kubernetes_cluster_id):
+    """The tags DOKS puts on every worker node of the cluster, so a trusted source of type tag with one admits it.
+
+    DigitalOcean's Kubernetes API shows node pools tagged "k8s", "k8s:<cluster id>" and "k8s:worker"; the tag rule
+    admits "any Droplet or Kubernetes node with that tag" (databases_update_firewall_rules.yml).
+    """
+    return ('k8s', 'k8s:%s' % kubernetes_cluster_id, 'k8s:worker')
+
+
+def _rule_text(rule):
+    return '%s:%s' % (rule.get('type'), rule.get('value'))
+
+
+def trusted_sources_problem(database_name, rules, kubernetes_cluster_id, database_id=None):
+    """None if the database's trusted sources admit the Kubernetes cluster, else the message that says how to fix it.
+
+    rules: the `rules` of databases_list_firewall_rules (GET /v2/databases/{uuid}/firewall). An empty list means
+    no restriction: DigitalOcean restricts a cluster's incoming connections only once trusted sources are added
+    ("To implement these restrictions, add trusted sources", docs.digitalocean.com/products/databases/postgresql/
+    how-to/secure/; the firewall "specif[ies] which resources should be able to open connections", OpenAPI
+    databases_update_firewall_rules.yml), so a cluster without rules is open to every source (password and TLS
+    still apply).
+    The cluster is admitted by a rule of type k8s whose value is its id, or a rule of type tag naming one of the
+    tags every DOKS node carries (kubernetes_admitting_tags). Droplet and ip_addr rules are not taken as admitting
+    it: node droplets and their addresses change whenever a node pool is recycled or scaled.
+    database_id: the database cluster's UUID for the doctl command (default: the rules' cluster_uuid).
+    """
+    rules = [rule for rule in rules or [] if isinstance(rule, dict)]
+    if not rules:
+        return None
+    database_id = database_id or next((r.get('cluster_uuid') for r in rules if r.get('cluster_uuid')), None) or '<database-id>'
+    present = ', '.join(_rule_text(rule) for rule in rules)
+    if not kubernetes_cluster_id:
+        return ('database cluster %r admits only its trusted sources (%s), and the id of the Kubernetes cluster the '
+                'applications run in is unknown (the kubeconfig\'s API server is not https://<id>.k8s.ondigitalocean.com): '
+                'name it with config_do_kubernetes_cluster_id (doctl kubernetes cluster get <name> --format ID) so the '
+                'deploy can check that the cluster is admitted' % (database_name, present))
+    admitting_tags = kubernetes_admitting_tags(kubernetes_cluster_id)
+    for rule in rules:
+        if rule.get('type') == 'k8s' and str(rule.get('value', '')).lower() == kubernetes_cluster_id.lower():
+            return None
+        if rule.get('type') == 'tag' and rule.get('value') in admitting_tags:
+            return None
+    return ('database cluster %r does not admit the Kubernetes cluster %s: its trusted sources are %s, so the '
+            'applications in the cluster cannot connect to it. Add the trusted source of type k8s with value %s: '
+            '`doctl databases firewalls append %s --rule k8s:%s`, or in the control panel: %s'
+            % (database_name, kubernetes_cluster_id, present, kubernetes_cluster_id, database_id, kubernetes_cluster_id,
+               CONTROL_PANEL_PATH.format(name=database_name)))
+
+
+# -- Redis / Valkey -------------------------------------------------------------------------------------
+def redis_url(cluster, private=True):
+    """The REDIS_URL of a DigitalOcean Valkey (or legacy Redis) cluster, with its password.
+
+    cluster: the cluster object of the API (databases_get_cluster: connection objects carry `password`), or an
+    element of do_database_info's `clusters` with include_passwords (passwords under `passwords`).
+    private: the VPC endpoint (private_connection) rather than the public one (connection).
+    The scheme is rediss:// when the connection says ssl (always, on DigitalOcean), with user and password
+    percent-encoded, as Mastodon's REDIS_URL (config/initializers/redis.rb reads it whole) expects.
+    """
+    name = cluster.get('name') or cluster.get('id')
+    engine = cluster.get('engine')
+    if engine not in REDIS_ENGINES:
+        raise DigitalOceanError('database cluster %r is a %s cluster, not Valkey or Redis (engine %s)'
+                                % (name, engine, ' or '.join(REDIS_ENGINES)))
+    key = 'private_connection' if private else 'connection'
+    conn = cluster.get(key)
+    if not isinstance(conn, dict) or not conn.get('host'):
+        raise DigitalOceanError('database cluster %r has no %s endpoint%s' % (
+            name, key, ' (set private to false, or put the cluster in the Kubernetes cluster\'s VPC)' if private else ''))
+    password = conn.get('password') or (cluster.get('passwords') or {}).get(key) or ''
+    user = conn.get('user') or 'default'
+    scheme = 'rediss' if conn.get('ssl', True) else 'redis'
+    userinfo = quote(user, safe='') + (':' + quote(password, safe='') if password else '')
+    return '%s://%s@%s:%s' % (scheme, userinfo, conn['host'], conn.get('port') or 25061)
+
+
+# -- the application's database user and its PgBouncer pool -------------------------------------------------
+POOL_MODES = ('transaction', 'session', 'statement')
+POOL_FIELDS = ('name', 'mode', 'size', 'db', 'user')
+ADMIN_ROLE = 'primary'
+
+
+def find_pool(pools, pool_name):
+    return next((pool for pool in pools or [] if isinstance(pool, dict) and pool.get('name') == pool_name), None)
+
+
+def require_pool_engine(cluster, what):
+    if cluster.get('engine') not in POOL_ENGINES:
+        raise DigitalOceanError('%s: database cluster %r is engine %s; connection pools and database users exist only on '
+                                'PostgreSQL clusters (engine %s)' % (what, cluster.get('name'), cluster.get('engine'),
+                                                                     ' or '.join(POOL_ENGINES)))
+
+
+def application_user(client, cluster, pools, pool_name=None, user_name=None):
+    """The database user the application (and its migrations) connect as, with its password.
+
+    The user is user_name when the operator names one, else the `user` of the pool pool_name. The password comes
+    from the pool's connection when the pool uses that user (no extra request), else from databases_get_user
+    (GET /v2/databases/{uuid}/users/{name}; the password needs the database:view_credentials scope).
+    Returns {name, role, source ('operator' or 'pool'), pool, password}; the admin user (role primary, doadmin)
+    is only ever returned when the pool or the operator names it.
+    """
+    require_pool_engine(cluster, 'app_user')
+    pool = None
+    if pool_name:
+        pool = find_pool(pools, pool_name)
+        if pool is None:
+            raise DigitalOceanError('app_pool: database cluster %r has no connection pool %r (it has: %s)' % (
+                cluster.get('name'), pool_name, ', '.join(sorted(str(p.get('name')) for p in pools or [])) or 'none'))
+    if user_name:
+        name, source = user_name, 'operator'
+    elif pool is not None:
+        name, source = pool.get('user'), 'pool'
+        if not name:
+            raise DigitalOceanError('app_pool: connection pool %r has no user (its sessions connect as whichever user '
+                                    'logs in); name the application\'s database user with app_user' % pool_name)
+    else:
+        raise DigitalOceanError('app_user: name the application\'s database user, or the pool (app_pool) whose user it is')
+    password = None
+    role = None
+    if pool is not None and pool.get('user') == name:
+        for key in CONNECTION_KEYS:
+            conn = pool.get(key)
+            if isinstance(conn, dict) and conn.get('password') and conn.get('user', name) == name:
+                password = conn['password']
+                break
+    known = next((u for u in cluster.get('users') or [] if isinstance(u, dict) and u.get('name') == name), None)
+    if known is not None:
+        role = known.get('role')
+    if password is None:
+        try:
+            user = client.database_user(cluster['id'], name)
+        except DigitalOceanError as exc:
+            if exc.status == 404:
+                raise DigitalOceanError('app_user: database cluster %r has no user %r (create it with '
+                                        'fediops.mastodon.do_database_pool, or in the control panel under Users & Databases)'
+                                        % (cluster.get('name'), name), status=404, request_id=exc.request_id)
+            raise
+        role = user.get('role', role)
+        password = user.get('password')
+        if not password:
+            raise DigitalOceanError('app_user: the API returned no password for user %r of %r: the api_token needs the '
+                                    'database:view_credentials scope' % (name, cluster.get('name')))
+    return dict(name=name, role=role, source=source, pool=pool_name, password=password)
+
+
+def validate_pool_spec(spec):
+    """Raise, naming the option, for a pool spec DigitalOcean would refuse (models/connection_pool.yml)."""
+    name = spec.get('name') or ''
+    if not 3 <= len(name) <= 60:
+        raise DigitalOceanError('name: a connection pool name must be 3 to 60 characters long, got %r' % (name,))
+    if spec.get('mode') not in POOL_MODES:
+        raise DigitalOceanError('mode must be one of %s, got %r' % (', '.join(POOL_MODES), spec.get('mode')))
+    size = spec.get('size')
+    if not isinstance(size, int) or isinstance(size, bool) or size < 1:
+        raise DigitalOceanError('size must be a positive number of backend connections, got %r' % (size,))
+    if not spec.get('db') or not str(spec['db']).strip():
+        raise DigitalOceanError('db: name the database the pool connects to (for example mastodon_production)')
+    user = spec.get('user')
+    if user is not None and (not user.strip() or user != user.strip()):
+        raise DigitalOceanError('user must be a database user name without surrounding spaces, got %r' % (user,))
+
+
+def pool_view(pool):
+    """The settings of a pool (the fields of databases_add_connectionPool), without its connections."""
+    if not pool:
+        return {}
+    return dict((key, pool.get(key)) for key in POOL_FIELDS if pool.get(key) is not None)
+
+
+def ensure_pool(client, cluster, spec, check_mode=False):
+    """Make the PgBouncer pool `spec` (name, mode, size, db, user) and its user exist; idempotent.
+
+    Everything is read and checked first (engine, database, existing pool's settings), then the user is added
+    (databases_add_user) when missing, then the pool (databases_add_connectionPool). In check mode nothing is sent
+    but GETs. An existing pool with other settings is an error naming the settings: this never rewrites a pool
+    that applications may be using. Returns {changed, pool, user_created, diff}.
+    """
+    validate_pool_spec(spec)
+    require_pool_engine(cluster, 'cluster')
+    db_names = cluster.get('db_names')
+    if isinstance(db_names, list) and db_names and spec['db'] not in db_names:
+        raise DigitalOceanError('db: database cluster %r has no database %r (it has: %s)'
+                                % (cluster.get('name'), spec['db'], ', '.join(sorted(db_names))))
+    cluster_id = cluster['id']
+    existing = find_pool(client.database_pools(cluster_id), spec['name'])
+    wanted = pool_view(spec)
+    if existing is not None:
+        differences = ['%s is %r, not %r' % (key, existing.get(key), wanted[key])
+                       for key in POOL_FIELDS if key in wanted and existing.get(key) != wanted[key]]
+        if differences:
+            raise DigitalOceanError('name: connection pool %r of %r exists with other settings (%s); change it in the '
+                                    'control panel or choose another name: this module does not rewrite a pool in use'
+                                    % (spec['name'], cluster.get('name'), '; '.join(differences)))
+    user_missing = False
+    if spec.get('user'):
+        users = client.database_users(cluster_id)
+        user_missing = not any(u.get('name') == spec['user'] for u in users)
+    before = dict(pool=pool_view(existing), users=[] if user_missing or not spec.get('user') else [spec['user']])
+    after = dict(pool=wanted if existing is None else pool_view(existing),
+                 users=[spec['user']] if spec.get('user') else [])
+    changed = existing is None or user_missing
+    pool = existing
+    if changed and not check_mode:
+        if user_missing:
+            client.add_database_user(cluster_id, spec['user'])
+        if existing is None:
+            pool = client.add_database_pool(cluster_id, spec['name'], spec['mode'], spec['size'], spec['db'], spec.get('user'))
+    return dict(changed=changed, pool=pool if pool is not None else dict(wanted), user_created=user_missing,
+                diff=dict(before=before, after=after))
 
 
 def client_from_module(module):

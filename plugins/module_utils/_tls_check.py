@@ -8,13 +8,25 @@
 This is a PRIVATE API of the fediops.mastodon collection: it may change or go away without notice
 in any release. Do not use it from other collections.
 
-Verification is OpenSSL's (the `ssl` module: chain to the given CA, validity window, host name), the same
+Verification is OpenSSL's (the `ssl` module: chain to the trusted CAs, validity window, host name), the same
 checks libpq (verify-full) and node's `tls` make; the chain is parsed with `cryptography` for the report.
+
+Trust is chosen per endpoint, as the applications verify it (docs/dev/shapes.md section 5):
+- `trust='ca'`: ONLY the given CA (`ca_pem`/`ca_path`), never the system store. PostgreSQL and its PgBouncer
+  pools on DigitalOcean: the project's private CA from the API (libpq `PGSSLROOTCERT`, node `NODE_EXTRA_CA_CERTS`).
+- `trust='system'`: OpenSSL's default verify paths (`ssl.create_default_context()`, so `SSL_CERT_FILE` and
+  `SSL_CERT_DIR` steer it). DigitalOcean's Valkey/Redis: publicly trusted certificates, and Mastodon's Redis
+  client takes no CA option (lib/mastodon/redis_configuration.rb:47,60 passes only `{url:, driver:}`).
+
+`preflight(endpoints)` checks several endpoints and returns one result with one message for the operator;
+connection failures (refused, timeout, no route, DNS) are reported as "the controller cannot reach it", with the
+in-cluster path (plugins/module_utils/_tls_incluster.py) offered instead.
 """
 
 from __future__ import annotations
 
 import datetime
+import errno
 import socket
 import ssl
 import struct
@@ -26,6 +38,10 @@ from ansible_collections.fediops.mastodon.plugins.module_utils._x509 import (
 # PostgreSQL's SSLRequest: length 8, code 1234 << 16 | 5679.
 SSL_REQUEST = struct.pack('!II', 8, 80877103)
 PROTOCOLS = ('postgres', 'redis', 'tls')
+TRUSTS = ('ca', 'system')
+# Failures that mean "nothing answered from here", not "the server is misconfigured".
+UNREACHABLE_KINDS = ('connection_refused', 'timeout', 'dns', 'no_route', 'connection')
+SYSTEM_STORE = 'the system trust store'
 
 # OpenSSL X509_V_ERR_* codes -> kind.
 _VERIFY_KINDS = {
@@ -45,7 +61,7 @@ _VERIFY_KINDS = {
 class TLSCheckError(Exception):
     """A failed check: kind is one of the KINDS below, the message says what to do about it."""
 
-    KINDS = ('connection_refused', 'timeout', 'dns', 'connection', 'no_tls', 'protocol', 'handshake', 'ca_invalid',
+    KINDS = ('connection_refused', 'timeout', 'dns', 'no_route', 'connection', 'no_tls', 'protocol', 'handshake', 'ca_invalid',
              'expired', 'not_yet_valid', 'unknown_ca', 'hostname_mismatch', 'verify')
 
     def __init__(self, kind, message):
@@ -131,11 +147,39 @@ def expiry_warnings(chain, warn_days=DEFAULT_WARN_DAYS, what='server certificate
     return warnings
 
 
-def failure_message(kind, target, server_name, chain=None, ca=None, detail=''):
-    """The one-line explanation of a failed check for an operator."""
+def default_trust(ca_pem=None, ca_path=None):
+    """The trust an endpoint gets when none is named: its CA when one is given, else the system store."""
+    return 'ca' if (ca_pem or ca_path) else 'system'
+
+
+def trust_hint(kind, protocol, trust):
+    """What to do about an unknown CA, given what the endpoint is and what it was checked against."""
+    if kind != 'unknown_ca':
+        return ''
+    if protocol == 'redis' and trust == 'system':
+        return ("DigitalOcean's Valkey certificates are publicly trusted: is this a self-managed Redis with a private "
+                "CA? set config_redis_ca_pem")
+    if protocol == 'redis':
+        return ("DigitalOcean's Valkey certificates are publicly trusted: check Redis against the system trust store "
+                "(leave config_redis_ca_pem empty), not against the database CA")
+    if protocol == 'postgres' and trust == 'system':
+        return ("DigitalOcean's PostgreSQL and its PgBouncer pools use the project's private CA: check them against "
+                "the cluster's CA (from the API, or config_db_ca_pem)")
+    if trust == 'system':
+        return 'is the server\'s CA missing from the system trust store?'
+    return 'is the CA of another database cluster installed?'
+
+
+def failure_message(kind, target, server_name, chain=None, ca=None, detail='', protocol='tls', trust=None):
+    """The one-line explanation of a failed check for an operator; it names the trust that was used."""
     chain = chain or []
     leaf = chain[0] if chain else None
-    ca_subjects = ', '.join(c['subject'] for c in (ca or [])) or 'the system CA store'
+    trust = trust or ('ca' if ca else 'system')
+    if trust == 'system':
+        trusted = SYSTEM_STORE
+    else:
+        subjects = ', '.join(c['subject'] for c in (ca or []))
+        trusted = 'the given CA (%s)' % subjects if subjects else 'the given CA'
     if kind == 'expired':
         expired = next((c for c in chain if c['expired']), leaf)
         if expired:
@@ -146,8 +190,8 @@ def failure_message(kind, target, server_name, chain=None, ca=None, detail=''):
         return '%s: certificate not yet valid (%s); check the clocks' % (target, detail)
     if kind == 'unknown_ca':
         issuer = leaf['issuer'] if leaf else 'unknown'
-        return ('%s: unknown CA: the server certificate (issuer %s) does not chain to the trusted CA (%s); '
-                'is the CA of another database cluster installed? (%s)' % (target, issuer, ca_subjects, detail))
+        return ('%s: unknown CA: the server certificate (issuer %s) does not chain to %s; %s (%s)'
+                % (target, issuer, trusted, trust_hint(kind, protocol, trust), detail))
     if kind == 'hostname_mismatch':
         names = ', '.join(leaf['names']) if leaf and leaf['names'] else (leaf['subject'] if leaf else 'unknown')
         return ('%s: hostname mismatch: the server certificate is not valid for %s (it is for %s)'
@@ -172,9 +216,17 @@ class TLSChecker(object):
     """One check: check() returns the report dict, raises TLSCheckError (with .report) on failure."""
 
     def __init__(self, host, port, protocol='tls', server_name=None, hostaddr=None, ca_path=None, ca_pem=None,
-                 timeout=10.0, warn_days=DEFAULT_WARN_DAYS):
+                 timeout=10.0, warn_days=DEFAULT_WARN_DAYS, trust=None):
         if protocol not in PROTOCOLS:
             raise ValueError('protocol must be one of %s' % ', '.join(PROTOCOLS))
+        trust = trust or default_trust(ca_pem, ca_path)
+        if trust not in TRUSTS:
+            raise ValueError('trust must be one of %s, not %r' % (', '.join(TRUSTS), trust))
+        if trust == 'ca' and not (ca_pem or ca_path):
+            raise ValueError('trust=ca needs the CA: ca_pem or ca_path')
+        if trust == 'system' and (ca_pem or ca_path):
+            raise ValueError('trust=system uses the system trust store only: do not give ca_pem or ca_path')
+        self.trust = trust
         self.host = host
         self.port = int(port)
         self.protocol = protocol
@@ -184,8 +236,9 @@ class TLSChecker(object):
         self.ca_pem = ca_pem
         self.timeout = float(timeout)
         self.warn_days = warn_days
-        self.target = '%s:%d (%s%s)' % (self.server_name, self.port, protocol,
-                                        ', via %s' % self.address if self.address != self.server_name else '')
+        self.target = '%s:%d (%s, trust %s%s)' % (self.server_name, self.port, protocol,
+                                                  'CA' if trust == 'ca' else 'system store',
+                                                  ', via %s' % self.address if self.address != self.server_name else '')
 
     def _context(self, verify):
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
@@ -193,13 +246,16 @@ class TLSChecker(object):
             context.check_hostname = False
             context.verify_mode = ssl.CERT_NONE
             return context
+        if self.trust == 'system':
+            # OpenSSL's default verify paths (SSL_CERT_FILE / SSL_CERT_DIR when set), as Ruby's OpenSSL uses them.
+            return ssl.create_default_context()
         try:
+            # Only the given CA: never the system store as well, so a wrong trust choice fails here as it would
+            # in libpq (PGSSLROOTCERT) instead of passing by accident.
             if self.ca_path:
                 context.load_verify_locations(cafile=self.ca_path)
-            elif self.ca_pem:
-                context.load_verify_locations(cadata=self.ca_pem)
             else:
-                context.load_default_certs()
+                context.load_verify_locations(cadata=self.ca_pem)
         except (ssl.SSLError, OSError, ValueError) as exc:
             raise TLSCheckError('ca_invalid', '%s: the CA (%s) cannot be loaded: %s'
                                 % (self.target, self.ca_path or 'ca_pem', exc))
@@ -216,7 +272,8 @@ class TLSChecker(object):
             raise TLSCheckError('timeout', '%s: timeout: no connection to %s:%d within %gs'
                                 % (self.target, self.address, self.port, self.timeout))
         except OSError as exc:
-            raise TLSCheckError('connection', '%s: cannot connect to %s:%d: %s' % (self.target, self.address, self.port, exc))
+            kind = 'no_route' if exc.errno in (errno.EHOSTUNREACH, errno.ENETUNREACH) else 'connection'
+            raise TLSCheckError(kind, '%s: cannot connect to %s:%d: %s' % (self.target, self.address, self.port, exc))
         try:
             if self.protocol == 'postgres':
                 sock.sendall(SSL_REQUEST)
@@ -272,7 +329,7 @@ class TLSChecker(object):
         start = time.monotonic()
         now = _utcnow()
         report = dict(host=self.host, port=self.port, protocol=self.protocol, server_name=self.server_name,
-                      address=self.address, verified=False, error_kind=None, chain=[], ca=[], warnings=[])
+                      address=self.address, trust=self.trust, verified=False, error_kind=None, chain=[], ca=[], warnings=[])
         error = None
         try:
             ders, version, cipher = self._handshake(verify=True)
@@ -301,7 +358,8 @@ class TLSChecker(object):
         if error:
             kind, detail = error
             report['error_kind'] = kind
-            exc = TLSCheckError(kind, failure_message(kind, self.target, self.server_name, report['chain'], report['ca'], detail))
+            exc = TLSCheckError(kind, failure_message(kind, self.target, self.server_name, report['chain'], report['ca'],
+                                                      detail, protocol=self.protocol, trust=self.trust))
             exc.report = report
             raise exc
         return report
@@ -315,3 +373,91 @@ def check_endpoint(**kwargs):
         report = getattr(exc, 'report', None) or dict(verified=False, error_kind=exc.kind, chain=[], ca=[], warnings=[])
         report['error_kind'] = exc.kind
         return report, exc.message
+
+
+ENDPOINT_KEYS = ('name', 'host', 'port', 'protocol', 'trust', 'ca_pem', 'server_name', 'hostaddr')
+
+
+def validate_endpoints(endpoints):
+    """The endpoints of a preflight, checked: a ValueError naming the endpoint and the field, before any connection."""
+    if not isinstance(endpoints, (list, tuple)):
+        raise ValueError('endpoints must be a list of dicts')
+    checked = []
+    for index, endpoint in enumerate(endpoints):
+        label = 'endpoints[%d]' % index
+        if not isinstance(endpoint, dict):
+            raise ValueError('%s must be a dict' % label)
+        unknown = sorted(set(endpoint) - set(ENDPOINT_KEYS))
+        if unknown:
+            raise ValueError('%s: unknown key(s) %s (known: %s)' % (label, ', '.join(unknown), ', '.join(ENDPOINT_KEYS)))
+        label = '%s (%s)' % (label, endpoint.get('name') or 'no name')
+        for key in ('name', 'host'):
+            if not endpoint.get(key) or not isinstance(endpoint[key], str):
+                raise ValueError('%s: %s is required (a non-empty string)' % (label, key))
+        try:
+            port = int(endpoint.get('port'))
+        except (TypeError, ValueError):
+            raise ValueError('%s: port must be an integer, not %r' % (label, endpoint.get('port')))
+        if not 0 < port < 65536:
+            raise ValueError('%s: port must be between 1 and 65535, not %d' % (label, port))
+        protocol = endpoint.get('protocol')
+        if protocol not in PROTOCOLS:
+            raise ValueError('%s: protocol must be one of %s, not %r' % (label, ', '.join(PROTOCOLS), protocol))
+        trust = endpoint.get('trust')
+        if trust not in TRUSTS:
+            raise ValueError('%s: trust must be one of %s, not %r' % (label, ', '.join(TRUSTS), trust))
+        ca_pem = endpoint.get('ca_pem') or ''
+        if trust == 'ca' and '-----BEGIN CERTIFICATE-----' not in ca_pem:
+            raise ValueError('%s: trust=ca needs ca_pem, the PEM CA certificate(s)' % label)
+        if trust == 'system' and ca_pem:
+            raise ValueError('%s: trust=system uses the system trust store: ca_pem must be empty' % label)
+        checked.append(dict(endpoint, port=port, ca_pem=ca_pem or None))
+    names = [e['name'] for e in checked]
+    duplicates = sorted(set(n for n in names if names.count(n) > 1))
+    if duplicates:
+        raise ValueError('endpoint names must be unique: %s' % ', '.join(duplicates))
+    return checked
+
+
+def unreachable_message(names, details, where='the controller'):
+    """The explanation when nothing answered: DigitalOcean's trusted sources, and the way out."""
+    return ('%s cannot reach %s (%s). DigitalOcean trusted sources may admit only the Kubernetes cluster, so the '
+            'databases refuse or drop connections from here. Run the same TLS checks where the applications run: '
+            'the in-cluster check (a short-lived Job in the namespace, with the streaming image, that verifies each '
+            'endpoint with the same trust); or add this machine to the trusted sources; or switch the preflight off '
+            '(config_tls_preflight: false).' % (where, ', '.join(names), '; '.join(details)))
+
+
+def summarize(results, where='the controller', unreachable=None):
+    """Per-endpoint results -> (failed, msg): one message naming every failing endpoint and why.
+
+    `unreachable(names, details, where)` words the endpoints that did not answer (default: unreachable_message).
+    """
+    explain = unreachable or unreachable_message
+    silent = [r for r in results if r.get('error_kind') in UNREACHABLE_KINDS]
+    others = [r for r in results if r.get('error') and r not in silent]
+    parts = ['%s: %s' % (r['name'], r['error']) for r in others]
+    if silent:
+        parts.append(explain([r['name'] for r in silent], [r['error'] for r in silent], where))
+    if not parts:
+        return False, None
+    return True, 'TLS preflight failed: ' + ' | '.join(parts)
+
+
+def preflight(endpoints, timeout=10.0, warn_days=DEFAULT_WARN_DAYS):
+    """Check each endpoint {name, host, port, protocol, trust, ca_pem[, server_name, hostaddr]} with its trust.
+
+    Returns {'failed': bool, 'msg': str or None, 'unreachable': [names], 'results': [per endpoint: name, host,
+    port, protocol, trust, verified, error_kind, error, expires_in_days, warnings, chain, ...]}.
+    Bad input raises ValueError naming the endpoint and the field, before any connection.
+    """
+    results = []
+    for endpoint in validate_endpoints(endpoints):
+        report, error = check_endpoint(host=endpoint['host'], port=endpoint['port'], protocol=endpoint['protocol'],
+                                       trust=endpoint['trust'], ca_pem=endpoint['ca_pem'],
+                                       server_name=endpoint.get('server_name'), hostaddr=endpoint.get('hostaddr'),
+                                       timeout=timeout, warn_days=warn_days)
+        report.update(name=endpoint['name'], error=error, unreachable=report.get('error_kind') in UNREACHABLE_KINDS)
+        results.append(report)
+    failed, msg = summarize(results)
+    return dict(failed=failed, msg=msg, results=results, unreachable=[r['name'] for r in results if r['unreachable']])

@@ -12,8 +12,12 @@ short_description: Check that a database endpoint's TLS certificate verifies aga
 version_added: 0.1.0
 description:
   - Connects to a PostgreSQL, PgBouncer or Redis/Valkey endpoint, performs the TLS handshake and verifies the
-    server certificate as libpq (C(sslmode=verify-full)) and node do it - chain to the given CA, validity
-    window, host name - and reports the certificate chain and how many days it has left.
+    server certificate as libpq (C(sslmode=verify-full)) and node do it - chain to the trusted CAs (O(trust)),
+    validity window, host name - and reports the certificate chain and how many days it has left.
+  - "Trust follows the applications: PostgreSQL and PgBouncer pools on DigitalOcean are signed by the project's
+    private CA (O(trust=ca) with the CA from M(fediops.mastodon.do_database_ca)); DigitalOcean's Valkey/Redis
+    certificates are publicly trusted and Mastodon's Redis client has no CA option, so Redis is checked against
+    the system trust store (O(trust=system)) unless it is a self-managed Redis with a private CA."
   - For O(protocol=postgres) (PostgreSQL and PgBouncer) it first sends PostgreSQL's 8-byte C(SSLRequest) and
     expects C(S); Redis and Valkey speak TLS from the first byte.
   - Fails with a message naming the problem - expired certificate, unknown CA, hostname mismatch, connection
@@ -43,11 +47,20 @@ options:
     type: str
     choices: [postgres, redis, tls]
     default: tls
+  trust:
+    description:
+      - What the server certificate must chain to.
+      - V(ca) - only the CA of O(ca_path) or O(ca_pem), never the system store (PostgreSQL and PgBouncer pools).
+      - V(system) - only the system trust store, OpenSSL's default paths (C(SSL_CERT_FILE) and C(SSL_CERT_DIR)
+        when set), as Ruby's OpenSSL and Python use it (DigitalOcean's Valkey/Redis); O(ca_path) and O(ca_pem)
+        must then be absent.
+      - Default - V(ca) when O(ca_path) or O(ca_pem) is given, else V(system).
+    type: str
+    choices: [ca, system]
   ca_path:
     description:
       - File with the PEM CA certificate(s) to trust, for example the file M(fediops.mastodon.do_database_ca) wrote.
-      - Without O(ca_path) and O(ca_pem) the system CA store is used.
-      - Mutually exclusive with O(ca_pem).
+      - Mutually exclusive with O(ca_pem). Required by O(trust=ca) unless O(ca_pem) is given.
     type: path
   ca_pem:
     description: The PEM CA certificate(s) as text. Mutually exclusive with O(ca_path).
@@ -89,16 +102,25 @@ EXAMPLES = r'''
     host: db-postgresql-fra1-12345-do-user-1-0.b.db.ondigitalocean.com
     port: 25061
     protocol: postgres
+    trust: ca
     ca_path: /etc/mastodon/do-ca.pem
 
-- name: Redis/Valkey, reached through a tunnel on 127.0.0.1 but verified against its real name
+- name: DigitalOcean's Valkey, reached through a tunnel on 127.0.0.1, verified against its real name and the system store
   fediops.mastodon.tls_check:
     host: db-valkey-fra1-12345-do-user-1-0.b.db.ondigitalocean.com
     hostaddr: 127.0.0.1
     port: 25061
     protocol: redis
-    ca_pem: "{{ db_ca.pem }}"
+    trust: system
   register: redis_tls
+
+- name: A self-managed Redis with a private CA
+  fediops.mastodon.tls_check:
+    host: redis.internal.example
+    port: 6380
+    protocol: redis
+    trust: ca
+    ca_pem: "{{ config_redis_ca_pem }}"
 
 - name: Report without failing
   fediops.mastodon.tls_check:
@@ -164,8 +186,12 @@ chain:
     sha256_fingerprint:
       description: SHA-256 fingerprint, colon-separated upper-case hex.
       type: str
+trust:
+  description: The trust used, V(ca) or V(system).
+  returned: always
+  type: str
 ca:
-  description: The trusted CA certificate(s) from O(ca_path) or O(ca_pem), same keys as RV(chain).
+  description: The trusted CA certificate(s) from O(ca_path) or O(ca_pem), same keys as RV(chain); empty with O(trust=system).
   returned: always
   type: list
   elements: dict
@@ -202,7 +228,7 @@ address:
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
-from ansible_collections.fediops.mastodon.plugins.module_utils._tls_check import PROTOCOLS, check_endpoint
+from ansible_collections.fediops.mastodon.plugins.module_utils._tls_check import PROTOCOLS, TRUSTS, check_endpoint
 from ansible_collections.fediops.mastodon.plugins.module_utils._x509 import CRYPTOGRAPHY_IMPORT_ERROR, HAS_CRYPTOGRAPHY
 
 
@@ -212,6 +238,7 @@ def main():
             host=dict(type='str', required=True),
             port=dict(type='int', required=True),
             protocol=dict(type='str', choices=list(PROTOCOLS), default='tls'),
+            trust=dict(type='str', choices=list(TRUSTS)),
             ca_path=dict(type='path'),
             ca_pem=dict(type='str'),
             server_name=dict(type='str'),
@@ -230,9 +257,15 @@ def main():
         module.fail_json(msg='port must be between 1 and 65535, not %d' % params['port'])
     if params['timeout'] <= 0:
         module.fail_json(msg='timeout must be positive')
+    has_ca = bool(params['ca_path'] or params['ca_pem'])
+    if params['trust'] == 'ca' and not has_ca:
+        module.fail_json(msg='trust=ca needs the CA: give ca_path or ca_pem')
+    if params['trust'] == 'system' and has_ca:
+        module.fail_json(msg='trust=system checks against the system trust store only: remove ca_path/ca_pem')
     report, error = check_endpoint(host=params['host'], port=params['port'], protocol=params['protocol'],
                                    server_name=params['server_name'], hostaddr=params['hostaddr'],
-                                   ca_path=params['ca_path'], ca_pem=params['ca_pem'], timeout=params['timeout'],
+                                   trust=params['trust'], ca_path=params['ca_path'], ca_pem=params['ca_pem'],
+                                   timeout=params['timeout'],
                                    warn_days=params['warn_days'])
     for warning in report.pop('warnings', []):
         module.warn(warning)

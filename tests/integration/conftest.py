@@ -13,6 +13,12 @@ import pytest
 
 COLLECTION_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(COLLECTION_ROOT, 'tests'))
+# In the collection copy, `ansible_collections.fediops.mastodon` is importable too, for the tests that use the
+# module_utils directly.
+_COLLECTIONS = os.path.dirname(os.path.dirname(os.path.dirname(COLLECTION_ROOT)))
+if os.path.basename(os.path.dirname(os.path.dirname(COLLECTION_ROOT))) == 'ansible_collections' \
+        and _COLLECTIONS not in sys.path:
+    sys.path.insert(0, _COLLECTIONS)
 pytest_plugins = ['cluster.pytest_plugin'] if os.path.exists(
     os.path.join(COLLECTION_ROOT, 'tests', 'cluster', 'pytest_plugin.py')) else []
 

@@ -2,10 +2,18 @@
 # Copyright (c) fediops.mastodon contributors
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""Real PostgreSQL 15, PgBouncer and Redis 7 with TLS from a private CA, on loopback, for tests and demos.
+"""Real PostgreSQL 15, PgBouncer and Redis 7 with TLS as on DigitalOcean, on loopback, for tests and demos.
+
+DigitalOcean signs PostgreSQL and its PgBouncer pools with a private CA of the project (`GET /v2/databases/{id}/ca`)
+and serves Valkey/Redis with Let's Encrypt certificates, publicly trusted (../shared/reference/mastodon/README.md,
+"DigitalOcean facts"). So here: PostgreSQL and PgBouncer from the "project" CA; Redis from a second, "public" CA
+that only the clients' system trust store knows: `pki.system_bundle_file` = the machine's CA bundle + the public
+test CA, handed to the clients as their system store (`env.system_store_env()`: SSL_CERT_FILE for Python and
+Ruby/OpenSSL; node gets the public CA through NODE_EXTRA_CA_CERTS).
 
     env = TLSEnvironment(base_dir=None).start()    # base_dir: a fresh world-traversable directory
-    env.pki.ca_file, env.pki.wrong_ca_file          # the cluster CA, and another CA (for negative tests)
+    env.pki.ca_file, env.pki.wrong_ca_file          # the project CA, and another project's CA (negative tests)
+    env.pki.public_ca_file, env.pki.system_bundle_file  # the "public" CA of Redis; the system store with it
     env.postgres.port, env.pgbouncer.port, env.redis.port, env.password
     env.PG_NAME, env.REDIS_NAME                      # DNS names in the server certificates (resolve them
                                                      # to 127.0.0.1 yourself: libpq hostaddr, a resolver shim)
@@ -39,6 +47,8 @@ PG_BIN = os.environ.get('FEDIOPS_PG_BIN', '/usr/lib/postgresql/15/bin')
 PGBOUNCER = shutil.which('pgbouncer') or '/usr/sbin/pgbouncer'
 REDIS_SERVER = shutil.which('redis-server') or '/usr/bin/redis-server'
 SERVICE_USER = os.environ.get('FEDIOPS_PG_USER', 'postgres')
+# The machine's normal CA bundle (Debian's ca-certificates), the base of the test system store.
+MACHINE_CA_BUNDLE = os.environ.get('FEDIOPS_MACHINE_CA_BUNDLE', '/etc/ssl/certs/ca-certificates.crt')
 
 PG_NAME = 'db-postgresql-fra1-12345-do-user-0-0.b.db.ondigitalocean.com'
 REDIS_NAME = 'db-valkey-fra1-12345-do-user-0-0.b.db.ondigitalocean.com'
@@ -76,17 +86,24 @@ def _tail(path, size=3000):
 
 
 class PKI(object):
-    """The cluster's private CA (+ server certificates), an unrelated CA, and an expired server certificate."""
+    """The project's private CA (PostgreSQL, PgBouncer), another project's CA, the "public" CA (Redis, as Let's
+    Encrypt on DigitalOcean), the system store that trusts the public CA, and an expired Redis certificate."""
 
     def __init__(self, directory):
         self.directory = directory
         self.ca = trustme.CA(organization_name='fediops test', organization_unit_name='Project CA')
         self.wrong_ca = trustme.CA(organization_name='fediops other', organization_unit_name='Other Project CA')
+        self.public_ca = trustme.CA(organization_name='fediops public', organization_unit_name='Public Test Root')
         self.ca_file = self._write('ca.pem', self.ca.cert_pem.bytes())
         self.wrong_ca_file = self._write('wrong-ca.pem', self.wrong_ca.cert_pem.bytes())
+        self.public_ca_file = self._write('public-ca.pem', self.public_ca.cert_pem.bytes())
+        with open(MACHINE_CA_BUNDLE, 'rb') as handle:
+            machine = handle.read()
+        self.system_bundle_file = self._write('system-store.pem', machine.rstrip(b'\n') + b'\n' + self.public_ca.cert_pem.bytes())
         self.pg_cert_file, self.pg_key_file = self._leaf('pg', self.ca.issue_cert(PG_NAME, common_name=PG_NAME))
-        self.redis_cert_file, self.redis_key_file = self._leaf('redis', self.ca.issue_cert(REDIS_NAME, common_name=REDIS_NAME))
-        self.expired_cert_file, self.expired_key_file = self._expired(REDIS_NAME)
+        self.redis_cert_file, self.redis_key_file = self._leaf(
+            'redis', self.public_ca.issue_cert(REDIS_NAME, common_name=REDIS_NAME))
+        self.expired_cert_file, self.expired_key_file = self._expired(REDIS_NAME, self.public_ca)
 
     def _write(self, name, data, mode=0o644):
         path = os.path.join(self.directory, name)
@@ -100,10 +117,10 @@ class PKI(object):
         key = self._write('%s.key' % name, leaf.private_key_pem.bytes(), 0o600)
         return cert, key
 
-    def _expired(self, name):
-        """A server certificate from the right CA for the right name whose validity ended yesterday."""
-        ca_key = serialization.load_pem_private_key(self.ca.private_key_pem.bytes(), password=None)
-        ca_cert = x509.load_pem_x509_certificate(self.ca.cert_pem.bytes())
+    def _expired(self, name, authority):
+        """A server certificate from `authority` for `name` whose validity ended yesterday."""
+        ca_key = serialization.load_pem_private_key(authority.private_key_pem.bytes(), password=None)
+        ca_cert = x509.load_pem_x509_certificate(authority.cert_pem.bytes())
         key = ec.generate_private_key(ec.SECP256R1())
         now = datetime.datetime.now(datetime.timezone.utc)
         cert = (x509.CertificateBuilder()
@@ -124,6 +141,10 @@ class PKI(object):
 
     def ca_pem(self, wrong=False):
         return (self.wrong_ca if wrong else self.ca).cert_pem.bytes().decode('ascii')
+
+    def system_store_env(self):
+        """The environment that makes OpenSSL-based clients (Python ssl, Ruby OpenSSL) use the test system store."""
+        return {'SSL_CERT_FILE': self.system_bundle_file}
 
 
 class _Process(object):
@@ -292,7 +313,7 @@ class Redis(_Process):
             handle.write('bind 127.0.0.1\nport 0\ntls-port %d\n'
                          'tls-cert-file %s\ntls-key-file %s\ntls-ca-cert-file %s\ntls-auth-clients no\n'
                          'requirepass %s\nsave ""\nappendonly no\ndir %s\ndaemonize no\nlogfile ""\n'
-                         % (self.port, self.cert_file, self.key_file, self.pki.ca_file, self.password, self.directory))
+                         % (self.port, self.cert_file, self.key_file, self.pki.public_ca_file, self.password, self.directory))
         os.chmod(conf, 0o600)
         self._spawn([REDIS_SERVER, conf], os.path.join(self.directory, 'redis.log'))
         return self
@@ -305,7 +326,8 @@ def _chown(path):
 
 
 class TLSEnvironment(object):
-    """PostgreSQL (ssl=on), PgBouncer (transaction pool, TLS) and Redis (TLS only), all from one private CA."""
+    """PostgreSQL (ssl=on) and PgBouncer (transaction pool, TLS) from the project CA; Redis (TLS only) from the
+    public test CA."""
 
     PG_NAME = PG_NAME
     REDIS_NAME = REDIS_NAME
@@ -360,13 +382,18 @@ class TLSEnvironment(object):
     def redis_url(self):
         return 'rediss://default:%s@%s:%d' % (self.password, REDIS_NAME, self.redis.port)
 
+    def system_store_env(self):
+        return self.pki.system_store_env()
+
     def client_context(self, wrong_ca=False):
         context = ssl.create_default_context(cafile=self.pki.wrong_ca_file if wrong_ca else self.pki.ca_file)
         return context
 
     def describe(self):
         return dict(postgres=self.postgres.port, pgbouncer=self.pgbouncer.port, redis=self.redis.port,
-                    pg_name=PG_NAME, redis_name=REDIS_NAME, ca_file=self.pki.ca_file, base_dir=self.base_dir)
+                    pg_name=PG_NAME, redis_name=REDIS_NAME, ca_file=self.pki.ca_file,
+                    public_ca_file=self.pki.public_ca_file, system_bundle_file=self.pki.system_bundle_file,
+                    base_dir=self.base_dir)
 
     def stop(self):
         for proc in reversed(self._started):

@@ -49,8 +49,9 @@ class StandinHandle(object):
 
         Batched tests give each case its own stand-in, so that one playbook run can hold cases with
         different faults and each case's requests are counted apart. Stop it with stop().
+        config: max_per_page, fixtures (other fixtures than this stand-in's, e.g. a changed copy).
         """
-        server = start_standin(self.fixtures, self.token, self.context)
+        server = start_standin(config.get('fixtures') or self.fixtures, self.token, self.context)
         handle = StandinHandle(server, self.token, self.ca_file, self.context)
         handle.set_faults(*faults)
         if config.get('max_per_page'):
@@ -158,6 +159,17 @@ def do_playbook(run_playbook, do_api):
     return _run
 
 
+@pytest.fixture(scope='module')
+def do_playbook_module(run_playbook_module):
+    """For module-scoped fixtures: run tasks (YAML text) in a play whose module_defaults point the DigitalOcean
+    group at the stand-in `api` (e.g. one of do_standin_session.spawn()); returns the PlaybookResult."""
+
+    def _run(api, tasks, token_in_env=True, defaults=None, **kwargs):
+        return run_do_playbook(run_playbook_module, api.token, do_play(api, tasks, defaults), token_in_env, **kwargs)
+
+    return _run
+
+
 class DoBatch(object):
     """Many cases in one ansible-playbook run. Each case is a host of the inventory (run locally, in
     parallel), with a stand-in of its own (spawn: its faults, its request log), files in a directory
@@ -229,3 +241,5 @@ def pytest_terminal_summary(terminalreporter):
     count = getattr(terminalreporter.config, 'do_contract_count', 0)
     if count:
         terminalreporter.write_line('DigitalOcean contract: %d stand-in responses validated against the OpenAPI excerpt' % count)
+        by_endpoint = getattr(terminalreporter.config, 'do_contract_by_endpoint', {})
+        terminalreporter.write_line('  by operation: ' + ', '.join('%s %d' % item for item in sorted(by_endpoint.items())))

@@ -25,6 +25,12 @@ OPERATIONS = {
     'get': 'resources/databases/databases_get_cluster.yml',
     'ca': 'resources/databases/databases_get_ca.yml',
     'pools': 'resources/databases/databases_list_connectionPools.yml',
+    'pool': 'resources/databases/databases_get_connectionPool.yml',
+    'add_pool': 'resources/databases/databases_add_connectionPool.yml',
+    'users': 'resources/databases/databases_list_users.yml',
+    'user': 'resources/databases/databases_get_user.yml',
+    'add_user': 'resources/databases/databases_add_user.yml',
+    'firewall': 'resources/databases/databases_list_firewall_rules.yml',
 }
 NOT_FOUND_ID = '00000000-0000-4000-8000-000000000000'
 
@@ -50,6 +56,7 @@ class Contract(object):
         self.cache = {}
         self.registry = Registry(retrieve=self._retrieve)
         self.count = 0
+        self.by_endpoint = {}
 
     def _load(self, uri):
         path = urlsplit(uri).path
@@ -99,6 +106,7 @@ class Contract(object):
         if response.status_code >= 400 and isinstance(body, dict) and body.get('request_id') != response.headers.get('x-request-id'):
             problems.append('error body request_id differs from x-request-id')
         self.count += 1
+        self.by_endpoint[endpoint] = self.by_endpoint.get(endpoint, 0) + 1
         return problems
 
 
@@ -107,15 +115,25 @@ def contract(pytestconfig):
     checker = Contract(_spec_root())
     yield checker
     pytestconfig.do_contract_count = getattr(pytestconfig, 'do_contract_count', 0) + checker.count
+    counts = getattr(pytestconfig, 'do_contract_by_endpoint', {})
+    for endpoint, count in checker.by_endpoint.items():
+        counts[endpoint] = counts.get(endpoint, 0) + count
+    pytestconfig.do_contract_by_endpoint = counts
 
 
 def _cases(fixtures):
     """(endpoint, path, query) for every endpoint and fixture."""
     cases = []
+    per_cluster = (('get', ''), ('ca', '/ca'), ('pools', '/pools'), ('users', '/users'), ('firewall', '/firewall'),
+                   ('pool', '/pools/no-such-pool'), ('user', '/users/nobody'))
     for cluster in fixtures['clusters']:
-        for endpoint, suffix in (('get', ''), ('ca', '/ca'), ('pools', '/pools')):
+        for endpoint, suffix in per_cluster:
             cases.append((endpoint, '/v2/databases/%s%s' % (cluster['id'], suffix), {}))
-    for endpoint, suffix in (('get', ''), ('ca', '/ca'), ('pools', '/pools')):
+        for pool in fixtures['pools'].get(cluster['id'], []):
+            cases.append(('pool', '/v2/databases/%s/pools/%s' % (cluster['id'], pool['name']), {}))
+        for user in cluster.get('users') or []:
+            cases.append(('user', '/v2/databases/%s/users/%s' % (cluster['id'], user['name']), {}))
+    for endpoint, suffix in per_cluster:
         cases.append((endpoint, '/v2/databases/%s%s' % (NOT_FOUND_ID, suffix), {}))
     cases.append(('list', '/v2/databases', {}))
     cases.append(('list', '/v2/databases', {'per_page': 200}))
@@ -179,6 +197,64 @@ def test_unauthenticated_and_paginated_responses_conform(do_api, contract):
     assert not failures, failures
 
 
+def _post_cases(fixtures):
+    """(endpoint, path, body, expected status) for databases_add_user and databases_add_connectionPool, in order:
+    each success first, then the same request again (a duplicate) and bodies DigitalOcean refuses."""
+    pg = next(c for c in fixtures['clusters'] if c['name'] == 'mastodon-pg')['id']
+    valkey = next(c for c in fixtures['clusters'] if c['name'] == 'mastodon-valkey')['id']
+    pool = dict(name='contract-pool', mode='transaction', size=10, db='mastodon_production', user='contract-user')
+    return [
+        ('add_user', '/v2/databases/%s/users' % pg, dict(name='contract-user'), 201),
+        ('add_user', '/v2/databases/%s/users' % pg, dict(name='contract-user'), 422),
+        ('add_user', '/v2/databases/%s/users' % pg, dict(), 422),
+        ('add_user', '/v2/databases/%s/users' % valkey, dict(name='contract-user'), 404),
+        ('add_user', '/v2/databases/%s/users' % NOT_FOUND_ID, dict(name='contract-user'), 404),
+        ('add_pool', '/v2/databases/%s/pools' % pg, pool, 201),
+        ('add_pool', '/v2/databases/%s/pools' % pg, pool, 422),
+        ('add_pool', '/v2/databases/%s/pools' % pg, dict(pool, name='no-user-pool', user=None), 201),
+        ('add_pool', '/v2/databases/%s/pools' % pg, dict(pool, name='p2', mode='batch'), 422),
+        ('add_pool', '/v2/databases/%s/pools' % pg, dict(pool, name='p3', db='no_such_db'), 422),
+        ('add_pool', '/v2/databases/%s/pools' % pg, dict(pool, name='p4', user='nobody'), 422),
+        ('add_pool', '/v2/databases/%s/pools' % valkey, pool, 422),
+        ('add_pool', '/v2/databases/%s/pools' % NOT_FOUND_ID, pool, 404),
+        ('pool', '/v2/databases/%s/pools/contract-pool' % pg, None, 200),
+        ('user', '/v2/databases/%s/users/contract-user' % pg, None, 200),
+    ]
+
+
+POST_FAULTS = [('none', None)] + [f for f in FAULTS if f[0] in ('401', '403', '429-retry-after', '500', 'slow')]
+
+
+@pytest.mark.parametrize('fault_id,fault', POST_FAULTS, ids=[f[0] for f in POST_FAULTS])
+def test_every_write_conforms(do_api, contract, fault_id, fault):
+    """databases_add_user / databases_add_connectionPool answer 201 with the new user (its password) or pool
+    (its connections), and refusals as {id, message, request_id} (databases_add_user.yml, databases_add_connectionPool.yml).
+    Each run writes into a stand-in of its own, so the shared fixtures stay as they were."""
+    api = do_api.spawn()
+    session = requests.Session()
+    failures = []
+    try:
+        for endpoint, path, body, expected in _post_cases(api.fixtures):
+            api.set_faults(*([fault] if fault else []))
+            method = 'GET' if body is None else 'POST'
+            if body is not None:
+                body = dict((k, v) for k, v in body.items() if v is not None)
+            response = session.request(method, api.base_url + path, json=body, verify=api.ca_file, timeout=10,
+                                       headers={'Authorization': 'Bearer %s' % api.token})
+            if fault is None and response.status_code != expected:
+                failures.append('%s %s %s: HTTP %s, expected %s: %s'
+                                % (method, path, body, response.status_code, expected, response.text[:200]))
+            problems = contract.check(endpoint, response)
+            if problems:
+                failures.append('%s %s %s -> %s: %s' % (fault_id, path, body, response.status_code, problems))
+        if fault is None:
+            created = [r for r in api.requests if r['method'] == 'POST']
+            assert len(created) == len([c for c in _post_cases(api.fixtures) if c[2] is not None])
+    finally:
+        api.stop()
+    assert not failures, '\n'.join(failures)
+
+
 def test_validator_rejects_a_broken_answer(contract):
     """The checker itself must catch a non-conforming body (guards against a vacuous contract test)."""
 
@@ -192,6 +268,29 @@ def test_validator_rejects_a_broken_answer(contract):
 
     problems = contract.check('ca', Fake())
     contract.count -= 1
+    contract.by_endpoint['ca'] -= 1
     joined = ' '.join(problems)
     assert "'certificate' is a required property" in joined
     assert 'ratelimit-limit' in joined and 'ratelimit-remaining missing' in joined and "'nope' is not a 'uuid'" in joined
+
+
+def test_validator_rejects_broken_answers_of_the_new_operations(contract):
+    """A rule type outside models/firewall_rule.yml's enum, a user without its required name
+    (models/database_user.yml), and a created pool without size (models/connection_pool.yml) are caught."""
+
+    def fake(status, body):
+        return type('Fake', (object,), dict(
+            status_code=status, json=staticmethod(lambda: body),
+            headers={'content-type': 'application/json', 'ratelimit-limit': '5000', 'ratelimit-remaining': '4999',
+                     'ratelimit-reset': '1700000000', 'x-request-id': '79f26d28-ea8a-41f2-8ad8-8cfcdd020095'}))()
+
+    cases = [
+        ('firewall', fake(200, {'rules': [{'type': 'vpc', 'value': 'x'}]}), "'vpc' is not one of"),
+        ('add_user', fake(201, {'user': {'role': 'normal', 'password': 'x'}}), "'name' is a required property"),
+        ('add_pool', fake(201, {'pool': {'name': 'p', 'mode': 'transaction', 'db': 'd'}}), "'size' is a required property"),
+    ]
+    for endpoint, response, expected in cases:
+        problems = contract.check(endpoint, response)
+        contract.count -= 1
+        contract.by_endpoint[endpoint] -= 1
+        assert any(expected in problem for problem in problems), (endpoint, problems)

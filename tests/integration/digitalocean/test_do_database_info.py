@@ -10,6 +10,7 @@ the `info_run` fixture, and each test checks its cases from their own task resul
 """
 from __future__ import annotations
 
+import copy
 import json
 
 import pytest
@@ -31,8 +32,8 @@ class InfoRun(object):
         self.cases = {}
         self.result = None
 
-    def add(self, name, params, faults=(), **keywords):
-        self.api[name] = self.batch.spawn(*faults)
+    def add(self, name, params, faults=(), fixtures=None, **keywords):
+        self.api[name] = self.batch.spawn(*faults, fixtures=fixtures)
         self.cases[name] = self.batch.case(self.api[name], params, **keywords)
 
     def run(self):
@@ -45,10 +46,10 @@ class InfoRun(object):
     def count(self, name):
         return len(self.api[name].requests)
 
-    def output_without(self, name):
-        """The run's output (json callback data and stderr) without the case `name`."""
+    def output_without(self, *names):
+        """The run's output (json callback data and stderr) without the cases `names`."""
         data = dict(self.result.data)
-        data['plays'] = [dict(play, tasks=[dict(task, hosts={h: r for h, r in task['hosts'].items() if h != name})
+        data['plays'] = [dict(play, tasks=[dict(task, hosts={h: r for h, r in task['hosts'].items() if h not in names})
                                            for task in play['tasks']]) for play in data['plays']]
         return json.dumps(data, indent=4, sort_keys=True) + self.result.stderr
 
@@ -62,6 +63,16 @@ def info_run(do_batch):
     run.add('by-tag', dict(tag='mastodon', include_pools=False))
     run.add('by-tag-empty', dict(tag='nothing-tagged'))
     run.add('passwords', dict(cluster_id=pg_id, include_passwords=True))
+    k8s = do_batch.standin.fixtures['kubernetes_cluster_id']
+    run.add('firewall-admits', dict(cluster_name='mastodon-pg', kubernetes_cluster_id=k8s, include_pools=False))
+    run.add('firewall-omits', dict(cluster_name='staging-pg', kubernetes_cluster_id=k8s, include_pools=False))
+    run.add('firewall-open', dict(cluster_name='mastodon-valkey', include_firewall=True))
+    run.add('redis-url', dict(cluster_name='mastodon-valkey', include_passwords=True))
+    legacy = copy.deepcopy(do_batch.standin.fixtures)
+    next(c for c in legacy['clusters'] if c['name'] == 'mastodon-valkey')['engine'] = 'redis'
+    run.add('legacy-redis', dict(cluster_name='mastodon-valkey', include_passwords=True), fixtures=legacy)
+    run.add('fail-k8s-id', dict(cluster_name='mastodon-pg', kubernetes_cluster_id='my-cluster'))
+    run.add('fail-app-user-valkey', dict(cluster_name='mastodon-valkey', app_user='mastodon'))
     run.add('fail-pools-404', dict(cluster_name='mastodon-pg'), faults=[{'kind': 'status', 'status': 404, 'path': '/pools$'}])
     run.add('fail-empty-tag', dict(tag=''))
     run.add('fail-exclusive', dict(cluster_id='x', tag='y'))
@@ -77,7 +88,7 @@ def test_run_complete(info_run):
 
 
 def test_no_password_in_output(do_standin_session, info_run):
-    output = info_run.output_without('passwords')
+    output = info_run.output_without('passwords', 'redis-url', 'legacy-redis')
     assert 'mastodon-pg' in output and 'mastodon-valkey' in output
     for password in all_passwords(do_standin_session):
         assert password not in output
@@ -148,3 +159,44 @@ def test_info_failures_name_cause(info_run):
     assert 'tag must not be empty' in info_run.res('fail-empty-tag')['msg']
     assert 'mutually exclusive' in info_run.res('fail-exclusive')['msg']
     assert info_run.count('fail-empty-tag') == 0 and info_run.count('fail-exclusive') == 0
+
+
+def test_trusted_sources(do_standin_session, info_run):
+    """databases_list_firewall_rules (GET /v2/databases/{uuid}/firewall, responses/firewall_rules.yml): the rules
+    as listed; a k8s rule with the cluster's id admits it, a firewall without it names the fix, none is open."""
+    api = do_standin_session
+    k8s = api.fixtures['kubernetes_cluster_id']
+    admits = info_run.res('firewall-admits')['cluster']
+    assert [(r['type'], r['value']) for r in admits['firewall_rules']] == [('k8s', k8s), ('ip_addr', '203.0.113.7')]
+    assert admits['trusted_sources_problem'] is None
+    staging = api.cluster('staging-pg')
+    problem = info_run.res('firewall-omits')['cluster']['trusted_sources_problem']
+    assert problem == (
+        "database cluster 'staging-pg' does not admit the Kubernetes cluster %s: its trusted sources are "
+        "ip_addr:203.0.113.7, tag:backend, so the applications in the cluster cannot connect to it. Add the trusted "
+        "source of type k8s with value %s: `doctl databases firewalls append %s --rule k8s:%s`, or in the control "
+        "panel: Databases > staging-pg > Network Access > Add Trusted Sources > select the Kubernetes cluster"
+        % (k8s, k8s, staging['id'], k8s))
+    opened = info_run.res('firewall-open')['cluster']
+    assert opened['firewall_rules'] == [] and 'trusted_sources_problem' not in opened
+    assert [r['path'].rsplit('/', 1)[-1] for r in info_run.api['firewall-admits'].requests][-1] == 'firewall'
+    assert info_run.count('firewall-admits') == 2 and info_run.count('firewall-open') == 2  # list + firewall
+
+
+@pytest.mark.parametrize('case,engine', [('redis-url', 'valkey'), ('legacy-redis', 'redis')])
+def test_valkey_and_legacy_redis_url_with_its_password(do_standin_session, info_run, case, engine):
+    """Both engines of the cluster model (resources/databases/models/database_cluster.yml: "redis" for Caching,
+    "valkey" for Valkey) give a REDIS_URL; neither has pools, so one request (the list by name)."""
+    cluster = do_standin_session.cluster('mastodon-valkey')
+    info = info_run.res(case)['cluster']
+    conn = cluster['private_connection']
+    assert info['engine'] == engine and info['pools'] == []
+    assert info['passwords']['redis_url']['private_connection'] == 'rediss://default:%s@%s:25061' % (conn['password'], conn['host'])
+    assert info['passwords']['redis_url']['connection'].endswith('@%s:25061' % cluster['connection']['host'])
+    assert info_run.count(case) == 1
+
+
+def test_new_options_fail_naming_the_option(info_run):
+    assert 'kubernetes_cluster_id must be a Kubernetes cluster UUID' in info_run.res('fail-k8s-id')['msg']
+    assert info_run.count('fail-k8s-id') == 0
+    assert "'mastodon-valkey' is engine valkey" in info_run.res('fail-app-user-valkey')['msg']

@@ -3,17 +3,11 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 
 import pytest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-# The suite runs in a collection copy .../ansible_collections/fediops/mastodon: make
-# `ansible_collections.fediops.mastodon` importable for the tests that use the module_utils directly.
-_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(HERE)))
-_COLLECTIONS = os.path.dirname(os.path.dirname(os.path.dirname(_ROOT)))
-if os.path.basename(os.path.dirname(os.path.dirname(_ROOT))) == 'ansible_collections' and _COLLECTIONS not in sys.path:
-    sys.path.insert(0, _COLLECTIONS)
+# `ansible_collections.fediops.mastodon` is made importable by tests/integration/conftest.py.
 
 
 def _node_path():

@@ -1,7 +1,9 @@
 // Connect as Mastodon's streaming server does: .env.production loaded with dotenv, Postgres through `pg`
-// with the `ssl` option derived from DB_SSLMODE (streaming/database.js configFromEnv, production branch),
-// Redis through `ioredis` from REDIS_URL (streaming/redis.js). NODE_EXTRA_CA_CERTS comes from the process
-// environment, as in the pod (node reads it once at start-up; setting it from dotenv would have no effect).
+// with the `ssl` option derived from DB_SSLMODE (streaming/database.js:85-97: any mode but disable/no-verify ->
+// `ssl: {}`, verified against node's store + NODE_EXTRA_CA_CERTS; PGSSLROOTCERT ignored), Redis through
+// `ioredis` from REDIS_URL with only {host, port, db, password} (streaming/redis.js:16-41 configFromEnv,
+// :48-60 createClient `new Redis(redisUrl, redisParams)`: no CA option, node's store). NODE_EXTRA_CA_CERTS
+// comes from the process environment, as in the pod (node reads it once at start-up; dotenv is too late).
 //
 // usage: node check_node.js ENV_FILE TARGET...   (TARGET: pg | redis)
 // FEDIOPS_RESOLVE='{"name": "127.0.0.1"}' maps DNS names to loopback (a resolver shim in place of /etc/hosts).
@@ -73,17 +75,14 @@ function pgConfigFromEnv(env) {
   };
 }
 
-// streaming/redis.js configFromEnv + createClient.
+// streaming/redis.js configFromEnv + createClient: these four options and nothing else. ioredis would
+// reconnect forever after an error; checkRedis ends the check at the first error instead (disconnect).
 function redisClientFromEnv(env) {
   const redisParams = {
     host: env.REDIS_HOST || '127.0.0.1',
     port: parseIntFromEnvValue(env.REDIS_PORT, 6379),
     db: parseIntFromEnvValue(env.REDIS_DB, 0),
     password: env.REDIS_PASSWORD || undefined,
-    // Test only: fail once instead of reconnecting forever, so an error ends the check.
-    retryStrategy: () => null,
-    maxRetriesPerRequest: 0,
-    connectTimeout: 10000,
   };
   if (typeof env.REDIS_URL === 'string') {
     return new Redis(env.REDIS_URL, redisParams);

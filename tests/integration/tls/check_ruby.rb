@@ -1,13 +1,16 @@
 # frozen_string_literal: true
 
 # Connect as Rails and Sidekiq do: .env.production loaded with dotenv, Postgres through libpq (`pg` gem) with
-# DB_SSLMODE (verify-full) and PGSSLROOTCERT from the file, Redis through redis-rb (driver ruby) from REDIS_URL.
+# sslmode from DB_SSLMODE (config/database.yml:7) and the CA from PGSSLROOTCERT (read by libpq itself), Redis
+# through redis-rb built with ONLY {url:, driver: :ruby} (lib/mastodon/redis_configuration.rb:47,60): Mastodon
+# passes no CA, so `rediss://` is verified against OpenSSL's default store (SSL_CERT_FILE steers it in tests).
 #
 # usage: ruby check_ruby.rb ENV_FILE TARGET...   (TARGET: pg | redis)
 # Name resolution: PGHOSTADDR=127.0.0.1 for libpq (it then verifies the certificate against DB_HOST), and
 # FEDIOPS_RESOLVE='{"name": "127.0.0.1"}' for redis-rb (a Socket.getaddrinfo shim in place of /etc/hosts).
 # Prints {"version": {...}, "results": {TARGET: {"ok": bool, "code": ..., "message": ...}}}.
 require 'json'
+require 'openssl'
 require 'socket'
 require 'dotenv'
 require 'pg'
@@ -42,9 +45,8 @@ rescue PG::Error => e
 end
 
 def check_redis
-  ca_file = ENV.fetch('PGSSLROOTCERT')
-  redis = Redis.new(url: ENV.fetch('REDIS_URL'), driver: :ruby, connect_timeout: 10, reconnect_attempts: 0,
-                    ssl_params: { ca_file: ca_file })
+  # Exactly Mastodon's options: no ssl_params, no timeouts (lib/mastodon/redis_configuration.rb:47,60).
+  redis = Redis.new(url: ENV.fetch('REDIS_URL'), driver: :ruby)
   begin
     pong = redis.ping
     { ok: pong == 'PONG', detail: pong }
@@ -60,5 +62,6 @@ results = {}
 ARGV.drop(1).each do |target|
   results[target] = target == 'pg' ? check_pg : check_redis
 end
-version = { ruby: RUBY_VERSION, pg: PG::VERSION, libpq: PG.library_version, redis: Redis::VERSION }
+version = { ruby: RUBY_VERSION, pg: PG::VERSION, libpq: PG.library_version, redis: Redis::VERSION,
+            openssl: OpenSSL::OPENSSL_LIBRARY_VERSION }
 puts JSON.generate(version: version, results: results)

@@ -2,14 +2,21 @@
 # Copyright (c) fediops.mastodon contributors
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""Fixtures of the TLS tests: real PostgreSQL + PgBouncer + Redis behind a private CA, a DigitalOcean stand-in
-serving that CA and those endpoints, the collection writing the CA file and `.env.production`, and the real
-clients (node pg/ioredis as the streaming server, Ruby pg/redis as Rails and Sidekiq) reading them.
+"""Fixtures of the TLS tests: real PostgreSQL + PgBouncer (project CA) and Redis (public test CA, trusted by the
+clients' system store), a DigitalOcean stand-in serving the project CA and those endpoints, the collection writing
+the CA file and `.env.production`, and the real clients (node pg/ioredis as the streaming server, Ruby pg/redis as
+Rails and Sidekiq) reading them.
+
+The clients' system store: Python and Ruby use OpenSSL's default paths, steered by SSL_CERT_FILE = the machine's
+bundle + the public test CA. node verifies against its bundled roots plus NODE_EXTRA_CA_CERTS (node's documented
+behaviour); the bundled roots stand for the public ones, and the public test CA joins them the only way node
+allows, in the NODE_EXTRA_CA_CERTS file, next to the database CA that the pods put there.
 """
 from __future__ import annotations
 
 import base64
 import copy
+import hashlib
 import json
 import os
 import secrets
@@ -32,7 +39,7 @@ from do_standin import StandinServer, generate  # noqa: E402  pylint: disable=wr
 
 WRONG_REDIS_NAME = 'db-valkey-ams3-99999-do-user-0-0.b.db.ondigitalocean.com'
 RESOLVE = {name: '127.0.0.1' for name in (tlsenv.PG_NAME, tlsenv.REDIS_NAME, tlsenv.WRONG_NAME, WRONG_REDIS_NAME)}
-MATRIX = []  # rows recorded by test_matrix, printed at the end of the session
+MATRIX = []  # rows recorded by the matrix tests, printed at the end of the session
 NOTES = {}  # tls_check error messages by case
 TIMINGS = {}  # seconds by case
 
@@ -96,6 +103,9 @@ def standin_fixtures(env):
     conn = _connection('rediss', 'default', password, tlsenv.REDIS_NAME, env.redis.port, '')
     valkey.update(id=str(uuid.uuid4()), name='tls-valkey', tags=['tls'], connection=conn, private_connection=dict(conn),
                   users=[dict(name='default', role='primary', password=password)])
+    # The API serves the project CA for every cluster of the project, Valkey included; Valkey's own certificate
+    # comes from the public CA, so that CA is of no use for Redis (DigitalOcean: "does not require that you
+    # download a CA certificate").
     right = base64.b64encode(env.pki.ca_pem().encode('ascii')).decode('ascii')
     wrong = base64.b64encode(env.pki.ca_pem(wrong=True).encode('ascii')).decode('ascii')
     for (cluster, pools), ca in ((pg_cluster('tls-pg'), right), (pg_cluster('tls-other-pg'), wrong)):
@@ -228,16 +238,24 @@ def deployment(_deployments, run_playbook):
     return lambda ca='right', name='right': _deployments.get(run_playbook, ca, name)
 
 
-class Clients(object):
-    """The real clients, run on an env file; results cached per (client, env file)."""
+# How each client is given its trust, per case (see the module docstring):
+#   deployed                 as in the pods: PostgreSQL against the database CA, Redis against the system store
+#   redis-against-db-ca      the system store replaced by the database CA only (the old, wrong preflight)
+#   db-against-system-store  PostgreSQL verified against the system store instead of the database CA
+TRUST_CASES = ('deployed', 'redis-against-db-ca', 'db-against-system-store')
 
-    def __init__(self, node_path):
+
+class Clients(object):
+    """The real clients, run on an env file with the trust of a case; results cached per (client, env file, case)."""
+
+    def __init__(self, node_path, env):
         self.node_path = node_path
+        self.env = env
         self.cache = {}
         self.versions = {}
 
     @staticmethod
-    def _env_values(env_file):
+    def env_values(env_file):
         values = {}
         with open(env_file, encoding='utf-8') as handle:
             for line in handle:
@@ -249,19 +267,44 @@ class Clients(object):
                     values[key.replace('export ', '').strip()] = value
         return values
 
-    def run(self, client, env_file, targets=('pg', 'redis')):
-        key = (client, env_file)
+    def _bundle(self, *files):
+        """One PEM file with the certificates of `files` (NODE_EXTRA_CA_CERTS takes exactly one file)."""
+        data = b''.join(open(path, 'rb').read().rstrip(b'\n') + b'\n' for path in files)
+        path = os.path.join(self.env.base_dir, 'pki', 'node-extra-%s.pem' % hashlib.sha256(data).hexdigest()[:12])
+        with open(path, 'wb') as handle:
+            handle.write(data)
+        return path
+
+    def trust_env(self, client, env_file, case):
+        """The process environment that gives `client` the trust of `case`, and what it then trusts (for the matrix)."""
+        values = self.env_values(env_file)
+        pki = self.env.pki
+        db_ca = values['PGSSLROOTCERT']
+        if client == 'node':
+            # As in the pod: NODE_EXTRA_CA_CERTS is a process variable (envFrom the ConfigMap); node reads it at
+            # start-up, before dotenv could set it.
+            extra = {'deployed': (values['NODE_EXTRA_CA_CERTS'], pki.public_ca_file),
+                     'redis-against-db-ca': (values['NODE_EXTRA_CA_CERTS'],),
+                     'db-against-system-store': (pki.public_ca_file,)}[case]
+            return {'NODE_EXTRA_CA_CERTS': self._bundle(*extra)}
+        env = {'SSL_CERT_FILE': pki.system_bundle_file}
+        if case == 'redis-against-db-ca':
+            env['SSL_CERT_FILE'] = db_ca
+        elif case == 'db-against-system-store':
+            env['PGSSLROOTCERT'] = pki.system_bundle_file  # dotenv does not override the process environment
+        return env
+
+    def run(self, client, env_file, targets=('pg', 'redis'), case='deployed'):
+        key = (client, env_file, case, tuple(targets))
         if key in self.cache:
             return self.cache[key]
         env = {'PATH': os.environ.get('PATH', '/usr/bin:/bin'), 'LANG': 'C.UTF-8', 'HOME': os.environ.get('HOME', '/root'),
                'FEDIOPS_RESOLVE': json.dumps(RESOLVE)}
+        env.update(self.trust_env(client, env_file, case))
         if client == 'node':
             if not self.node_path:
                 pytest.fail('npm packages dotenv, pg and ioredis not found: run scripts/setup.sh (NODE_PATH)')
             env['NODE_PATH'] = self.node_path
-            # As in the pod: NODE_EXTRA_CA_CERTS is a process variable (envFrom the ConfigMap); node reads it
-            # at start-up, before dotenv could set it.
-            env['NODE_EXTRA_CA_CERTS'] = self._env_values(env_file)['NODE_EXTRA_CA_CERTS']
             cmd = ['node', os.path.join(HERE, 'check_node.js'), env_file] + list(targets)
         else:
             env['PGHOSTADDR'] = '127.0.0.1'  # libpq connects here and verifies the certificate against DB_HOST
@@ -275,11 +318,11 @@ class Clients(object):
 
 
 @pytest.fixture(scope='session')
-def clients():
+def clients(tls_env):
     for tool in ('node', 'ruby'):
         if not shutil.which(tool):
             pytest.fail('%s is not installed' % tool)
-    return Clients(_node_path())
+    return Clients(_node_path(), tls_env)
 
 
 TLS_CHECK_PLAY = '''\
@@ -294,13 +337,40 @@ TLS_CHECK_PLAY = '''\
 
 
 @pytest.fixture
-def tls_check(run_playbook):
-    """Run fediops.mastodon.tls_check with the given options; returns the task result (dict)."""
+def tls_check(run_playbook, tls_env):
+    """Run fediops.mastodon.tls_check with the given options, the test system store as the machine's (SSL_CERT_FILE);
+    returns the task result (dict)."""
 
-    def _run(check=False, **options):
-        result = run_playbook(TLS_CHECK_PLAY.format(args=json.dumps(options)), check=check)
+    def _run(check=False, env=None, **options):
+        options = dict((key, value) for key, value in options.items() if value is not None)
+        result = run_playbook(TLS_CHECK_PLAY.format(args=json.dumps(options)), check=check,
+                              env=env or tls_env.system_store_env())
         assert result.data is not None, result.stdout[-3000:] + result.stderr[-3000:]
         return result.result('Check')
+
+    return _run
+
+
+TLS_CHECK_MANY_PLAY = '''\
+- hosts: localhost
+  gather_facts: false
+  tasks:
+    - name: Check
+      fediops.mastodon.tls_check: "{{ item | combine({'fail_on_error': false}) }}"
+      loop: CASES
+      register: check
+'''
+
+
+@pytest.fixture
+def tls_check_many(run_playbook, tls_env):
+    """Run fediops.mastodon.tls_check once per option dict, in one playbook (fail_on_error=false), with the test
+    system store; returns the task results in order."""
+
+    def _run(cases):
+        result = run_playbook(TLS_CHECK_MANY_PLAY.replace('CASES', json.dumps(cases)), env=tls_env.system_store_env())
+        assert result.data is not None, result.stdout[-3000:] + result.stderr[-3000:]
+        return result.result('Check')['results']
 
     return _run
 
@@ -313,11 +383,12 @@ def pytest_terminal_summary(terminalreporter):
                 terminalreporter.write_line('  %s: %s' % (key, round(value, 3) if isinstance(value, float) else value))
     if not MATRIX:
         return
-    header = '| client | server | CA | name | expected | outcome | detail |'
-    lines = ['TLS end-to-end matrix (through do_database_ca + mastodon_env):', header,
-             '|' + '---|' * 7]
-    for row in sorted(MATRIX, key=lambda r: (r['client'], r['server'], r['ca'], r['name'])):
-        lines.append('| %(client)s | %(server)s | %(ca)s | %(name)s | %(expected)s | %(outcome)s | %(detail)s |' % row)
+    header = '| client | server | case | CA | name | trusts | expected | outcome | detail |'
+    lines = ['TLS end-to-end matrix (project CA for PostgreSQL/PgBouncer, public test CA for Redis):', header,
+             '|' + '---|' * 9]
+    for row in sorted(MATRIX, key=lambda r: (r['client'], r['server'], r['case'], r['ca'], r['name'])):
+        lines.append('| %(client)s | %(server)s | %(case)s | %(ca)s | %(name)s | %(trusts)s | %(expected)s | %(outcome)s | '
+                     '%(detail)s |' % row)
     for line in lines:
         terminalreporter.write_line(line)
     logs = os.environ.get('FEDIOPS_TLS_MATRIX') or (

@@ -3,7 +3,11 @@
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 """fediops.mastodon.tls_check against the real servers: ok, expired certificate, wrong CA, wrong name,
-connection refused, timeout, TLS off, check mode; and the preflight playbook."""
+connection refused, timeout, TLS off, check mode; and the preflight playbook.
+
+Trust as on DigitalOcean (tests/support/tlsenv.py): PostgreSQL and PgBouncer with trust=ca (the project CA),
+Redis with trust=system (its certificate comes from the public test CA, in the system store SSL_CERT_FILE names).
+"""
 from __future__ import annotations
 
 import json
@@ -20,8 +24,11 @@ def _opts(env, server, **extra):
     ports = dict(postgres=env.postgres.port, pgbouncer=env.pgbouncer.port, redis=env.redis.port)
     name = tlsenv.REDIS_NAME if server == 'redis' else tlsenv.PG_NAME
     opts = dict(host=name, hostaddr='127.0.0.1', port=ports[server], protocol='redis' if server == 'redis' else 'postgres',
-                ca_path=env.pki.ca_file, timeout=5)
+                timeout=5)
+    opts.update(dict(trust='system') if server == 'redis' else dict(trust='ca', ca_path=env.pki.ca_file))
     opts.update(extra)
+    if opts.get('ca_path') and server == 'redis':
+        opts['trust'] = 'ca'
     return opts
 
 
@@ -33,7 +40,10 @@ def test_ok(tls_check, tls_env, server):
     assert not res.get('failed'), res
     assert res['verified'] is True and res['error_kind'] is None and res['changed'] is False
     assert res['chain'][0]['names'] == [tlsenv.REDIS_NAME if server == 'redis' else tlsenv.PG_NAME]
-    assert res['chain'][0]['issuer'] == res['ca'][0]['subject']
+    if server == 'redis':
+        assert res['trust'] == 'system' and res['ca'] == [] and 'Public Test Root' in res['chain'][0]['issuer']
+    else:
+        assert res['trust'] == 'ca' and res['chain'][0]['issuer'] == res['ca'][0]['subject']
     assert res['expires_in_days'] > 30
     assert res['tls_version'].startswith('TLSv1.')
     TIMINGS['ok %s (module)' % server] = res['elapsed']
@@ -74,6 +84,42 @@ def test_wrong_name(tls_check, tls_env, server):
     assert 'hostname mismatch' in res['msg'] and tlsenv.WRONG_NAME in res['msg']
     TIMINGS['wrong name %s (module)' % server] = res['elapsed']
     NOTES['wrong name (%s)' % server] = res['msg']
+
+
+def test_redis_against_the_database_ca(tls_check, tls_env):
+    """The old preflight's mistake: DigitalOcean's Valkey certificate does not chain to the database CA."""
+    res = tls_check(**_opts(tls_env, 'redis', trust='ca', ca_path=tls_env.pki.ca_file))
+    assert res['failed'] and res['error_kind'] == 'unknown_ca', res
+    assert 'does not chain to the given CA' in res['msg'] and 'publicly trusted' in res['msg'], res['msg']
+    NOTES['redis against the database CA'] = res['msg']
+
+
+def test_database_against_the_system_store(tls_check, tls_env):
+    """PostgreSQL's certificate comes from the project's private CA: the system store does not verify it."""
+    res = tls_check(**_opts(tls_env, 'postgres', trust='system', ca_path=None))
+    assert res['failed'] and res['error_kind'] == 'unknown_ca', res
+    assert 'does not chain to the system trust store' in res['msg'] and "project's private CA" in res['msg'], res['msg']
+    NOTES['database against the system store'] = res['msg']
+
+
+def test_redis_ca_missing_from_the_system_store(tls_check, tls_env):
+    """A Redis whose CA the system store lacks (the machine's bundle without the public test CA), as a self-managed
+    Redis with a private CA: the message names config_redis_ca_pem."""
+    res = tls_check(env={'SSL_CERT_FILE': tlsenv.MACHINE_CA_BUNDLE}, **_opts(tls_env, 'redis'))
+    assert res['failed'] and res['error_kind'] == 'unknown_ca', res
+    assert 'does not chain to the system trust store' in res['msg'] and 'set config_redis_ca_pem' in res['msg'], res['msg']
+    NOTES['redis, CA not in the system store'] = res['msg']
+
+
+@pytest.mark.parametrize('options, message', [
+    (dict(trust='ca'), 'trust=ca needs the CA'),
+    (dict(trust='system', ca_pem='x'), 'trust=system checks against the system trust store only'),
+])
+def test_trust_needs_consistent_options(tls_check, tls_env, options, message):
+    opts = dict(host=tlsenv.PG_NAME, port=tls_env.postgres.port, protocol='postgres')
+    opts.update(options)
+    res = tls_check(**opts)
+    assert res['failed'] and message in res['msg'], res
 
 
 def test_server_name_differs_from_host(tls_check, tls_env):
@@ -118,19 +164,20 @@ def _preflight_vars(env, **override):
     return values
 
 
-def _run_preflight(run_playbook, extra_vars):
-    return run_playbook('- ansible.builtin.import_playbook: fediops.mastodon.preflight\n', extra_vars=extra_vars)
+def _run_preflight(run_playbook, extra_vars, env):
+    return run_playbook('- ansible.builtin.import_playbook: fediops.mastodon.preflight\n', extra_vars=extra_vars,
+                        env=env.system_store_env())
 
 
 def test_preflight_playbook_ok(run_playbook, tls_env):
     start = time.monotonic()
-    result = _run_preflight(run_playbook, _preflight_vars(tls_env))
+    result = _run_preflight(run_playbook, _preflight_vars(tls_env), tls_env)
     TIMINGS['preflight playbook, 3 endpoints (ansible-playbook)'] = time.monotonic() - start
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
 
 
 def test_preflight_playbook_wrong_ca_stops(run_playbook, tls_env):
-    result = _run_preflight(run_playbook, _preflight_vars(tls_env, preflight_ca_path=tls_env.pki.wrong_ca_file))
+    result = _run_preflight(run_playbook, _preflight_vars(tls_env, preflight_ca_path=tls_env.pki.wrong_ca_file), tls_env)
     assert result.returncode != 0
     text = json.dumps(result.data)
     assert 'unknown CA' in text and 'TLS preflight failed' in text, text[-3000:]
@@ -138,5 +185,5 @@ def test_preflight_playbook_wrong_ca_stops(run_playbook, tls_env):
 
 def test_preflight_playbook_disabled(run_playbook, tls_env):
     result = _run_preflight(run_playbook, _preflight_vars(tls_env, preflight_ca_path=tls_env.pki.wrong_ca_file,
-                                                          mastodon_tls_preflight=False))
+                                                          mastodon_tls_preflight=False), tls_env)
     assert result.returncode == 0, result.stdout[-3000:]

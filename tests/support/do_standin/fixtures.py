@@ -23,6 +23,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 DOMAIN = 'db.standin.invalid'
+# The DOKS cluster the tests deploy to: the mastodon-* databases admit it with a rule of type k8s,
+# staging-pg only an office address (a firewall that omits it).
+KUBERNETES_CLUSTER_ID = 'bd5f5959-5e1e-4205-a714-a914373942af'
 
 
 def _cert(common_name, days_before, days_after, is_ca=True, issuer_key=None, issuer_name=None):
@@ -95,6 +98,15 @@ def _pool(cluster, name, mode, size, db, user):
     )
 
 
+def _rule(cluster, rule_type, value, description=None):
+    """A trusted source as databases_list_firewall_rules answers it (models/firewall_rule.yml)."""
+    rule = dict(uuid=str(uuid.uuid4()), cluster_uuid=cluster['id'], type=rule_type, value=value,
+                created_at='2024-05-01T10:00:00Z')
+    if description:
+        rule['description'] = description
+    return rule
+
+
 def generate(extra_clusters=0):
     """A fresh fixture set: two PostgreSQL clusters (one with a standby), one Valkey, optional fillers."""
     clusters = [
@@ -113,6 +125,14 @@ def generate(extra_clusters=0):
             ]
         else:
             pools[cluster['id']] = []
+    firewall = {}
+    for cluster in clusters:
+        rules = []
+        if cluster['name'].startswith('mastodon-pg'):
+            rules = [_rule(cluster, 'k8s', KUBERNETES_CLUSTER_ID), _rule(cluster, 'ip_addr', '203.0.113.7', 'office')]
+        elif cluster['name'] == 'staging-pg':
+            rules = [_rule(cluster, 'ip_addr', '203.0.113.7', 'office'), _rule(cluster, 'tag', 'backend')]
+        firewall[cluster['id']] = rules  # mastodon-valkey and the fillers: no rules, open to every source
     cas = {c['id']: b64(_cert('%s Project CA' % c['id'], 30, 3650)) for c in clusters}
     issuer_key = ec.generate_private_key(ec.SECP256R1())
     issuer_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, 'standin issuing CA')])
@@ -125,7 +145,8 @@ def generate(extra_clusters=0):
         'not_pem': b64(b'this is not a certificate\n'),
         'garbage_pem': b64(b'-----BEGIN CERTIFICATE-----\nTm90IGEgY2VydGlmaWNhdGU=\n-----END CERTIFICATE-----\n'),
     }
-    return dict(clusters=clusters, pools=pools, cas=cas, variants=variants)
+    return dict(clusters=clusters, pools=pools, cas=cas, variants=variants, firewall=firewall,
+                kubernetes_cluster_id=KUBERNETES_CLUSTER_ID)
 
 
 def load_or_generate(path):

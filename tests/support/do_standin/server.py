@@ -4,6 +4,13 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """A local HTTPS stand-in for DigitalOcean's databases API (the endpoints this collection calls).
 
+Endpoints (operationIds of resources/databases/ in the excerpt): databases_list_clusters, databases_get_cluster,
+databases_get_ca, databases_list_firewall_rules, databases_list_users, databases_get_user, databases_add_user
+(201), databases_list_connectionPools, databases_get_connectionPool, databases_add_connectionPool (201). The
+writes change this stand-in's own copy of the fixtures; refusals (duplicate, unknown database or user, bad
+mode/size/name) answer 422 {id, message, request_id} (the excerpt's `default` error response). The request log
+(GET /_standin/requests, StandinServer.requests) records method, path, query and the JSON body of each request.
+
 Answers as the OpenAPI excerpt in shared/reference/digitalocean-openapi describes (checked by
 tests/integration/digitalocean/test_contract.py), with DigitalOcean's headers (ratelimit-*,
 x-request-id) and error bodies {id, message, request_id}. Faults are injected with rules, either
@@ -20,8 +27,10 @@ how many requests the rule applies to (default: unlimited). The first matching r
 """
 from __future__ import annotations
 
+import copy
 import json
 import re
+import secrets
 import socket
 import ssl
 import threading
@@ -38,12 +47,24 @@ ROUTES = (
     ('get', re.compile(r'^/v2/databases/(?P<uuid>[^/]+)/?$')),
     ('ca', re.compile(r'^/v2/databases/(?P<uuid>[^/]+)/ca/?$')),
     ('pools', re.compile(r'^/v2/databases/(?P<uuid>[^/]+)/pools/?$')),
+    ('pool', re.compile(r'^/v2/databases/(?P<uuid>[^/]+)/pools/(?P<name>[^/]+)/?$')),
+    ('users', re.compile(r'^/v2/databases/(?P<uuid>[^/]+)/users/?$')),
+    ('user', re.compile(r'^/v2/databases/(?P<uuid>[^/]+)/users/(?P<name>[^/]+)/?$')),
+    ('firewall', re.compile(r'^/v2/databases/(?P<uuid>[^/]+)/firewall/?$')),
 )
+# Methods per route, and the status of a success: databases_add_user and databases_add_connectionPool answer 201.
+METHODS = {'list': ('GET',), 'get': ('GET',), 'ca': ('GET',), 'pool': ('GET',), 'user': ('GET',), 'firewall': ('GET',),
+           'pools': ('GET', 'POST'), 'users': ('GET', 'POST')}
+POOL_MODES = ('session', 'transaction', 'statement')
+# "User management is not supported for Caching or Valkey clusters" (databases_list_users.yml); the excerpt does
+# not say how the API refuses, so the stand-in answers with its documented 404.
+USER_ENGINES = ('pg', 'advanced_pg', 'mysql', 'advanced_mysql', 'mongodb', 'kafka', 'opensearch')
 ERRORS = {
     401: ('unauthorized', 'Unable to authenticate you.'),
     403: ('forbidden', 'You do not have access for the attempted action.'),
     404: ('not_found', 'The resource you were accessing could not be found.'),
     405: ('method_not_allowed', 'Method not allowed.'),
+    422: ('unprocessable_entity', 'The request could not be processed.'),
     429: ('too_many_requests', 'API Rate limit exceeded.'),
     500: ('server_error', 'Unexpected server-side error.'),
     502: ('bad_gateway', 'Bad gateway.'),
@@ -55,7 +76,8 @@ class StandinState(object):
     """Fixtures, fault rules and the request log, shared by the handler threads."""
 
     def __init__(self, fixtures, token):
-        self.fixtures = fixtures
+        # A copy: POSTs add users and pools, and every stand-in (spawn) must start from the same fixtures.
+        self.fixtures = copy.deepcopy(fixtures)
         self.token = token
         self.lock = threading.Lock()
         self.faults = []
@@ -168,8 +190,14 @@ class Handler(BaseHTTPRequestHandler):
         request_id = str(uuid.uuid4())
         auth = self.headers.get('authorization') or ''
         authorized = auth == 'Bearer %s' % self.state.token
+        length = int(self.headers.get('content-length') or 0)
+        raw = self.rfile.read(length) if length else b''
+        try:
+            body = json.loads(raw.decode('utf-8')) if raw else None
+        except ValueError:
+            body = raw.decode('utf-8', 'replace')
         remaining = self.state.log(dict(method=self.command, path=parts.path, query=query, authorized=authorized,
-                                        time=time.time()))
+                                        body=body, time=time.time()))
         if not authorized:
             return self._error(401, request_id, remaining)
         fault = self.state.take_fault(parts.path)
@@ -208,9 +236,10 @@ class Handler(BaseHTTPRequestHandler):
                 return self._send(int(fault.get('status', 502)), body, request_id, remaining, content_type='text/html')
             if kind == 'slow':
                 time.sleep(float(fault.get('delay', 2)))
-        status, data = self._route(parts.path, query, fault)
+        status, data = self._route(parts.path, query, fault, body)
         if status >= 400:
-            return self._error(status, request_id, remaining)
+            data = data or {}
+            return self._error(status, request_id, remaining, data.get('id'), data.get('message'))
         body = json.dumps(data).encode('utf-8')
         if fault and fault.get('kind') == 'truncated_json':
             body = body[:max(1, len(body) // 2)]
@@ -222,14 +251,14 @@ class Handler(BaseHTTPRequestHandler):
             pass
         return None
 
-    def _route(self, path, query, fault):
-        if self.command != 'GET':
-            return 405, None
+    def _route(self, path, query, fault, body):
         fixtures = self.state.fixtures
         for name, pattern in ROUTES:
             match = pattern.match(path)
             if not match:
                 continue
+            if self.command not in METHODS[name]:
+                return 405, None
             if name == 'list':
                 return 200, self._list(query)
             cluster = next((c for c in fixtures['clusters'] if c['id'] == match.group('uuid')), None)
@@ -237,13 +266,90 @@ class Handler(BaseHTTPRequestHandler):
                 return 404, None
             if name == 'get':
                 return 200, dict(database=cluster)
-            if name == 'pools':
-                return 200, dict(pools=fixtures['pools'].get(cluster['id'], []))
+            if name == 'firewall':
+                return 200, dict(rules=fixtures.get('firewall', {}).get(cluster['id'], []))
+            if name in ('pools', 'pool'):
+                return self._pools(cluster, match.groupdict().get('name'), body)
+            if name in ('users', 'user'):
+                return self._users(cluster, match.groupdict().get('name'), body)
             certificate = fixtures['cas'][cluster['id']]
             if fault and fault.get('kind') == 'ca':
                 certificate = fixtures['variants'][fault.get('variant', 'non_ca')]
             return 200, dict(ca=dict(certificate=certificate))
         return 404, None
+
+    @staticmethod
+    def _unprocessable(message):
+        return 422, dict(id='unprocessable_entity', message=message)
+
+    def _users(self, cluster, username, body):
+        """databases_list_users / databases_get_user / databases_add_user (201, the user with its new password)."""
+        if cluster['engine'] not in USER_ENGINES:
+            return 404, dict(message='User management is not supported for %s clusters.' % cluster['engine'])
+        with self.state.lock:
+            users = cluster.setdefault('users', [])
+            if self.command == 'GET' and username is None:
+                return 200, dict(users=copy.deepcopy(users))
+            if self.command == 'GET':
+                user = next((u for u in users if u['name'] == username), None)
+                return (200, dict(user=copy.deepcopy(user))) if user else (404, None)
+            if not isinstance(body, dict) or not isinstance(body.get('name'), str) or not body['name'].strip():
+                return self._unprocessable('name is required')
+            if any(u['name'] == body['name'] for u in users):
+                return self._unprocessable('a user named %s already exists' % body['name'])
+            user = dict(name=body['name'], role='normal', password='standin-' + secrets.token_hex(8))
+            if cluster['engine'] in ('pg', 'advanced_pg'):
+                user['settings'] = dict(pg_allow_replication=bool((body.get('settings') or {}).get('pg_allow_replication')))
+            users.append(user)
+            return 201, dict(user=copy.deepcopy(user))
+
+    def _pools(self, cluster, pool_name, body):
+        """databases_list_connectionPools / databases_get_connectionPool / databases_add_connectionPool (201)."""
+        with self.state.lock:
+            pools = self.state.fixtures['pools'].setdefault(cluster['id'], [])
+            if self.command == 'GET' and pool_name is None:
+                return 200, dict(pools=copy.deepcopy(pools))
+            if self.command == 'GET':
+                pool = next((p for p in pools if p['name'] == pool_name), None)
+                return (200, dict(pool=copy.deepcopy(pool))) if pool else (404, None)
+            problem = self._pool_problem(cluster, pools, body)
+            if problem:
+                return self._unprocessable(problem)
+            user = body.get('user') or 'doadmin'
+            password = next(u['password'] for u in cluster['users'] if u['name'] == user)
+            pool = dict(name=body['name'], mode=body['mode'], size=body['size'], db=body['db'])
+            if body.get('user'):
+                pool['user'] = body['user']
+            for key in ('connection', 'private_connection'):
+                host = cluster[key]['host']
+                pool[key] = dict(uri='postgresql://%s:%s@%s:25061/%s?sslmode=require' % (user, password, host, body['name']),
+                                 database=body['name'], host=host, port=25061, user=user, password=password, ssl=True)
+            pools.append(pool)
+            return 201, dict(pool=copy.deepcopy(pool))
+
+    @staticmethod
+    def _pool_problem(cluster, pools, body):
+        """What DigitalOcean would refuse in a new pool (models/connection_pool.yml: required name, mode, size, db)."""
+        if cluster['engine'] not in ('pg', 'advanced_pg'):
+            return 'connection pools are only supported for PostgreSQL clusters'
+        if not isinstance(body, dict):
+            return 'the request body must be a JSON object'
+        missing = [key for key in ('name', 'mode', 'size', 'db') if body.get(key) in (None, '')]
+        if missing:
+            return '%s is required' % ', '.join(missing)
+        if not isinstance(body['name'], str) or not 3 <= len(body['name']) <= 60:
+            return 'name must be between 3 and 60 characters'
+        if body['mode'] not in POOL_MODES:
+            return 'mode must be one of session, transaction, statement'
+        if not isinstance(body['size'], int) or isinstance(body['size'], bool) or body['size'] < 1:
+            return 'size must be a positive integer'
+        if body['db'] not in (cluster.get('db_names') or []):
+            return 'database %s does not exist' % body['db']
+        if body.get('user') and not any(u['name'] == body['user'] for u in cluster.get('users') or []):
+            return 'user %s does not exist' % body['user']
+        if any(p['name'] == body['name'] for p in pools):
+            return 'a connection pool named %s already exists' % body['name']
+        return None
 
     def _list(self, query):
         clusters = self.state.fixtures['clusters']

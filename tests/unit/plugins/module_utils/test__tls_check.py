@@ -21,7 +21,8 @@ from cryptography.x509.oid import NameOID
 
 from ansible_collections.fediops.mastodon.plugins.module_utils._tls_check import (
     SSL_REQUEST, TLSChecker, TLSCheckError, check_endpoint, classify_verify_error, describe_certificate,
-    expiry_warnings, failure_message, load_pem_bundle, postgres_reply)
+    expiry_warnings, failure_message, load_pem_bundle, postgres_reply, preflight, summarize, trust_hint,
+    validate_endpoints)
 
 NOW = datetime.datetime(2025, 6, 1, 12, 0, tzinfo=datetime.timezone.utc)
 NAME = 'db-postgresql-fra1-1-do-user-1-0.b.db.ondigitalocean.com'
@@ -106,7 +107,7 @@ def test_failure_messages():
     good = describe_certificate(make_cert(1, 100), NOW)
     message = failure_message('unknown_ca', 't', NAME, [good], ca, 'unable to get local issuer certificate')
     assert 'unknown CA' in message and 'issuer CN=%s' % NAME in message and '(CN=Project CA)' in message
-    assert 'system CA store' in failure_message('unknown_ca', 't', NAME, [good], [], 'x')
+    assert 'does not chain to the system trust store' in failure_message('unknown_ca', 't', NAME, [good], [], 'x')
     message = failure_message('hostname_mismatch', 't', 'other.example', [good], ca)
     assert message == 't: hostname mismatch: the server certificate is not valid for other.example (it is for %s)' % NAME
     assert failure_message('handshake', 't', NAME, [], None, 'boom') == 't: boom'
@@ -237,3 +238,177 @@ def test_check_timeout():
     finally:
         listener.close()
     assert report['error_kind'] == 'timeout' and 'timeout' in error
+
+
+# -- trust per endpoint ---------------------------------------------------------------------------------
+
+@pytest.mark.parametrize('protocol, trust, words', [
+    ('redis', 'system', ["Valkey certificates are publicly trusted", 'self-managed Redis with a private CA',
+                         'set config_redis_ca_pem']),
+    ('redis', 'ca', ['publicly trusted', 'check Redis against the system trust store']),
+    ('postgres', 'system', ["project's private CA", 'config_db_ca_pem']),
+    ('postgres', 'ca', ['CA of another database cluster']),
+])
+def test_trust_hints(protocol, trust, words):
+    hint = trust_hint('unknown_ca', protocol, trust)
+    for word in words:
+        assert word in hint
+    assert trust_hint('hostname_mismatch', protocol, trust) == ''
+
+
+def test_failure_message_names_the_trust():
+    good = describe_certificate(make_cert(1, 100), NOW)
+    message = failure_message('unknown_ca', 'r', NAME, [good], [], 'x', protocol='redis', trust='system')
+    assert 'does not chain to the system trust store' in message and 'set config_redis_ca_pem' in message
+    message = failure_message('unknown_ca', 'r', NAME, [good], [dict(subject='CN=Project CA')], 'x', protocol='redis',
+                              trust='ca')
+    assert 'does not chain to the given CA (CN=Project CA)' in message and 'not against the database CA' in message
+
+
+@pytest.mark.parametrize('kwargs, message', [
+    (dict(trust='ca'), 'trust=ca needs the CA'),
+    (dict(trust='system', ca_pem='x'), 'trust=system uses the system trust store only'),
+    (dict(trust='public'), 'trust must be one of ca, system'),
+])
+def test_trust_is_checked(kwargs, message):
+    with pytest.raises(ValueError) as info:
+        TLSChecker('h', 1, **kwargs)
+    assert message in str(info.value)
+
+
+def test_trust_default_follows_the_ca():
+    assert TLSChecker('h', 1).trust == 'system'
+    assert TLSChecker('h', 1, ca_pem='-----BEGIN CERTIFICATE-----').trust == 'ca'
+
+
+def test_trust_ca_ignores_the_system_store(pki, server, tmp_path, monkeypatch):
+    """trust=ca loads only the given CA: a certificate the system store would accept still fails."""
+    store = tmp_path / 'store.pem'
+    store.write_bytes(pki[0].cert_pem.bytes())
+    monkeypatch.setenv('SSL_CERT_FILE', str(store))
+    srv = server()
+    report, error = check_endpoint(host=NAME, hostaddr='127.0.0.1', port=srv.port, trust='ca',
+                                   ca_pem=pki[1].cert_pem.bytes().decode('ascii'), timeout=5)
+    assert report['error_kind'] == 'unknown_ca' and report['trust'] == 'ca', error
+
+
+def test_trust_system_uses_ssl_cert_file(pki, server, tmp_path, monkeypatch):
+    """trust=system is OpenSSL's default store, so SSL_CERT_FILE decides (as for Ruby's OpenSSL)."""
+    srv = server()
+    store = tmp_path / 'store.pem'
+    store.write_bytes(pki[0].cert_pem.bytes())
+    monkeypatch.setenv('SSL_CERT_FILE', str(store))
+    report, error = check_endpoint(host=NAME, hostaddr='127.0.0.1', port=srv.port, protocol='redis', trust='system',
+                                   timeout=5)
+    assert error is None and report['verified'] and report['trust'] == 'system' and report['ca'] == []
+    store.write_bytes(pki[1].cert_pem.bytes())
+    report, error = check_endpoint(host=NAME, hostaddr='127.0.0.1', port=srv.port, protocol='redis', trust='system',
+                                   timeout=5)
+    assert report['error_kind'] == 'unknown_ca'
+    assert 'trust system store' in error and 'does not chain to the system trust store' in error
+    assert 'set config_redis_ca_pem' in error
+
+
+# -- preflight -------------------------------------------------------------------------------------------
+
+CA_PEM = trustme.CA().cert_pem.bytes().decode('ascii')
+
+
+def _endpoint(**extra):
+    endpoint = dict(name='database', host=NAME, port=25060, protocol='postgres', trust='ca', ca_pem=CA_PEM)
+    endpoint.update(extra)
+    return endpoint
+
+
+@pytest.mark.parametrize('endpoint, message', [
+    (_endpoint(trust=None), 'endpoints[0] (database): trust must be one of ca, system'),
+    (_endpoint(trust='ca', ca_pem=''), 'endpoints[0] (database): trust=ca needs ca_pem'),
+    (_endpoint(trust='system'), 'endpoints[0] (database): trust=system uses the system trust store: ca_pem must be empty'),
+    (_endpoint(port='x'), 'endpoints[0] (database): port must be an integer'),
+    (_endpoint(port=70000), 'port must be between 1 and 65535'),
+    (_endpoint(protocol='smtp'), 'protocol must be one of postgres, redis, tls'),
+    (_endpoint(host=''), 'endpoints[0] (database): host is required'),
+    (_endpoint(name=''), 'endpoints[0] (no name): name is required'),
+    (_endpoint(ca_file='/x'), 'endpoints[0]: unknown key(s) ca_file'),
+])
+def test_validate_endpoints_names_the_field(endpoint, message):
+    with pytest.raises(ValueError) as info:
+        validate_endpoints([endpoint])
+    assert message in str(info.value)
+
+
+def test_validate_endpoints_unique_names():
+    with pytest.raises(ValueError) as info:
+        validate_endpoints([_endpoint(), _endpoint()])
+    assert 'endpoint names must be unique: database' in str(info.value)
+    assert validate_endpoints([_endpoint(port='25060')])[0]['port'] == 25060
+
+
+def test_summarize():
+    assert summarize([dict(name='a', error=None, error_kind=None)]) == (False, None)
+    failed, msg = summarize([dict(name='database', error='db: unknown CA', error_kind='unknown_ca'),
+                             dict(name='redis', error='r: connection refused', error_kind='connection_refused'),
+                             dict(name='pool', error='p: timeout', error_kind='timeout')])
+    assert failed and msg.startswith('TLS preflight failed: database: db: unknown CA | the controller cannot reach redis, pool')
+    assert 'DigitalOcean trusted sources may admit only the Kubernetes cluster' in msg
+    assert 'in-cluster check' in msg and 'config_tls_preflight: false' in msg
+
+
+def _closed_port():
+    probe = socket.socket()
+    probe.bind(('127.0.0.1', 0))
+    port = probe.getsockname()[1]
+    probe.close()
+    return port
+
+
+def test_preflight_each_endpoint_with_its_trust(pki, server, tmp_path, monkeypatch):
+    store = tmp_path / 'store.pem'
+    store.write_bytes(pki[1].cert_pem.bytes())  # the "public" CA: here the other CA of the fixture
+    monkeypatch.setenv('SSL_CERT_FILE', str(store))
+    public = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    pki[1].issue_cert('redis.example').configure_cert(public)
+    database, redis = server(postgres=True), server(context=public)
+    db_ca = pki[0].cert_pem.bytes().decode('ascii')
+    endpoints = [dict(name='database', host=NAME, hostaddr='127.0.0.1', port=database.port, protocol='postgres',
+                      trust='ca', ca_pem=db_ca),
+                 dict(name='redis', host='redis.example', hostaddr='127.0.0.1', port=redis.port, protocol='redis',
+                      trust='system')]
+    result = preflight(endpoints, timeout=5)
+    assert result['failed'] is False and result['msg'] is None, result['msg']
+    assert [(r['name'], r['verified'], r['trust']) for r in result['results']] == [('database', True, 'ca'),
+                                                                                   ('redis', True, 'system')]
+    # Swapped trusts: both fail, each naming what it was checked against.
+    endpoints[0].update(trust='system', ca_pem=None)
+    endpoints[1].update(trust='ca', ca_pem=db_ca)
+    result = preflight(endpoints, timeout=5)
+    assert result['failed'] and [r['error_kind'] for r in result['results']] == ['unknown_ca', 'unknown_ca']
+    assert "database: %s:%d (postgres, trust system store, via 127.0.0.1): unknown CA" % (NAME, database.port) in result['msg']
+    assert 'redis: redis.example' in result['msg'] and 'does not chain to the given CA' in result['msg']
+
+
+def test_preflight_unreachable(monkeypatch):
+    port = _closed_port()
+    endpoints = [dict(name='database', host='127.0.0.1', port=port, protocol='postgres', trust='ca', ca_pem=CA_PEM)]
+    result = preflight(endpoints, timeout=2)
+    assert result['failed'] and result['unreachable'] == ['database']
+    assert result['results'][0]['unreachable'] is True
+    assert 'the controller cannot reach database (' in result['msg'] and 'connection refused' in result['msg']
+    assert 'DigitalOcean trusted sources may admit only the Kubernetes cluster' in result['msg']
+
+
+@pytest.mark.parametrize('error, kind', [
+    (socket.gaierror(-2, 'Name or service not known'), 'dns'),
+    (socket.timeout('timed out'), 'timeout'),
+    (OSError(113, 'No route to host'), 'no_route'),
+    (OSError(101, 'Network is unreachable'), 'no_route'),
+    (ConnectionRefusedError(111, 'refused'), 'connection_refused'),
+])
+def test_connect_failures_are_classified(monkeypatch, error, kind):
+    def fail(*_args, **_kwargs):
+        raise error
+    monkeypatch.setattr(socket, 'create_connection', fail)
+    result = preflight([dict(name='pool', host='db.example', port=25061, protocol='postgres', trust='ca', ca_pem=CA_PEM)],
+                       timeout=1)
+    assert result['results'][0]['error_kind'] == kind and result['unreachable'] == ['pool']
+    assert 'the controller cannot reach pool' in result['msg']
