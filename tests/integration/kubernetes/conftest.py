@@ -29,14 +29,25 @@ PLAYBOOK = '''
 
 
 @pytest.fixture
-def k8s_apply(run_playbook, kube_cluster):
-    """Run k8s_apply once; returns the task result (dict, with 'failed' on failure)."""
+def k8s_apply_to(run_playbook):
+    """Run k8s_apply once against the cluster of a kubeconfig (a test's own cluster); returns the task result
+    (dict, with 'failed' on failure)."""
 
-    def _apply(check=False, diff=False, kubeconfig=None, **params):
-        params['kubeconfig'] = kubeconfig or kube_cluster.kubeconfig
+    def _apply(kubeconfig, check=False, diff=False, **params):
+        params['kubeconfig'] = kubeconfig
         res = run_playbook(PLAYBOOK, extra_vars={'p': params}, check=check, diff=diff)
         assert res.data is not None, res.stdout + res.stderr
         return res.result('apply')
+
+    return _apply
+
+
+@pytest.fixture
+def k8s_apply(k8s_apply_to, kube_cluster):
+    """k8s_apply_to the suite's cluster (or the given kubeconfig)."""
+
+    def _apply(check=False, diff=False, kubeconfig=None, **params):
+        return k8s_apply_to(kubeconfig or kube_cluster.kubeconfig, check=check, diff=diff, **params)
 
     return _apply
 

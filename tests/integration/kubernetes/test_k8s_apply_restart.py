@@ -4,28 +4,25 @@ After a restart the API server's watch cache starts at etcd's current revision, 
 resourceVersion the apply returned gets 410 Gone ("Expired: too old resource version"; k8s.io/apiserver
 v0.34.4 pkg/storage/cacher/watch_cache.go, errors.NewResourceExpired); while it is down, connections are
 refused and open watches drop. The wait must re-list and re-watch until the Deployment is ready.
+
+Against the old wait (watch from the last resourceVersion, any error is a failure) this test failed with:
+"the module ended during the restart: Deployment restart/web: cannot reach the Kubernetes API server
+https://127.0.0.1:48153: Response ended prematurely".
 """
+import os
 import subprocess
+import sys
 import threading
 import time
 
-from cluster.localcluster import LocalCluster
+_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+_COLLECTIONS = os.path.dirname(os.path.dirname(os.path.dirname(_ROOT)))
+if _COLLECTIONS not in sys.path:
+    sys.path.insert(0, _COLLECTIONS)
 
-PLAYBOOK = '''
-- hosts: localhost
-  gather_facts: false
-  tasks:
-    - name: apply
-      fediops.mastodon.k8s_apply:
-        kubeconfig: "{{ p.kubeconfig }}"
-        definitions: "{{ p.definitions }}"
-        namespace: "{{ p.namespace }}"
-        apply_set: "{{ p.apply_set }}"
-        wait: true
-        wait_timeout: "{{ p.wait_timeout }}"
-      register: out
-      ignore_errors: true
-'''
+from cluster.localcluster import LocalCluster  # noqa: E402
+from ansible_collections.fediops.mastodon.plugins.module_utils._k8s_apply import Applier  # noqa: E402
+from ansible_collections.fediops.mastodon.plugins.module_utils._kube import KubeClient, KubeError  # noqa: E402
 
 # kubesim keeps the pods of this Deployment Pending for that many seconds (tests/cluster/README.md, kubesim).
 READY_AFTER_SECONDS = 25
@@ -40,7 +37,7 @@ def slow_deployment(name):
                                   'spec': {'containers': [{'name': 'main', 'image': 'ghcr.io/mastodon/mastodon:v4.3.0'}]}}}}
 
 
-def test_wait_survives_an_api_server_restart(run_playbook, tmp_path):
+def test_wait_survives_an_api_server_restart(k8s_apply_to, tmp_path):
     cluster = LocalCluster(tmp_path / 'cluster', verbose=False)
     kubeconfig = str(cluster.start())
     try:
@@ -49,9 +46,8 @@ def test_wait_survives_an_api_server_restart(run_playbook, tmp_path):
         outcome = {}
 
         def deploy():
-            outcome['res'] = run_playbook(PLAYBOOK, extra_vars={'p': {
-                'kubeconfig': kubeconfig, 'namespace': 'restart', 'apply_set': 'web', 'wait_timeout': 150,
-                'definitions': [slow_deployment('web')]}})
+            outcome['result'] = k8s_apply_to(kubeconfig, namespace='restart', apply_set='web', wait=True,
+                                             wait_timeout=150, definitions=[slow_deployment('web')])
 
         worker = threading.Thread(target=deploy)
         worker.start()
@@ -66,20 +62,38 @@ def test_wait_survives_an_api_server_restart(run_playbook, tmp_path):
             raise AssertionError('the Deployment was never created')
         time.sleep(2)
         assert worker.is_alive(), 'the module ended before the restart'
+        client = KubeClient(kubeconfig=kubeconfig)
+        path = client.path('apps/v1', 'Deployment', 'restart')
+        status, stale = client.request('GET', path + '/web')
+        assert status == 200
         cluster.restart_apiserver(down_seconds=3)
         # The wait spans the restart: the module was waiting before it and still is after it.
         if not worker.is_alive():
-            result = outcome['res'].result('apply') if outcome['res'].data else outcome['res'].stderr
-            raise AssertionError('the module ended during the restart: %s' % (result.get('msg') or result))
+            worker.join()
+            raise AssertionError('the module ended during the restart: %s' % outcome.get('result', {}).get('msg'))
         worker.join(timeout=240)
         assert not worker.is_alive()
-        res = outcome['res']
-        assert res.data is not None, res.stdout + res.stderr
-        result = res.result('apply')
+        result = outcome['result']
         assert not result.get('failed'), result.get('msg')
         assert result['changed'] is True
         ready = subprocess.run(['kubectl', '--kubeconfig', kubeconfig, 'get', 'deployment', '-n', 'restart', 'web',
                                 '-o', 'jsonpath={.status.readyReplicas}'], capture_output=True, text=True, check=True)
         assert ready.stdout == '1'
+
+        # After the restart, a watch from the resourceVersion read before it is answered with 410 Gone when the
+        # new watch cache serves it (when the cache is still initialising, etcd serves it): either way a wait that
+        # starts from that stale object ends.
+        client = KubeClient(kubeconfig=kubeconfig)
+        try:
+            for dummy in client.watch(path, {'fieldSelector': 'metadata.name=web',
+                                             'resourceVersion': stale['metadata']['resourceVersion']}, timeout=3):
+                pass
+            print('stale watch: served')
+        except KubeError as exc:
+            assert exc.status == 410 and 'too old resource version' in exc.msg, exc.msg
+            print('stale watch: %s' % exc.msg)
+        declared = slow_deployment('web')
+        declared['metadata']['namespace'] = 'restart'
+        Applier(client, namespace='restart', wait=True, wait_timeout=30).wait_for([(declared, stale)])
     finally:
         cluster.stop()
