@@ -117,6 +117,12 @@ def test_deploy_with_a_namespaced_service_account_token(rbac_cluster, tmp_path, 
     left = admin_kubectl(rbac_cluster, 'get', 'horizontalpodautoscalers', '-n', namespace, '-o', 'name')
     assert left.strip() == ''
 
+    # The plan's check that the namespace exists: its own Namespace object only.
+    client = KubeClient(kubeconfig=kubeconfig)
+    assert client.request('GET', '/api/v1/namespaces/' + namespace)[0] == 200
+    assert client.request('GET', '/api/v1/namespaces/default')[0] == 403
+    assert client.request('GET', '/api/v1/namespaces')[0] == 403
+
     # k8s_secret_info's read of the kept secrets, with the same token.
     kept = read_secret(KubeClient(kubeconfig=kubeconfig), namespace, 'masto-generated-secrets')
     assert kept['exists'] and kept['data'] == model['kept_secrets']
@@ -159,5 +165,10 @@ def test_the_guide_lists_the_roles_rules():
     role = next(doc for doc in deployer_objects() if doc['kind'] == 'Role')
     with open(os.path.join(_ROOT, 'docs', 'docsite', 'rst', 'guide_rbac.rst'), encoding='utf-8') as handle:
         text = handle.read()
-    block = text.split('.. code-block:: yaml', 1)[1].split('\nNothing in it', 1)[0]
-    assert triples(yaml.safe_load(block)) == triples(role['rules'])
+    lines = text.split('.. code-block:: yaml', 1)[1].splitlines()[1:]
+    block = []
+    for line in lines:
+        if line.strip() and not line.startswith(' '):
+            break  # the first unindented line ends the block
+        block.append(line)
+    assert triples(yaml.safe_load('\n'.join(block))) == triples(role['rules'])
