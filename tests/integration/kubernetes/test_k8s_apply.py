@@ -286,7 +286,8 @@ def test_unreachable_api_server_is_named(k8s_apply, tmp_path, kube_cluster):
 
 
 def test_api_server_killed_mid_apply_converges(k8s_apply, tmp_path):
-    """A dedicated cluster: kill kube-apiserver while the module waits, restart, re-run: nothing lost."""
+    """A dedicated cluster: kill kube-apiserver while the module waits, restart, re-run: nothing lost. The wait
+    retries the unreachable API server until its timeout, then names it."""
     cluster = LocalCluster(tmp_path / 'cluster', verbose=False)
     kubeconfig = str(cluster.start())
     try:
@@ -295,7 +296,7 @@ def test_api_server_killed_mid_apply_converges(k8s_apply, tmp_path):
                [cm('cm-%02d' % n, N=str(n)) for n in range(20)] + [deployment('web'), job('slow', delay=30)]
         from concurrent.futures import ThreadPoolExecutor
         with ThreadPoolExecutor(1) as pool:
-            fut = pool.submit(k8s_apply, definitions=objs, namespace=ns, apply_set='set', wait=True, wait_timeout=120,
+            fut = pool.submit(k8s_apply, definitions=objs, namespace=ns, apply_set='set', wait=True, wait_timeout=45,
                               kubeconfig=kubeconfig)
             # Wait until the module has applied the Job (it then waits on it), then kill the API server.
             deadline = time.time() + 60
