@@ -1,31 +1,35 @@
-# The two commands of the README: `make demo` (the main job on a local embedded default) and
-# `make test` (the whole suite). Both prepare the machine first with scripts/setup.sh.
+# The two commands of the README: `make demo` (the main job on a local embedded default, left running for you
+# to look at; `make demo-down` stops it) and `make test` (the whole suite). Each target prepares the machine
+# first with scripts/setup.sh, installing only what that target needs (--for).
 SHELL := /bin/bash
 export FEDIOPS_CACHE ?= $(HOME)/.cache/fediops-mastodon
-SETUP = source <(bash scripts/setup.sh --print-env)
+SETUP = source <(bash scripts/setup.sh --print-env --for
 
-.PHONY: test demo setup lint sanity units pytest molecule build docs bench clean-cache
+.PHONY: test demo demo-down setup lint sanity units pytest molecule build docs bench clean-cache
 
 test:
-	$(SETUP) && python scripts/run_tests.py
+	$(SETUP) test) && python scripts/run_tests.py
 
 demo:
-	$(SETUP) && bash scripts/demo.sh
+	$(SETUP) demo) && bash scripts/demo.sh
+
+demo-down:
+	bash scripts/demo_run.sh --down
 
 setup:
-	bash scripts/setup.sh
+	bash scripts/setup.sh --for test
 
 lint sanity units pytest molecule:
-	$(SETUP) && FEDIOPS_STAGES=$@ python scripts/run_tests.py
+	$(SETUP) test) && FEDIOPS_STAGES=$@ python scripts/run_tests.py
 
 docs:
-	$(SETUP) && python docs/tools/build_docs.py --dest build/docs
+	$(SETUP) docs) && python docs/tools/build_docs.py --dest build/docs
 
 bench:
-	$(SETUP) && python benchmarks/run.py
+	$(SETUP) bench) && python benchmarks/run.py
 
 build:
-	$(SETUP) && ansible-galaxy collection build --force --output-path build/
+	$(SETUP) build) && bash scripts/build_collection.sh build
 
 clean-cache:
 	rm -rf $(FEDIOPS_CACHE)

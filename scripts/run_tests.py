@@ -54,10 +54,14 @@ def run(cmd, cwd=COPY, env=None, log=None):
 
 def sync_copy():
     os.makedirs(COPY, exist_ok=True)
+    # build/ is never copied (below); one left by an older copy must go too (rsync keeps excluded files).
+    shutil.rmtree(os.path.join(COPY, 'build'), ignore_errors=True)
     os.makedirs(LOGS, exist_ok=True)
     subprocess.run(['rsync', '-a', '--delete',
                     '--exclude=.git', '--exclude=tests/output', '--exclude=node_modules',
                     '--exclude=__pycache__', '--exclude=.pytest_cache', '--exclude=*.tar.gz',
+                    # make build / make docs output: sanity would lint the built site
+                    '--exclude=/build',
                     REPO + '/', COPY + '/'], check=True)
 
 

@@ -1,7 +1,14 @@
 #!/usr/bin/env bash
-# Installs everything the test suite and the demo need on a fresh Debian 12 machine (run as root),
-# and is quick when everything is already there. Prints `export` lines for the environment to use
-# when called with --print-env.
+# Installs what one command of the Makefile needs on a fresh Debian 12 machine (run as root), and is
+# quick when everything is already there:
+#   bash scripts/setup.sh [--for test|demo|docs|bench|build] [--print-env]
+#   test   everything (default): Docker engine + local Debian image, PostgreSQL, PgBouncer, Redis, ruby,
+#          node packages, chromium, the venv, Go and the local Kubernetes binaries
+#   demo   the venv, Go, kubectl and the local Kubernetes binaries (no Docker, no database servers)
+#   bench  as demo
+#   docs   the venv and chromium (for the docs' browser check)
+#   build  the venv (ansible-galaxy)
+# --print-env prints `export` lines for the environment to use (PATH with the venv and Go).
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -11,20 +18,29 @@ mkdir -p "$cache"
 
 log() { printf '[setup %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 
-apt_packages=(
-  docker.io debootstrap rsync openssl git shellcheck
-  ruby ruby-dotenv ruby-pg ruby-redis
-  ruby-activerecord ruby-railties bundler
-  postgresql redis-server pgbouncer
-)
+# Go >= this builds the local Kubernetes (tests/cluster/go.mod says `go 1.24.0`). When the system's go is older
+# (Debian 12's golang-go is 1.19) or missing, the setup takes Go's own toolchain module from the Go module proxy
+# (golang.org/toolchain, the module `GOTOOLCHAIN` switching downloads) with `go mod download`.
+go_minimum=1.24
+go_toolchain=go1.25.14
+go_bin_dir=
+
+# apt packages by purpose; `common` goes with every purpose.
+apt_common=(openssl rsync git)
+apt_test=(docker.io debootstrap shellcheck ruby ruby-dotenv ruby-pg ruby-redis ruby-activerecord ruby-railties bundler
+          postgresql redis-server pgbouncer chromium fonts-dejavu-core)
+apt_docs=(chromium fonts-dejavu-core)
+
+elapsed() { echo "$(( $(date +%s) - $1 ))s"; }
 
 install_apt_packages() {
   local missing=() pkg
-  for pkg in "${apt_packages[@]}"; do
+  for pkg in "$@"; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'ok installed' || missing+=("$pkg")
   done
   [ ${#missing[@]} -eq 0 ] && return 0
-  log "apt-get install ${missing[*]}"
+  local t0; t0=$(date +%s)
+  log "apt-get install ${missing[*]} (a minute or two)"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq >"$cache/apt.log" 2>&1
   # policy-rc.d keeps package scripts from starting services; the tests start their own.
@@ -32,6 +48,47 @@ install_apt_packages() {
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >>"$cache/apt.log" 2>&1 || {
     tail -30 "$cache/apt.log" >&2; rm -f /usr/sbin/policy-rc.d; return 1; }
   rm -f /usr/sbin/policy-rc.d
+  log "apt packages installed in $(elapsed "$t0")"
+}
+
+go_version_ok() {  # go_version_ok GO-BINARY
+  local have
+  have=$("$1" env GOVERSION 2>/dev/null || "$1" version 2>/dev/null | awk '{print $3}') || return 1
+  have=${have#go}
+  [ "$(printf '%s\n%s\n' "$go_minimum" "$have" | sort -V | head -1)" = "$go_minimum" ]
+}
+
+ensure_go() {
+  local system_go dir="$cache/go/$go_toolchain" t0
+  system_go=$(command -v go || true)
+  if [ -n "$system_go" ] && go_version_ok "$system_go"; then return 0; fi
+  if [ -x "$dir/bin/go" ] && go_version_ok "$dir/bin/go"; then go_bin_dir=$dir/bin; return 0; fi
+  t0=$(date +%s)
+  if [ -z "$system_go" ]; then
+    install_apt_packages golang-go
+    system_go=$(command -v go)
+  fi
+  log "system Go is $("$system_go" version | awk '{print $3}') (< $go_minimum): fetching $go_toolchain" \
+      "as the Go module golang.org/toolchain"
+  local modcache="$cache/go/.modcache" module arch src
+  arch=$(dpkg --print-architecture)
+  module="golang.org/toolchain@v0.0.1-$go_toolchain.linux-$arch"
+  src=$(cd /tmp && env -u GOFLAGS GOTOOLCHAIN=local GOMODCACHE="$modcache" GOPATH="$cache/go/.gopath" \
+        "$system_go" mod download -json "$module" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
+  if [ -z "$src" ] || [ ! -d "$src" ]; then log "go mod download $module failed"; return 1; fi
+  rm -rf "$dir.tmp" && cp -r "$src" "$dir.tmp" && chmod -R u+w "$dir.tmp"
+  # A module zip keeps no file modes; the go command's own toolchain switch sets them the same way.
+  chmod +x "$dir.tmp"/bin/* "$dir.tmp"/pkg/tool/*/*
+  chmod -R u+w "$modcache" && rm -rf "$modcache" "$cache/go/.gopath"
+  mv "$dir.tmp" "$dir"
+  go_bin_dir=$dir/bin
+  log "Go $("$dir/bin/go" version | awk '{print $3}') in $dir ($(elapsed "$t0"))"
+}
+
+ensure_kubectl() {
+  # To look at the demo's cluster. Debian 12 ships kubectl 1.20 in kubernetes-client: old, but enough for
+  # `kubectl get`; a newer kubectl already in PATH is kept.
+  command -v kubectl >/dev/null 2>&1 || install_apt_packages kubernetes-client
 }
 
 start_docker() {
@@ -71,6 +128,7 @@ build_node_image() {
 }
 
 venv_dir() {
+  # Keyed by the requirements, so checkouts with different requirements use different venvs side by side.
   local key
   key=$(cat "$repo/requirements.txt" "$repo/tests/requirements.txt" "$repo/tests/constraints.txt" \
     | sha256sum | cut -c1-12)
@@ -125,20 +183,50 @@ install_node_packages() {
 
 build_cluster_binaries() {
   [ -f "$repo/tests/cluster/localcluster.py" ] || return 0
-  python3 "$repo/tests/cluster/localcluster.py" build >&2
+  # Progress with elapsed times goes to stderr; a cold build takes minutes (see tests/cluster/README.md).
+  PATH=${go_bin_dir:+$go_bin_dir:}$PATH python3 "$repo/tests/cluster/localcluster.py" build >/dev/null
 }
 
 main() {
-  install_apt_packages
-  start_docker
-  build_node_image
-  install_venv
-  install_ansible_test_pip_bootstrap
-  install_node_packages
-  build_cluster_binaries
-  if [ "${1:-}" = "--print-env" ]; then
+  local purpose=test print_env=0
+  while [ $# -gt 0 ]; do
+    case $1 in
+      --print-env) print_env=1 ;;
+      --for) purpose=${2:?--for needs test, demo, docs, bench or build}; shift ;;
+      --for=*) purpose=${1#--for=} ;;
+      *) echo "usage: $0 [--for test|demo|docs|bench|build] [--print-env]" >&2; return 2 ;;
+    esac
+    shift
+  done
+  case $purpose in
+    test)
+      install_apt_packages "${apt_common[@]}" "${apt_test[@]}"
+      start_docker
+      build_node_image
+      install_venv
+      install_ansible_test_pip_bootstrap
+      install_node_packages
+      ensure_go
+      ensure_kubectl
+      build_cluster_binaries ;;
+    demo|bench)
+      install_apt_packages "${apt_common[@]}"
+      install_venv
+      ensure_go
+      ensure_kubectl
+      build_cluster_binaries ;;
+    docs)
+      install_apt_packages "${apt_common[@]}" "${apt_docs[@]}"
+      install_venv ;;
+    build)
+      install_venv ;;
+    *) echo "$0: --for $purpose: expected test, demo, docs, bench or build" >&2; return 2 ;;
+  esac
+  if [ "$print_env" = 1 ]; then
     echo "export FEDIOPS_CACHE='$cache'"
-    echo "export PATH='$cache/venv/bin':\"\$PATH\""
+    local path_dirs
+    path_dirs=$(venv_dir)/bin${go_bin_dir:+:$go_bin_dir}
+    echo "export PATH='$path_dirs':\"\$PATH\""
     echo "export FEDIOPS_NODE_IMAGE='$image'"
     [ -d "$cache/node/node_modules" ] && echo "export NODE_PATH='$cache/node/node_modules'"
   fi

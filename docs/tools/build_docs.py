@@ -14,11 +14,14 @@ checkout is not under .../ansible_collections/fediops/mastodon). Steps:
      pages refer to (the links still point at docs.ansible.com);
   3. `antsibull-docs collection --use-current --fail-on-error` writes the plugin and role pages and the
      guides listed in docs/docsite/extra-docs.yml;
-  4. `sphinx-build -W --keep-going` makes the HTML: any warning is an error.
+  4. the site's own front page (docs/site/index.rst) replaces antsibull-docs' placeholder, the benchmark chart
+     (benchmarks/results/results.png) goes beside the benchmark page, and docs/site/custom.css (code blocks
+     and tables scroll inside the page) is added to the theme;
+  5. `sphinx-build -W --keep-going` makes the HTML: any warning is an error.
 Prints the generated HTML pages, one per line, after a line `pages:`.
 
-The theme defaults to sphinx_ansible_theme when it is installed (pip install sphinx-ansible-theme),
-else Sphinx's built-in alabaster.
+The theme is sphinx_ansible_theme (the Ansible documentation theme, as docs.ansible.com's collection pages;
+tests/requirements.txt installs it); --theme alabaster builds with Sphinx's built-in theme instead.
 """
 from __future__ import annotations
 
@@ -30,6 +33,8 @@ import subprocess
 import sys
 import tempfile
 import zlib
+
+import yaml
 
 COLLECTION = 'fediops.mastodon'
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -51,6 +56,8 @@ ANSIBLE_LABELS = (
     ('playbooks_vault', 'vault_guide/index.html', 'Protecting sensitive data with Ansible vault'),
     ('keep_secret_data', 'reference_appendices/logging.html', 'Logging Ansible output'),
 )
+SITE = os.path.join(ROOT, 'docs', 'site')
+BENCHMARK_CHART = os.path.join(ROOT, 'benchmarks', 'results', 'results.png')
 
 
 def _tool(name):
@@ -95,6 +102,32 @@ def default_theme():
     return 'sphinx_ansible_theme' if importlib.util.find_spec('sphinx_ansible_theme') else 'alabaster'
 
 
+def guides_toctrees():
+    """One toctree per section of docs/docsite/extra-docs.yml, in its order, for the front page."""
+    with open(os.path.join(ROOT, 'docs', 'docsite', 'extra-docs.yml'), encoding='utf-8') as handle:
+        sections = yaml.safe_load(handle)['sections']
+    return '\n'.join('.. toctree::\n   :maxdepth: 1\n   :caption: %s\n\n%s\n' % (
+        section['title'], '\n'.join('   collections/fediops/mastodon/docsite/%s' % name for name in section['toctree']))
+        for section in sections)
+
+
+def add_site_files(dest, rst):
+    """The front page, the benchmark chart and the stylesheet: files antsibull-docs does not place."""
+    with open(os.path.join(SITE, 'index.rst'), encoding='utf-8') as handle:
+        front_page = handle.read()
+    with open(os.path.join(rst, 'index.rst'), 'w', encoding='utf-8') as handle:
+        handle.write(front_page.replace('GUIDES-TOCTREES', guides_toctrees()))
+    shutil.copyfile(BENCHMARK_CHART, os.path.join(rst, 'collections', 'fediops', 'mastodon', 'docsite',
+                                                  'benchmark_results.png'))
+    static = os.path.join(dest, '_static')
+    os.makedirs(static, exist_ok=True)
+    shutil.copyfile(os.path.join(SITE, 'custom.css'), os.path.join(static, 'fediops.css'))
+    with open(os.path.join(dest, 'conf.py'), 'a', encoding='utf-8') as handle:
+        handle.write('\n# Site files (docs/tools/build_docs.py).\n'
+                     'html_static_path = [%r]\n'
+                     "html_css_files = ['fediops.css']\n" % static)
+
+
 def build(dest, theme=None, quiet=False):
     with tempfile.TemporaryDirectory(prefix='fediops-docs-') as scratch:
         os.environ['ANSIBLE_COLLECTIONS_PATH'] = collections_path(scratch)
@@ -123,6 +156,7 @@ def _build(dest, theme=None, quiet=False):
     run([_tool('antsibull-docs'), '--config-file', os.path.join(dest, 'antsibull-docs.cfg'), 'collection',
          '--use-current', '--fail-on-error', '--cleanup', 'everything', '--dest-dir', rst, COLLECTION],
         cwd=dest)
+    add_site_files(dest, rst)
     html = os.path.join(dest, 'build', 'html')
     cmd = [_tool('sphinx-build'), '-b', 'html', '-W', '--keep-going', '-c', dest, rst, html]
     if quiet:

@@ -55,12 +55,7 @@ LAST_APPLIED = 'kubectl.kubernetes.io/last-applied-configuration'
 MASK = '********'
 MASK_CHANGED = '******** (changed)'
 MAX_WORKERS = 8
-# A wait's watch is resumed (re-list, re-watch) after these: no answer (connection refused or dropped while the
-# API server restarts), 410 Gone (the resourceVersion is older than the watch cache or etcd's compaction),
-# 429 and 5xx (an API server that is starting or overloaded). Back-off between attempts in seconds.
-WATCH_RETRY_STATUSES = (0, 410, 429, 500, 502, 503, 504)
-WATCH_RETRY_MIN = 0.2
-WATCH_RETRY_MAX = 2.0
+LIST_TIMEOUT = 30
 
 
 class ApplyError(KubeError):
@@ -307,6 +302,17 @@ def job_state(obj):
 
 WAIT_STATES = {'Deployment': rollout_state, 'StatefulSet': rollout_state, 'Job': job_state}
 
+# Answers after which a wait lists the object again and watches anew (until the wait's deadline): 0 = no
+# connection (API server restarting), 410 = resourceVersion expired (watch cache restarted, etcd compacted),
+# 429/500/502/503/504 = the server (or a proxy in front of it) is starting, overloaded or going away.
+RETRIABLE_WATCH_STATUS = (0, 410, 429, 500, 502, 503, 504)
+WATCH_BACKOFF_MAX = 5.0
+
+
+def watch_backoff(retries):
+    """Seconds to wait before the next attempt after ``retries`` failed ones in a row: 0.25, 0.5, 1, ... 5."""
+    return min(WATCH_BACKOFF_MAX, 0.25 * 2 ** min(retries, 10))
+
 
 class Applier(object):
     """One k8s_apply call."""
@@ -334,8 +340,8 @@ class Applier(object):
         self.set_id = applyset_id(apply_set, self.parent_ns) if apply_set else None
         self.parent = None
         self.live = {}
+        self.unlisted = set()  # (group, kind) of set members not listed (Namespace): read one by one
         self.new_namespaces = set()
-        self.unlisted_gks = set()
 
     # ---------------------------------------------------------------- preparation
     def prepare(self, definitions):
@@ -409,10 +415,23 @@ class Applier(object):
         return ((body or {}).get('preferredVersion') or {}).get('groupVersion')
 
     def list_members(self, objects):
-        """LIST every kind the set may contain (parent annotation + declared), in every namespace it may use."""
+        """LIST every kind the set may contain (parent annotation + declared), in the parent's namespace and the
+        namespaces the parent records (or that declared objects name): never across the cluster for a
+        namespaced kind, so a namespaced Role is enough (docs/rbac/deployer.yml).
+
+        Namespaces are never listed (that would need a ClusterRole) nor pruned: deleting a namespace deletes
+        everything in it, the ApplySet parent and the kept secrets included. A declared Namespace is read with
+        a GET; one that is no longer declared is left in place, with a warning."""
         cur_gks, cur_nss = self.parent_sets()
         hints = dict(((group_of(o['apiVersion']), o['kind']), o['apiVersion']) for o in objects)
         gks = set(parse_group_kind(x) for x in cur_gks) | set(hints)
+        if ('', 'Namespace') in gks:
+            gks.discard(('', 'Namespace'))
+            self.unlisted.add(('', 'Namespace'))
+            if ('', 'Namespace') not in hints and self.parent is not None:
+                self.warnings.append('ApplySet %s: no Namespace is declared any more; namespaces it created are left in '
+                                     'place (deleting one deletes everything in it): delete them yourself if you mean to'
+                                     % self.apply_set)
         namespaces = cur_nss | set(o['metadata']['namespace'] for o in objects if o['metadata'].get('namespace'))
         namespaces.add(self.parent_ns)
         jobs = []
@@ -430,15 +449,6 @@ class Applier(object):
             api_version, kind, ns = job
             status, body = self.client.request('GET', self.client.path(api_version, kind, ns),
                                                {'labelSelector': '%s=%s' % (APPLYSET_PART_OF, self.set_id)})
-            if status == 403 and ns is None and (group_of(api_version), kind) not in hints:
-                # A cluster-scoped kind only the parent remembers (a Namespace a run with config_manage_namespace
-                # applied): credentials bound to a namespaced Role cannot list it. Its members stay, and stay
-                # recorded in the parent for a run with cluster-wide rights.
-                with self._lock:
-                    self.unlisted_gks.add(group_kind(api_version, kind))
-                    self.warnings.append('ApplySet %s: cannot list %s (HTTP 403, not allowed cluster-wide with these '
-                                         'credentials); its members are kept, not pruned' % (self.apply_set, kind))
-                return []
             if status != 200:
                 raise KubeError('listing ApplySet members (%s in %s): HTTP %s: %s' % (kind, ns or 'cluster', status, status_message(body)),
                                 status=status)
@@ -460,7 +470,6 @@ class Applier(object):
             cur_gks, cur_nss = self.parent_sets()
             gks |= cur_gks
             nss |= cur_nss
-        gks |= self.unlisted_gks
         nss.discard(self.parent_ns)
         return {
             'apiVersion': 'v1', 'kind': 'Secret',
@@ -565,7 +574,8 @@ class Applier(object):
         key = key_of(obj)
         if self.set_id:
             before = self.live.get(key)
-            if before is None and (self.want_diff or self.check_mode or obj['kind'] == 'Job'):
+            if before is None and (self.want_diff or self.check_mode or obj['kind'] == 'Job'
+                                   or key[:2] in self.unlisted):
                 before = self._get(obj)
         else:
             before = self._get(obj)
@@ -650,17 +660,7 @@ class Applier(object):
             applied.extend(self.run_tiers([group], self.apply_one))
         if self.set_id:
             declared = set(key_of(o) for o in objects)
-            strays = []
-            for key, item in self.live.items():
-                if key in declared:
-                    continue
-                if item['kind'] == 'Namespace':
-                    # Pruning a Namespace deletes everything in it, this ApplySet's parent included: never by
-                    # omission (config_manage_namespace turned off), only by hand.
-                    self.warnings.append('ApplySet %s: %s is no longer declared; it is kept (delete it by hand if '
-                                         'that is what you want)' % (self.apply_set, ref(item)))
-                    continue
-                strays.append(item)
+            strays = [item for key, item in self.live.items() if key not in declared]
             for obj, entry in self.run_tiers(order_objects(strays, reverse=True), self.delete_one):
                 if entry:
                     self.pruned.append(dict((k, entry[k]) for k in ('kind', 'apiVersion', 'namespace', 'name')))
@@ -738,75 +738,78 @@ class Applier(object):
             waiting = '; '.join(last.values()) or '%d object(s)' % pending
             raise ApplyError('timed out after %ss waiting for: %s' % (self.wait_timeout, waiting), applied_objects=self.done_refs())
 
-    def _relist(self, obj, path, query):
-        """LIST the one object (field selector on its name): (its current state or None, a fresh resourceVersion
-        to watch from). The list's resourceVersion is the store's current one, which a restarted API server's
-        watch cache can serve, unlike an older object resourceVersion."""
-        status, body = self.client.request('GET', path, query)
-        if status != 200:
-            raise KubeError('%s: listing for the wait failed: HTTP %s: %s' % (ref(obj), status, status_message(body)),
-                            status=status)
-        items = (body or {}).get('items') or []
-        current = None
-        if items:
-            current = dict(items[0], apiVersion=obj['apiVersion'], kind=obj['kind'])
-        return current, ((body or {}).get('metadata') or {}).get('resourceVersion')
-
     def _wait_thread(self, obj, body, deadline, results):
-        """Watch one object until its state is ok or failed, or the deadline. A watch that expires (HTTP 410
-        "too old resource version", as an answer or an ERROR event), drops, ends early, or cannot start while
-        the API server restarts or is unavailable is resumed: LIST for a fresh resourceVersion, then watch
-        again, after a short back-off. The deadline is the only bound."""
-        meta = obj['metadata']
+        """Watch one object until its state is no longer pending, the deadline passes or an error is final.
+
+        A watch does not survive everything: the API server forgets old resourceVersions (after a restart its
+        watch cache starts at the current revision, and etcd compaction drops history), answering HTTP 410
+        (``Expired: too old resource version``, also as an ERROR event in the stream), and a restarting API
+        server drops the connection or refuses new ones for a while. Those are retried until the deadline:
+        LIST the object (a fresh state and a resourceVersion the server knows), then watch again from there,
+        with a short backoff. Anything else (403, 404, ...) ends the wait at once."""
         check = WAIT_STATES[obj['kind']]
         state, msg, current = 'pending', check(body)[1], body
         rv = (body.get('metadata') or {}).get('resourceVersion')
-        backoff = WATCH_RETRY_MIN
+        retries = 0
         try:
-            path = self.client.path(obj['apiVersion'], obj['kind'], meta.get('namespace'))
-            query = {'fieldSelector': 'metadata.name=%s' % meta['name']}
             while state == 'pending' and time.monotonic() < deadline:
                 try:
                     if rv is None:
-                        listed, rv = self._relist(obj, path, query)
-                        if listed is None:
+                        current, rv = self._relist(obj, deadline - time.monotonic())
+                        if current is None:
                             state, msg = 'failed', '%s was deleted while waiting' % ref(obj)
                             break
-                        current = listed
                         state, msg = check(current)
                         if state != 'pending':
                             break
-                    for event in self.client.watch(path, dict(query, resourceVersion=rv),
-                                                   timeout=deadline - time.monotonic()):
-                        event_object = event.get('raw_object') or event.get('object') or {}
-                        if event.get('type') == 'ERROR':
-                            raise KubeError('watch of %s: %s' % (ref(obj), status_message(event_object)),
-                                            status=event_object.get('code') or 0)
-                        current = event_object
+                    for event in self._watch_object(obj, rv, deadline - time.monotonic()):
+                        current = event.get('raw_object') or event.get('object') or {}
                         if event.get('type') == 'DELETED':
                             state, msg = 'failed', '%s was deleted while waiting' % ref(obj)
                             break
                         rv = (current.get('metadata') or {}).get('resourceVersion') or rv
+                        retries = 0
                         state, msg = check(current)
-                        backoff = WATCH_RETRY_MIN
                         if state != 'pending':
                             break
-                    else:
-                        if time.monotonic() < deadline - 2:
-                            # Closed before its timeout (an API server shutting down closes its watches).
-                            raise KubeError('watch of %s ended early' % ref(obj), status=0)
                 except KubeError as exc:
-                    if exc.status not in WATCH_RETRY_STATUSES:
+                    if exc.status not in RETRIABLE_WATCH_STATUS:
                         raise
+                    # Re-list: the resourceVersion may be gone (410), or events were missed while disconnected.
                     rv = None
-                    msg = '%s (watch interrupted, resuming: %s)' % (check(current)[1], exc.msg)
-                    time.sleep(max(0, min(backoff, deadline - time.monotonic())))
-                    backoff = min(backoff * 2, WATCH_RETRY_MAX)
+                    msg = '%s; retrying after: %s' % (check(current)[1], exc.msg)
+                    time.sleep(max(0, min(watch_backoff(retries), deadline - time.monotonic())))
+                    retries += 1
         except KubeError as exc:
             state, msg = 'failed', '%s: %s' % (ref(obj), exc.msg)
         except Exception as exc:  # pylint: disable=broad-except
             state, msg = 'failed', '%s: waiting failed: %s' % (ref(obj), exc)
         results.put((obj, state, msg, current))
+
+    def _relist(self, obj, remaining):
+        """(the object or None, the collection's resourceVersion) from a LIST filtered to the object's name:
+        the list's resourceVersion is one the server can watch from, even when the object itself has not
+        changed since before a compaction."""
+        meta = obj['metadata']
+        path = self.client.path(obj['apiVersion'], obj['kind'], meta.get('namespace'))
+        status, body = self.client.request('GET', path, {'fieldSelector': 'metadata.name=%s' % meta['name']},
+                                           timeout=max(1, min(LIST_TIMEOUT, remaining)))
+        if status != 200 or not isinstance(body, dict):
+            raise KubeError('listing %s: HTTP %s: %s' % (ref(obj), status, status_message(body)), status=status)
+        items = body.get('items') or []
+        return (items[0] if items else None), (body.get('metadata') or {}).get('resourceVersion')
+
+    def _watch_object(self, obj, rv, remaining):
+        """Watch events of one object from resourceVersion ``rv``; an ERROR event raises KubeError with its code."""
+        meta = obj['metadata']
+        path = self.client.path(obj['apiVersion'], obj['kind'], meta.get('namespace'))
+        for event in self.client.watch(path, {'fieldSelector': 'metadata.name=%s' % meta['name'],
+                                              'resourceVersion': rv}, timeout=max(1, remaining)):
+            if event.get('type') == 'ERROR':
+                status = event.get('raw_object') or event.get('object') or {}
+                raise KubeError('watch of %s: %s' % (ref(obj), status_message(status)),
+                                status=status.get('code') if isinstance(status, dict) else 0)
+            yield event
 
     def _failure_message(self, obj, current, msg):
         if obj['kind'] != 'Job':

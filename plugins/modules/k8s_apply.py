@@ -14,15 +14,16 @@ description:
   - Applies all given objects with server-side apply, one request per object, in dependency order
     (Namespace, ServiceAccount and RBAC, Secret, ConfigMap, PVC, Service, workloads, Jobs, CronJob, HPA, PDB,
     Ingress/HTTPRoute, others); objects of the same kind tier are applied concurrently. Deletion runs in reverse.
+  - Members of the set are listed only in O(namespace) and the namespaces the set's parent records
+    (C(applyset.kubernetes.io/additional-namespaces)), so a namespaced Role is enough (no ClusterRole).
+    A C(Namespace) is never listed nor pruned (deleting one deletes everything in it, the set included);
+    one that is no longer declared is left in place, with a warning.
   - Whether something changed is decided by the API server (object created, or its C(resourceVersion) changed).
   - In check mode the same requests are sent with C(dryRun=All), so nothing is persisted but the answer
     (changed, diff) is the one a real run would give.
   - With O(apply_set), the objects form a kubectl ApplySet (KEP-3659) whose parent is a Secret named O(apply_set)
     in O(namespace); members of the set that are no longer declared are deleted (pruned). C(kubectl) understands
     the set (C(KUBECTL_APPLYSET=true kubectl apply --prune --applyset=<name> -n <namespace> ...)).
-  - Members are listed only in O(namespace) and the namespaces the parent records, so credentials bound to a
-    namespaced Role suffice (C(docs/rbac/deployer.yml)). A cluster-scoped kind that only the parent records and the
-    credentials may not list is kept, with a warning. A Namespace is never pruned (that would delete everything in it).
 author:
   - Fediops maintainers (@fediops)
 extends_documentation_fragment:
@@ -78,12 +79,14 @@ options:
     description:
       - Wait for Deployments and StatefulSets to be rolled out and for Jobs to complete. A failed Job, or a rollout
         past its progress deadline, fails the task at once.
-      - A watch the API server ends (a restart, an expired resourceVersion, HTTP 410) or cannot start while it is
-        unavailable is resumed from a fresh list, until O(wait_timeout).
+      - The wait survives a restarting API server and etcd compaction - when a watch is dropped, a connection refused,
+        or the server answers HTTP 410 (C(Expired), too old resource version) or 429/5xx, the object is listed again
+        and watched anew, with a short backoff, until O(wait_timeout); only then does the task fail, naming the last
+        error. Other errors (such as 403) fail at once.
     type: bool
     default: false
   wait_timeout:
-    description: How long to wait in total, in seconds.
+    description: How long to wait in total, in seconds (retries after a lost connection included).
     type: int
     default: 300
   replace_failed_jobs:

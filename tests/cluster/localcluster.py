@@ -43,6 +43,11 @@ COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kubesim")
 KCM_CONTROLLERS = ("*,-node-lifecycle-controller,-cloud-node-lifecycle-controller,"
                    "-service-lb-controller,-node-route-controller")
 
+# --authorization-mode per choice. RBAC comes with Node (what kubeadm and managed clusters run); the
+# admin token is in group system:masters, so the controller manager, kubesim and the tests' admin
+# calls keep full access, while other users (ServiceAccount tokens) get only what Roles grant.
+AUTHORIZATION_MODES = {"AlwaysAllow": "AlwaysAllow", "RBAC": "Node,RBAC"}
+
 AUDIT_POLICY = """\
 apiVersion: audit.k8s.io/v1
 kind: Policy
@@ -142,7 +147,8 @@ class LocalCluster:
     """
 
     def __init__(self, state_dir, cache_dir=None, *, audit: bool | None = None,
-                 nodes: int = 1, job_duration: str = "1s", verbose: bool = True, rbac: bool = False):
+                 nodes: int = 1, job_duration: str = "1s", verbose: bool = True,
+                 authorization: str | None = None):
         self.state_dir = Path(state_dir).resolve()
         self.cache_dir = Path(cache_dir or default_cache_dir()).resolve()
         self.version = k8s_version()
@@ -150,13 +156,13 @@ class LocalCluster:
         if audit is None:
             audit = os.environ.get("FEDIOPS_CLUSTER_AUDIT", "1").lower() not in ("0", "false", "no", "off")
         self.audit = audit
+        authorization = authorization or os.environ.get("FEDIOPS_CLUSTER_AUTHORIZATION") or "AlwaysAllow"
+        if authorization not in AUTHORIZATION_MODES:
+            raise ClusterError(f"authorization {authorization!r}: choose one of {', '.join(AUTHORIZATION_MODES)}")
+        self.authorization = authorization
         self.nodes = nodes
         self.job_duration = job_duration
         self.verbose = verbose
-        # RBAC: --authorization-mode=Node,RBAC instead of AlwaysAllow. The admin token (and so the controller
-        # manager and kubesim, which use the admin kubeconfig) is in group system:masters, which RBAC lets do
-        # everything; any other identity gets only what Roles grant.
-        self.rbac = rbac
         self._procs: dict[str, subprocess.Popen] = {}
 
     # ------------------------------------------------------------ paths
@@ -466,6 +472,7 @@ current-context: {CONTEXT_NAME}
                 "ports": {"etcd": etcd_port, "etcd-peer": peer_port, "kube-apiserver": api_port,
                           "kube-controller-manager": kcm_port},
                 "audit_log": str(self.audit_log) if self.audit else None,
+                "authorization": self.authorization,
                 "kubeconfig": str(self.kubeconfig), "processes": {}}
         self._write_pids(pids)
         self._write_kubeconfig(api_url, token)
@@ -499,7 +506,7 @@ current-context: {CONTEXT_NAME}
             f"--tls-cert-file={pki / 'apiserver.crt'}", f"--tls-private-key-file={pki / 'apiserver.key'}",
             f"--client-ca-file={pki / 'ca.crt'}",
             f"--token-auth-file={sd / 'tokens.csv'}",
-            "--authorization-mode=" + ("Node,RBAC" if self.rbac else "AlwaysAllow"),
+            f"--authorization-mode={AUTHORIZATION_MODES[self.authorization]}",
             "--anonymous-auth=false",
             "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
             f"--service-account-key-file={pki / 'sa.pub'}",
@@ -553,34 +560,6 @@ current-context: {CONTEXT_NAME}
         self._wait("default ServiceAccount and Ready nodes", sa_and_node, timeout, list(COMPONENTS))
         self._say(f"controller-manager and kubesim ready ({time.monotonic() - t0:.1f}s)")
 
-    # ------------------------------------------------------------ restart
-    def restart_apiserver(self, down_seconds: float = 0.0, timeout: float = 120.0) -> None:
-        """Stop kube-apiserver (SIGTERM, SIGKILL after 15 s) and start it again with the same arguments: same
-        etcd and data, port, certificates and token file, so kubeconfigs stay valid. Its watch cache starts
-        anew at etcd's current revision, so watches from older resourceVersions get 410 Gone, as after a real
-        control-plane restart. ``down_seconds``: how long it stays down (connections are refused meanwhile)."""
-        with _flock(self.state_dir / ".lock"):
-            pids = self._read_pids()
-            info = pids.get("processes", {}).get("kube-apiserver")
-            if not info or not _alive(info["pid"], info.get("start")):
-                raise ClusterError(f"kube-apiserver of {self.state_dir} is not running")
-            self._say(f"restarting kube-apiserver (pid {info['pid']})")
-            self._signal(info["pid"], signal.SIGTERM)
-            deadline = time.monotonic() + 15
-            while _alive(info["pid"], info.get("start")) and time.monotonic() < deadline:
-                self._reap_child("kube-apiserver", info["pid"])
-                time.sleep(0.05)
-            if _alive(info["pid"], info.get("start")):
-                self._signal(info["pid"], signal.SIGKILL)
-                while _alive(info["pid"], info.get("start")):
-                    self._reap_child("kube-apiserver", info["pid"])
-                    time.sleep(0.05)
-            self._reap_child("kube-apiserver", info["pid"])
-            time.sleep(down_seconds)
-            self._spawn("kube-apiserver", info["argv"], pids)
-            self._wait("kube-apiserver /readyz after a restart", self.healthy, timeout, ["etcd", "kube-apiserver"])
-            self._say(f"kube-apiserver restarted (pid {self._procs['kube-apiserver'].pid})")
-
     # ------------------------------------------------------------ stop
     def stop(self, timeout: float = 15.0) -> None:
         if not self.state_dir.exists():
@@ -594,29 +573,53 @@ current-context: {CONTEXT_NAME}
         order = [n for n in reversed(COMPONENTS) if n in procs] + \
                 [n for n in procs if n not in COMPONENTS]
         for name in order:
-            info = procs[name]
-            pid, start = info["pid"], info.get("start")
-            if not _alive(pid, start):
-                continue
-            if not quiet:
-                self._say(f"stopping {name} (pid {pid})")
-            self._signal(pid, signal.SIGTERM)
-            deadline = time.monotonic() + timeout
-            while _alive(pid, start) and time.monotonic() < deadline:
-                self._reap_child(name, pid)
-                time.sleep(0.05)
-            if _alive(pid, start):
-                self._say(f"{name} (pid {pid}) ignored SIGTERM; killing")
-                self._signal(pid, signal.SIGKILL)
-                while _alive(pid, start):
-                    self._reap_child(name, pid)
-                    time.sleep(0.05)
-            self._reap_child(name, pid)
+            self._stop_process(name, procs[name], timeout, quiet)
         if data:
             data["processes"] = {}
             data["stopped"] = time.strftime("%Y-%m-%dT%H:%M:%S")
             self._write_pids(data)
         self._procs.clear()
+
+    def _stop_process(self, name: str, info: dict, timeout: float, quiet: bool = False) -> None:
+        """SIGTERM one recorded process (its group), SIGKILL after ``timeout`` s, and reap it."""
+        pid, start = info["pid"], info.get("start")
+        if not _alive(pid, start):
+            return
+        if not quiet:
+            self._say(f"stopping {name} (pid {pid})")
+        self._signal(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while _alive(pid, start) and time.monotonic() < deadline:
+            self._reap_child(name, pid)
+            time.sleep(0.05)
+        if _alive(pid, start):
+            self._say(f"{name} (pid {pid}) ignored SIGTERM; killing")
+            self._signal(pid, signal.SIGKILL)
+            while _alive(pid, start):
+                self._reap_child(name, pid)
+                time.sleep(0.05)
+        self._reap_child(name, pid)
+
+    def restart_apiserver(self, down: float = 0.0, timeout: float = 120.0) -> float:
+        """Stop kube-apiserver and start it again with the same arguments on the SAME etcd (data kept),
+        as a control-plane upgrade or a crash does; ``down`` seconds pass in between. Clients see their
+        connections and watches dropped, then refused; the restarted server's watch cache begins at
+        etcd's current revision, so a watch from an older resourceVersion gets HTTP 410. Returns the
+        seconds from the stop until /readyz is ok again."""
+        with _flock(self.state_dir / ".lock"):
+            pids = self._read_pids()
+            info = pids.get("processes", {}).get("kube-apiserver")
+            if not info or not self.running():
+                raise ClusterError(f"no running cluster in {self.state_dir}")
+            t0 = time.monotonic()
+            self._stop_process("kube-apiserver", info, timeout=15.0)
+            if down:
+                time.sleep(down)
+            self._spawn("kube-apiserver", info["argv"], pids)
+            self._wait("kube-apiserver /readyz after the restart", self.healthy, timeout, ["kube-apiserver"])
+            elapsed = time.monotonic() - t0
+            self._say(f"kube-apiserver restarted on the same etcd, ready again after {elapsed:.1f}s")
+            return elapsed
 
     def _reap_child(self, name: str, pid: int) -> None:
         p = self._procs.get(name)
@@ -671,15 +674,15 @@ def main(argv=None) -> int:
     ap.add_argument("--nodes", type=int, default=1, help="number of simulated nodes")
     ap.add_argument("--job-duration", default="1s", help="how long Job pods run (Go duration)")
     ap.add_argument("--force", action="store_true", help="build: rebuild even if cached")
-    ap.add_argument("--rbac", action="store_true",
-                    help="start: --authorization-mode=Node,RBAC (default AlwaysAllow); the admin token is in system:masters")
-    ap.add_argument("--down-seconds", type=float, default=0.0,
-                    help="restart-apiserver: how long kube-apiserver stays down")
     ap.add_argument("--timeout", type=float, default=120.0)
+    ap.add_argument("--authorization", choices=sorted(AUTHORIZATION_MODES), default=None,
+                    help="start: AlwaysAllow (default, or $FEDIOPS_CLUSTER_AUTHORIZATION) or RBAC (Node,RBAC)")
+    ap.add_argument("--down", type=float, default=0.0,
+                    help="restart-apiserver: seconds the API server stays stopped")
     args = ap.parse_args(argv)
 
     c = LocalCluster(args.state_dir, args.cache_dir, audit=False if args.no_audit else None,
-                     nodes=args.nodes, job_duration=args.job_duration, rbac=args.rbac)
+                     nodes=args.nodes, job_duration=args.job_duration, authorization=args.authorization)
     try:
         if args.command == "build":
             print(c.build(force=args.force))
@@ -690,7 +693,7 @@ def main(argv=None) -> int:
         elif args.command == "stop":
             c.stop()
         elif args.command == "restart-apiserver":
-            c.restart_apiserver(down_seconds=args.down_seconds, timeout=args.timeout)
+            c.restart_apiserver(down=args.down, timeout=args.timeout)
         elif args.command == "status":
             st = c.status()
             print(json.dumps(st, indent=2))

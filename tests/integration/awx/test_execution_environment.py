@@ -37,18 +37,37 @@ def ee_context(tmp_path_factory):
     """Builds the collection tarball, then runs `ansible-builder create` on a copy of meta/."""
     work = tmp_path_factory.mktemp('ee')
     shutil.copytree(os.path.join(COLLECTION_ROOT, 'meta'), work / 'meta')
-    build = work / 'build'
-    done = subprocess.run([tool('ansible-galaxy'), 'collection', 'build', '--force', '--output-path', str(build),
-                           COLLECTION_ROOT], capture_output=True, text=True, check=False)
+    build_script = os.path.join(COLLECTION_ROOT, 'scripts', 'build_collection.sh')
+    done = subprocess.run(['bash', build_script, str(work / 'build')], capture_output=True, text=True, check=False,
+                          env=_tools_env())
     assert done.returncode == 0, done.stdout + done.stderr
     context = work / 'context'
-    done = subprocess.run([tool('ansible-builder'), 'create', '-f', str(work / 'meta' / 'execution-environment.yml'),
-                           '--context', str(context), '--output-filename', 'Containerfile', '-v', '2'],
-                          capture_output=True, text=True, check=False, cwd=str(work))
+    done = _builder_create(work, context)
     print(done.stdout[-3000:], done.stderr[-3000:])
     assert done.returncode == 0, done.stdout + done.stderr
     assert 'Complete! The build context can be found at' in done.stdout
     return work, context
+
+
+def _tools_env():
+    """PATH with the directory of this Python's tools (ansible-galaxy) first."""
+    return dict(os.environ, PATH=os.path.dirname(tool('ansible-galaxy')) + os.pathsep + os.environ.get('PATH', ''))
+
+
+def _builder_create(work, context):
+    return subprocess.run([tool('ansible-builder'), 'create', '-f', str(work / 'meta' / 'execution-environment.yml'),
+                           '--context', str(context), '--output-filename', 'Containerfile', '-v', '2'],
+                          capture_output=True, text=True, check=False, cwd=str(work))
+
+
+def test_create_without_a_built_collection_fails_loudly(tmp_path):
+    """No `make build` before `ansible-builder create`: a DefinitionError naming the missing file, no context."""
+    shutil.copytree(os.path.join(COLLECTION_ROOT, 'meta'), tmp_path / 'meta')
+    done = _builder_create(tmp_path, tmp_path / 'context')
+    output = done.stdout + done.stderr
+    assert done.returncode != 0, output
+    assert 'build/ee-requirements.yml does not exist' in output, output
+    assert not (tmp_path / 'context' / 'Containerfile').exists()
 
 
 def test_definition_is_v3_and_introspection_compatible():
@@ -72,7 +91,7 @@ def test_definition_is_v3_and_introspection_compatible():
     # The local tarball named in the definition is the version galaxy.yml builds.
     version = collection_version()
     assert definition['additional_build_files'][0]['src'] == '../build/fediops-mastodon-%s.tar.gz' % version
-    assert deps['galaxy']['collections'][0]['name'] == 'collections/fediops-mastodon-%s.tar.gz' % version
+    assert deps['galaxy'] == '../build/ee-requirements.yml'
     assert definition['images']['base_image']['name']
 
 
@@ -96,6 +115,7 @@ def test_ansible_builder_create(ee_context):
     assert {n.lower() for n in PYTHON_NEEDS} <= _names(requirements.splitlines())
     assert 'ca-certificates' in (built / 'bindep.txt').read_text(encoding='utf-8')
     galaxy = yaml.safe_load((built / 'requirements.yml').read_text(encoding='utf-8'))
+    assert galaxy['collections'] == [{'name': 'collections/fediops-mastodon-%s.tar.gz' % version, 'type': 'file'}]
     tarball_rel = galaxy['collections'][0]['name']
     tarball = built / tarball_rel
     assert tarball.is_file(), sorted(str(p.relative_to(context)) for p in context.rglob('*'))

@@ -256,12 +256,18 @@ def test_deploy_with_the_awx_kubernetes_credential(kube_cluster, do_standin_sess
     The job goes through ansible-runner's transmit | worker | process, as AWX sends jobs to execution nodes."""
     do_api = do_standin_session
     do_api.reset()
-    kube_cluster.kubectl('create', 'namespace', 'mastodon', check=False)
-    kube_cluster.kubectl('delete', 'clusterrolebinding', 'awx-deployer', '--ignore-not-found')
-    kube_cluster.kubectl('-n', 'mastodon', 'delete', 'serviceaccount', 'awx-deployer', '--ignore-not-found')
-    commands = _guide_block('guide_awx', 'create serviceaccount')
+    kube_cluster.kubectl('delete', 'namespace', 'mastodon', '--ignore-not-found', '--wait=true')
+    commands = _guide_block('guide_awx', 'create token')
+    # The guide's least-privilege set: a namespaced Role only, and a token of the ServiceAccount it binds.
+    with open(os.path.join(COLLECTION_ROOT, 'docs', 'rbac', 'deployer.yml'), encoding='utf-8') as handle:
+        rbac = [doc for doc in yaml.safe_load_all(handle) if doc]
+    assert {doc['kind'] for doc in rbac} == {'ServiceAccount', 'Role', 'RoleBinding'}, rbac
+    account = next(doc['metadata']['name'] for doc in rbac if doc['kind'] == 'ServiceAccount')
+    assert 'create token %s --duration=1h' % account in commands
+    assert 'cluster-admin' not in commands and 'clusterrole' not in commands
     done = subprocess.run(['bash', '-euo', 'pipefail'], input=commands, capture_output=True, text=True, check=False,
-                          env=dict(os.environ, KUBECONFIG=kube_cluster.kubeconfig), timeout=120)
+                          env=dict(os.environ, KUBECONFIG=kube_cluster.kubeconfig), timeout=120,
+                          cwd=COLLECTION_ROOT)
     assert done.returncode == 0, done.stdout + done.stderr
     token = done.stdout.strip().splitlines()[-1]
     assert token.count('.') == 2, done.stdout  # a JWT

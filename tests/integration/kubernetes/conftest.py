@@ -29,25 +29,14 @@ PLAYBOOK = '''
 
 
 @pytest.fixture
-def k8s_apply_to(run_playbook):
-    """Run k8s_apply once against the cluster of a kubeconfig (a test's own cluster); returns the task result
-    (dict, with 'failed' on failure)."""
+def k8s_apply(run_playbook, kube_cluster):
+    """Run k8s_apply once; returns the task result (dict, with 'failed' on failure)."""
 
-    def _apply(kubeconfig, check=False, diff=False, **params):
-        params['kubeconfig'] = kubeconfig
+    def _apply(check=False, diff=False, kubeconfig=None, **params):
+        params['kubeconfig'] = kubeconfig or kube_cluster.kubeconfig
         res = run_playbook(PLAYBOOK, extra_vars={'p': params}, check=check, diff=diff)
         assert res.data is not None, res.stdout + res.stderr
         return res.result('apply')
-
-    return _apply
-
-
-@pytest.fixture
-def k8s_apply(k8s_apply_to, kube_cluster):
-    """k8s_apply_to the suite's cluster (or the given kubeconfig)."""
-
-    def _apply(check=False, diff=False, kubeconfig=None, **params):
-        return k8s_apply_to(kubeconfig or kube_cluster.kubeconfig, check=check, diff=diff, **params)
 
     return _apply
 
@@ -71,7 +60,8 @@ class AuditLog:
         time.sleep(0.01)
         return datetime.datetime.now(datetime.timezone.utc)
 
-    def events(self, since, until=None, user_agent='fediops.mastodon'):
+    def events(self, since, until=None, user_agent='fediops.mastodon', stage='ResponseComplete'):
+        """Events of one stage (a watch logs ResponseStarted when it starts, ResponseComplete when it ends)."""
         out = []
         time.sleep(0.5)  # let the log backend flush
         with open(self.path, encoding='utf-8') as handle:
@@ -80,7 +70,7 @@ class AuditLog:
                     ev = json.loads(line)
                 except ValueError:
                     continue
-                if ev.get('stage') != 'ResponseComplete' or not ev.get('userAgent', '').startswith(user_agent):
+                if ev.get('stage') != stage or not ev.get('userAgent', '').startswith(user_agent):
                     continue
                 ts = datetime.datetime.fromisoformat(ev['requestReceivedTimestamp'].replace('Z', '+00:00'))
                 if ts < since or (until and ts > until):

@@ -101,7 +101,7 @@ def test_lifecycle_create_noop_update_prune_absent(k8s_apply, kube_cluster, name
     assert res['changed'] is False
 
 
-def test_multi_document_yaml_and_namespace_object(k8s_apply, kube_cluster):
+def test_multi_document_yaml_and_namespace_object(k8s_apply, kube_cluster, audit_log):
     ns = 'k8sapply-yaml'
     text = '''
 apiVersion: v1
@@ -122,8 +122,20 @@ metadata: {name: %s}
         assert not res.get('failed'), res
         assert [o['kind'] for o in res['objects']] == ['Namespace', 'ConfigMap']
         assert kget(kube_cluster, '-n', ns, 'configmap', 'from-yaml')['data'] == {'x': '1'}
+        since = audit_log.mark()
         res = k8s_apply(definitions=[text], apply_set='yaml', namespace=ns)
         assert res['changed'] is False, res
+        # The Namespace is no longer declared (config_manage_namespace: false): it stays, and namespaces are never
+        # listed or deleted (a namespaced Role cannot list them; deleting one would delete the whole set).
+        res = k8s_apply(definitions=[text.split('---', maxsplit=1)[0]], apply_set='yaml', namespace=ns)
+        assert not res.get('failed'), res
+        assert res['pruned'] == [] and kget(kube_cluster, 'namespace', ns) is not None
+        assert any('namespaces it created are left in place' in w for w in res.get('warnings', [])), res
+        parent = kget(kube_cluster, '-n', ns, 'secret', 'yaml')
+        assert parent['metadata']['annotations']['applyset.kubernetes.io/contains-group-kinds'] == 'ConfigMap'
+        touched = [(e['verb'], e['requestURI']) for e in audit_log.events(since)
+                   if (e.get('objectRef') or {}).get('resource') == 'namespaces' and e['verb'] in ('list', 'delete')]
+        assert touched == []
     finally:
         kube_cluster.kubectl('delete', 'namespace', ns, '--wait=false', check=False)
 
@@ -286,8 +298,7 @@ def test_unreachable_api_server_is_named(k8s_apply, tmp_path, kube_cluster):
 
 
 def test_api_server_killed_mid_apply_converges(k8s_apply, tmp_path):
-    """A dedicated cluster: kill kube-apiserver while the module waits, restart, re-run: nothing lost. The wait
-    retries the unreachable API server until its timeout, then names it."""
+    """A dedicated cluster: kill kube-apiserver while the module waits, restart, re-run: nothing lost."""
     cluster = LocalCluster(tmp_path / 'cluster', verbose=False)
     kubeconfig = str(cluster.start())
     try:
@@ -296,7 +307,8 @@ def test_api_server_killed_mid_apply_converges(k8s_apply, tmp_path):
                [cm('cm-%02d' % n, N=str(n)) for n in range(20)] + [deployment('web'), job('slow', delay=30)]
         from concurrent.futures import ThreadPoolExecutor
         with ThreadPoolExecutor(1) as pool:
-            fut = pool.submit(k8s_apply, definitions=objs, namespace=ns, apply_set='set', wait=True, wait_timeout=45,
+            # The wait retries an unreachable API server until its timeout (it may be restarting): keep it short.
+            fut = pool.submit(k8s_apply, definitions=objs, namespace=ns, apply_set='set', wait=True, wait_timeout=15,
                               kubeconfig=kubeconfig)
             # Wait until the module has applied the Job (it then waits on it), then kill the API server.
             deadline = time.time() + 60
@@ -311,6 +323,7 @@ def test_api_server_killed_mid_apply_converges(k8s_apply, tmp_path):
             res = fut.result(timeout=180)
         assert res.get('failed'), res
         assert 'cannot reach the Kubernetes API server' in res['msg'] and cluster.api_url.split('//')[1] in res['msg'], res['msg']
+        assert res['msg'].startswith('timed out after 15s waiting for: Job killed/slow: running; retrying after: '), res['msg']
         assert len(res['applied_objects']) == 23 and 'Job killed/slow (created)' in res['applied_objects']
         # Restart (a fresh control plane) and re-run: everything is there again.
         cluster.stop()

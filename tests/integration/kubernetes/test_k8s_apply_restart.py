@@ -1,99 +1,84 @@
-"""k8s_apply's wait survives a kube-apiserver restart (issue 17, item 2), on a cluster of the test's own.
+"""k8s_apply's wait survives a kube-apiserver restart on the same etcd (issue 17, finding 2).
 
-After a restart the API server's watch cache starts at etcd's current revision, so a watch from the
-resourceVersion the apply returned gets 410 Gone ("Expired: too old resource version"; k8s.io/apiserver
-v0.34.4 pkg/storage/cacher/watch_cache.go, errors.NewResourceExpired); while it is down, connections are
-refused and open watches drop. The wait must re-list and re-watch until the Deployment is ready.
-
-Against the old wait (watch from the last resourceVersion, any error is a failure) this test failed with:
-"the module ended during the restart: Deployment restart/web: cannot reach the Kubernetes API server
-https://127.0.0.1:48153: Response ended prematurely".
+A restarted API server drops every watch connection, refuses connections while it starts, and its new watch
+cache begins at etcd's current revision: a watch from an older resourceVersion is answered with HTTP 410
+``Expired: too old resource version`` (k8s.io/apiserver pkg/storage/cacher: watchCache.getAllEventsSinceLocked,
+errors.NewResourceExpired). The wait must LIST again and watch from the fresh resourceVersion, within its timeout.
+The pods are held not-ready by kubesim's ``sim.fediops.test/delay-seconds`` annotation (tests/cluster/README.md,
+tests/cluster/kubesim/main.go), so the Deployment is still pending when the API server goes away.
 """
-import os
+import json
 import subprocess
-import sys
-import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
-_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
-_COLLECTIONS = os.path.dirname(os.path.dirname(os.path.dirname(_ROOT)))
-if _COLLECTIONS not in sys.path:
-    sys.path.insert(0, _COLLECTIONS)
+import pytest
 
-from cluster.localcluster import LocalCluster  # noqa: E402
-from ansible_collections.fediops.mastodon.plugins.module_utils._k8s_apply import Applier  # noqa: E402
-from ansible_collections.fediops.mastodon.plugins.module_utils._kube import KubeClient, KubeError  # noqa: E402
-
-# kubesim keeps the pods of this Deployment Pending for that many seconds (tests/cluster/README.md, kubesim).
-READY_AFTER_SECONDS = 25
+HOLD_SECONDS = 25  # pods stay not-ready this long: the restart happens while the wait is pending
 
 
-def slow_deployment(name):
+def held_deployment(name, seconds):
     labels = {'app': name}
     return {'apiVersion': 'apps/v1', 'kind': 'Deployment', 'metadata': {'name': name},
-            'spec': {'replicas': 1, 'selector': {'matchLabels': labels},
+            'spec': {'replicas': 2, 'selector': {'matchLabels': labels},
                      'template': {'metadata': {'labels': labels,
-                                               'annotations': {'sim.fediops.test/delay-seconds': str(READY_AFTER_SECONDS)}},
-                                  'spec': {'containers': [{'name': 'main', 'image': 'ghcr.io/mastodon/mastodon:v4.3.0'}]}}}}
+                                               'annotations': {'sim.fediops.test/delay-seconds': str(seconds)}},
+                                  'spec': {'containers': [{'name': 'web', 'image': 'ghcr.io/mastodon/mastodon:v4.5.0'}]}}}}
 
 
-def test_wait_survives_an_api_server_restart(k8s_apply_to, tmp_path):
-    cluster = LocalCluster(tmp_path / 'cluster', verbose=False)
-    kubeconfig = str(cluster.start())
-    try:
-        subprocess.run(['kubectl', '--kubeconfig', kubeconfig, 'create', 'namespace', 'restart'], check=True,
-                       capture_output=True)
-        outcome = {}
+def _watch_requests(audit_log, since, namespace):
+    """The module's watches of Deployments in the namespace, as logged when they START."""
+    return [e for e in audit_log.events(since, stage='ResponseStarted') if e['verb'] == 'watch'
+            and (e.get('objectRef') or {}).get('resource') == 'deployments'
+            and (e.get('objectRef') or {}).get('namespace') == namespace]
 
-        def deploy():
-            outcome['result'] = k8s_apply_to(kubeconfig, namespace='restart', apply_set='web', wait=True,
-                                             wait_timeout=150, definitions=[slow_deployment('web')])
 
-        worker = threading.Thread(target=deploy)
-        worker.start()
-        # Once the Deployment exists the module is waiting on it: restart the API server on the same etcd.
-        deadline = time.time() + 60
-        while time.time() < deadline:
-            if subprocess.run(['kubectl', '--kubeconfig', kubeconfig, 'get', 'deployment', '-n', 'restart', 'web'],
-                              capture_output=True, check=False).returncode == 0:
-                break
-            time.sleep(0.2)
-        else:
-            raise AssertionError('the Deployment was never created')
-        time.sleep(2)
-        assert worker.is_alive(), 'the module ended before the restart'
-        client = KubeClient(kubeconfig=kubeconfig)
-        path = client.path('apps/v1', 'Deployment', 'restart')
-        status, stale = client.request('GET', path + '/web')
-        assert status == 200
-        cluster.restart_apiserver(down_seconds=3)
-        # The wait spans the restart: the module was waiting before it and still is after it.
-        if not worker.is_alive():
-            worker.join()
-            raise AssertionError('the module ended during the restart: %s' % outcome.get('result', {}).get('msg'))
-        worker.join(timeout=240)
-        assert not worker.is_alive()
-        result = outcome['result']
-        assert not result.get('failed'), result.get('msg')
-        assert result['changed'] is True
-        ready = subprocess.run(['kubectl', '--kubeconfig', kubeconfig, 'get', 'deployment', '-n', 'restart', 'web',
-                                '-o', 'jsonpath={.status.readyReplicas}'], capture_output=True, text=True, check=True)
-        assert ready.stdout == '1'
+def test_wait_survives_api_server_restart(k8s_apply, kube_cluster, namespace, audit_log):
+    cluster = kube_cluster.cluster
+    if cluster is None:
+        pytest.fail('this test restarts the API server: it needs a cluster started by tests/cluster (not a reused foreign one)')
+    since = audit_log.mark()
+    with ThreadPoolExecutor(1) as pool:
+        started = time.monotonic()
+        fut = pool.submit(k8s_apply, definitions=[held_deployment('web', HOLD_SECONDS)], namespace=namespace,
+                          wait=True, wait_timeout=180)
+        # Restart once the module is watching the Deployment.
+        deadline = time.monotonic() + 90
+        while not _watch_requests(audit_log, since, namespace):
+            assert time.monotonic() < deadline, 'k8s_apply never started watching'
+            assert not fut.done(), fut.result()
+            time.sleep(0.5)
+        dep = json.loads(kube_cluster.kubectl('get', '-n', namespace, 'deployment', 'web', '-o', 'json').stdout)
+        assert dep['status'].get('readyReplicas', 0) == 0, 'the Deployment became ready before the restart'
+        restarted_at = time.monotonic()
+        downtime = cluster.restart_apiserver(down=2)
+        res = fut.result(timeout=240)
+    assert not res.get('failed'), res.get('msg')
+    assert res['changed'] is True
+    dep = json.loads(kube_cluster.kubectl('get', '-n', namespace, 'deployment', 'web', '-o', 'json').stdout)
+    assert dep['status']['readyReplicas'] == 2
+    watches = _watch_requests(audit_log, since, namespace)
+    assert len(watches) >= 2, 'no second watch after the restart: %s' % watches
+    print('restart after %.1fs of waiting; API server down %.1fs; wait done after %.1fs; %d watches'
+          % (restarted_at - started, downtime, time.monotonic() - started, len(watches)))
 
-        # After the restart, a watch from the resourceVersion read before it is answered with 410 Gone when the
-        # new watch cache serves it (when the cache is still initialising, etcd serves it): either way a wait that
-        # starts from that stale object ends.
-        client = KubeClient(kubeconfig=kubeconfig)
-        try:
-            for dummy in client.watch(path, {'fieldSelector': 'metadata.name=web',
-                                             'resourceVersion': stale['metadata']['resourceVersion']}, timeout=3):
-                pass
-            print('stale watch: served')
-        except KubeError as exc:
-            assert exc.status == 410 and 'too old resource version' in exc.msg, exc.msg
-            print('stale watch: %s' % exc.msg)
-        declared = slow_deployment('web')
-        declared['metadata']['namespace'] = 'restart'
-        Applier(client, namespace='restart', wait=True, wait_timeout=30).wait_for([(declared, stale)])
-    finally:
-        cluster.stop()
+
+def test_cli_restart_apiserver_keeps_the_data(kube_cluster, namespace):
+    """`localcluster.py restart-apiserver` restarts kube-apiserver on the same etcd: objects survive, unlike `restart`."""
+    if kube_cluster.cluster is None:
+        pytest.fail('this test restarts the API server: it needs a cluster started by tests/cluster')
+    kube_cluster.kubectl('create', 'configmap', 'kept', '-n', namespace, '--from-literal=a=1')
+    before = kube_cluster.cluster.processes()['kube-apiserver']['pid']
+    etcd_before = kube_cluster.cluster.processes()['etcd']['pid']
+    import sys
+    from cluster import localcluster
+    out = subprocess.run([sys.executable, localcluster.__file__, 'restart-apiserver',
+                          '--state-dir', str(kube_cluster.cluster.state_dir)],
+                         capture_output=True, text=True, check=False, timeout=180)
+    assert out.returncode == 0, out.stderr
+    assert 'restarted on the same etcd' in out.stderr
+    assert kube_cluster.cluster.processes()['kube-apiserver']['pid'] != before
+    assert kube_cluster.cluster.processes()['etcd']['pid'] == etcd_before
+    assert kube_cluster.cluster.healthy()
+    got = json.loads(kube_cluster.kubectl('get', 'configmap', 'kept', '-n', namespace, '-o', 'json').stdout)
+    assert got['data'] == {'a': '1'}

@@ -279,247 +279,166 @@ def test_logged_arguments_mask_secret_values_only():
 
 # ---------------------------------------------------------------- waits that survive API server restarts
 
-def _waited_deployment(rv, ready=0, generation=1):
+def _deployment(ready, rv, generation=1):
     dep = obj('Deployment', 'web', 'apps/v1', spec={'replicas': 1})
-    dep['metadata'].update(namespace='ns', resourceVersion=rv, generation=generation, uid='u1')
+    dep['metadata'].update(namespace='ns', resourceVersion=rv, generation=generation)
     dep['status'] = {'observedGeneration': generation, 'replicas': 1, 'updatedReplicas': 1,
-                     'readyReplicas': ready, 'availableReplicas': ready}
+                     'readyReplicas': 1 if ready else 0, 'availableReplicas': 1 if ready else 0}
     return dep
 
 
 class _FakeWatchClient(object):
-    """Just enough of KubeClient for Applier.wait_for: LIST (GET of the collection) and watch. Each list/watch
-    call takes the next scripted step: an exception to raise, or the LIST answer / the watch events.
+    """KubeClient's path/request/watch with scripted watch outcomes: each entry of ``watches`` is a list of
+    events to yield and/or a KubeError to raise (as KubeClient.watch does for 410, refused connections, ...)."""
 
-    kube-apiserver (k8s.io/apiserver v0.34.4) answers a watch from a resourceVersion older than its watch cache
-    with an ERROR event whose object is a Status with code 410 ("too old resource version",
-    pkg/storage/cacher/watch_cache.go errors.NewResourceExpired), and the kubernetes client raises it as
-    ApiException(410) when timeout_seconds is set (kubernetes/watch/watch.py, stream: disable_retries); a LIST
-    answers with the store's current resourceVersion in metadata.resourceVersion."""
-
-    def __init__(self, lists=(), watches=()):
-        self.lists = list(lists)
+    def __init__(self, watches, listed=None, list_rv='500'):
         self.watches = list(watches)
+        self.listed = listed
+        self.list_rv = list_rv
         self.calls = []
 
     def path(self, api_version, kind, namespace=None, name=None, subresource=None):
-        return '/apis/%s/namespaces/%s/deployments' % (api_version, namespace)
+        return '/apis/apps/v1/namespaces/%s/deployments' % namespace + ('/' + name if name else '')
 
     def request(self, method, path, query=None, body=None, content_type=None, timeout=None):
-        self.calls.append(('list', dict(query or {})))
-        step = self.lists.pop(0)
-        if isinstance(step, Exception):
-            raise step
-        return step
+        self.calls.append(('LIST', dict(query or {})))
+        items = [self.listed] if self.listed else []
+        return 200, {'kind': 'DeploymentList', 'metadata': {'resourceVersion': self.list_rv}, 'items': items}
 
     def watch(self, path, query=None, timeout=60):
-        self.calls.append(('watch', dict(query or {})))
-        step = self.watches.pop(0) if self.watches else KubeError('connection refused', status=0)
-        if isinstance(step, Exception):
-            raise step
-        yield from step
+        self.calls.append(('WATCH', dict(query or {})))
+        script = self.watches.pop(0) if self.watches else [KubeError('no more watches scripted', status=403)]
+        for step in script:
+            if isinstance(step, Exception):
+                raise step
+            yield step
 
 
-def _list_answer(rv, *items):
-    return 200, {'kind': 'DeploymentList', 'metadata': {'resourceVersion': rv}, 'items': list(items)}
-
-
-def _applier(client, timeout=10):
+def _run_wait(client, body, timeout=30):
+    import queue
     from ansible_collections.fediops.mastodon.plugins.module_utils._k8s_apply import Applier
-    return Applier(client, namespace='ns', wait=True, wait_timeout=timeout)
+    applier = Applier(client, namespace='ns', wait=True, wait_timeout=timeout)
+    results = queue.Queue()
+    declared = obj('Deployment', 'web', 'apps/v1')
+    declared['metadata']['namespace'] = 'ns'
+    applier._wait_thread(declared, body, __import__('time').monotonic() + timeout, results)
+    dummy, state, msg, current = results.get_nowait()
+    return state, msg, current
 
 
 @pytest.fixture
-def fast_retries(monkeypatch):
+def sleeps(monkeypatch):
+    """time.sleep of the wait recorded instead of slept."""
     from ansible_collections.fediops.mastodon.plugins.module_utils import _k8s_apply
-    monkeypatch.setattr(_k8s_apply, 'WATCH_RETRY_MIN', 0.01)
-    monkeypatch.setattr(_k8s_apply, 'WATCH_RETRY_MAX', 0.05)
+    slept = []
+    monkeypatch.setattr(_k8s_apply.time, 'sleep', slept.append)
+    return slept
 
 
-def _watch_rvs(client):
-    return [q.get('resourceVersion') for what, q in client.calls if what == 'watch']
+EXPIRED = KubeError('watch of /apis/apps/v1/namespaces/ns/deployments failed: Expired: too old resource version: 10 (300)',
+                    status=410)
+REFUSED = KubeError('cannot reach the Kubernetes API server https://127.0.0.1:6443: [Errno 111] Connection refused',
+                    status=0)
 
 
-@pytest.mark.parametrize('expired', [
-    KubeError('watch failed: Expired: too old resource version: 5 (90)', status=410),
-    [{'type': 'ERROR', 'raw_object': {'kind': 'Status', 'code': 410, 'reason': 'Expired',
-                                      'message': 'too old resource version: 5 (90)'}}],
-], ids=['http-410', 'error-event-410'])
-def test_wait_relists_after_410(fast_retries, expired):
-    client = _FakeWatchClient(
-        lists=[_list_answer('100', _waited_deployment('95'))],
-        watches=[expired, [{'type': 'MODIFIED', 'raw_object': _waited_deployment('101', ready=1)}]])
-    _applier(client).wait_for([(_waited_deployment('5'), _waited_deployment('5'))])
-    assert [c[0] for c in client.calls] == ['watch', 'list', 'watch']
-    assert _watch_rvs(client) == ['5', '100']  # re-watched from the LIST's resourceVersion, not the stale one
+def test_wait_relists_and_rewatches_after_410(sleeps):
+    """HTTP 410 (the API server's watch cache restarted or etcd compacted) is not a failure: the object is
+    listed for a fresh resourceVersion and watched again from the LIST's resourceVersion."""
+    client = _FakeWatchClient([[EXPIRED], [{'type': 'MODIFIED', 'raw_object': _deployment(True, '501')}]],
+                              listed=_deployment(False, '300'), list_rv='500')
+    state, msg, current = _run_wait(client, _deployment(False, '10'))
+    assert state == 'ok', msg
+    assert current['metadata']['resourceVersion'] == '501'
+    assert [(c[0], c[1].get('resourceVersion')) for c in client.calls] == [('WATCH', '10'), ('LIST', None), ('WATCH', '500')]
     assert client.calls[1][1] == {'fieldSelector': 'metadata.name=web'}
+    assert len(sleeps) == 1 and sleeps[0] <= 0.5
 
 
-def test_wait_survives_an_api_server_restart(fast_retries):
-    """The watch drops, the API server refuses connections, then answers 503 while starting, then serves."""
-    client = _FakeWatchClient(
-        lists=[KubeError('cannot reach the Kubernetes API server: connection refused', status=0),
-               (503, {'kind': 'Status', 'code': 503, 'message': 'the server is currently unable to handle the request'}),
-               _list_answer('200', _waited_deployment('150'))],
-        watches=[KubeError('cannot reach the Kubernetes API server: Connection broken', status=0),
-                 [{'type': 'MODIFIED', 'raw_object': _waited_deployment('201', ready=1)}]])
-    _applier(client).wait_for([(_waited_deployment('5'), _waited_deployment('5'))])
-    assert [c[0] for c in client.calls] == ['watch', 'list', 'list', 'list', 'watch']
-    assert _watch_rvs(client) == ['5', '200']
+def test_wait_handles_error_event_with_code_410(sleeps):
+    """An ERROR event with a 410 Status inside the stream (what a watch from an expired resourceVersion gets)."""
+    error_event = {'type': 'ERROR', 'raw_object': {'kind': 'Status', 'status': 'Failure', 'code': 410,
+                                                   'reason': 'Expired', 'message': 'too old resource version: 10 (300)'}}
+    client = _FakeWatchClient([[error_event], [{'type': 'MODIFIED', 'raw_object': _deployment(True, '501')}]],
+                              listed=_deployment(False, '300'))
+    state, msg, dummy = _run_wait(client, _deployment(False, '10'))
+    assert state == 'ok', msg
+    assert [c[0] for c in client.calls] == ['WATCH', 'LIST', 'WATCH']
 
 
-def test_wait_ends_at_once_when_the_relist_shows_ready(fast_retries):
-    client = _FakeWatchClient(lists=[_list_answer('100', _waited_deployment('99', ready=1))],
-                              watches=[KubeError('gone', status=410)])
-    _applier(client).wait_for([(_waited_deployment('5'), _waited_deployment('5'))])
-    assert [c[0] for c in client.calls] == ['watch', 'list']
+def test_wait_survives_dropped_and_refused_connections(sleeps):
+    """A restarting API server: the stream breaks, then connections are refused for a while (backing off)."""
+    pending = _deployment(False, '11')
+    client = _FakeWatchClient([[{'type': 'MODIFIED', 'raw_object': pending}, REFUSED],
+                               [{'type': 'MODIFIED', 'raw_object': _deployment(True, '502')}]],
+                              listed=_deployment(False, '300'))
+    # the LISTs between the watches are refused too while the server is down
+    answers = [REFUSED, REFUSED, None]
+    plain_request = client.request
+
+    def request(*args, **kwargs):
+        answer = answers.pop(0) if answers else None
+        if answer is not None:
+            client.calls.append(('LIST-refused', {}))
+            raise answer
+        return plain_request(*args, **kwargs)
+
+    client.request = request
+    state, msg, dummy = _run_wait(client, _deployment(False, '10'))
+    assert state == 'ok', msg
+    assert sleeps == [0.25, 0.5, 1.0]  # backoff grows while nothing answers
+    assert [c[0] for c in client.calls] == ['WATCH', 'LIST-refused', 'LIST-refused', 'LIST', 'WATCH']
 
 
-def test_wait_resumes_a_watch_that_ends_early(fast_retries):
-    client = _FakeWatchClient(lists=[_list_answer('100', _waited_deployment('99'))],
-                              watches=[[], [{'type': 'MODIFIED', 'raw_object': _waited_deployment('101', ready=1)}]])
-    _applier(client).wait_for([(_waited_deployment('5'), _waited_deployment('5'))])
-    assert _watch_rvs(client) == ['5', '100']
+def test_wait_backoff_resets_after_progress(sleeps):
+    client = _FakeWatchClient([[EXPIRED], [{'type': 'MODIFIED', 'raw_object': _deployment(False, '501')}, EXPIRED],
+                               [{'type': 'MODIFIED', 'raw_object': _deployment(True, '601')}]],
+                              listed=_deployment(False, '300'))
+    state, dummy, dummy = _run_wait(client, _deployment(False, '10'))
+    assert state == 'ok'
+    assert sleeps == [0.25, 0.25]
 
 
-def test_wait_deleted_during_relist_fails(fast_retries):
-    from ansible_collections.fediops.mastodon.plugins.module_utils._k8s_apply import ApplyError
-    client = _FakeWatchClient(lists=[_list_answer('100')], watches=[KubeError('gone', status=410)])
-    with pytest.raises(ApplyError, match='Deployment ns/web was deleted while waiting'):
-        _applier(client).wait_for([(_waited_deployment('5'), _waited_deployment('5'))])
+def test_wait_relist_sees_the_object_ready_or_gone(sleeps):
+    client = _FakeWatchClient([[EXPIRED]], listed=_deployment(True, '300'))
+    state, dummy, dummy = _run_wait(client, _deployment(False, '10'))
+    assert state == 'ok'
+    assert [c[0] for c in client.calls] == ['WATCH', 'LIST']  # ready in the list: no second watch
+
+    client = _FakeWatchClient([[EXPIRED]], listed=None)
+    state, msg, dummy = _run_wait(client, _deployment(False, '10'))
+    assert state == 'failed' and msg == 'Deployment ns/web was deleted while waiting'
 
 
-def test_wait_forbidden_fails_without_retry(fast_retries):
-    from ansible_collections.fediops.mastodon.plugins.module_utils._k8s_apply import ApplyError
-    client = _FakeWatchClient(watches=[KubeError('watch failed: Forbidden', status=403)])
-    with pytest.raises(ApplyError, match='Deployment ns/web: watch failed: Forbidden'):
-        _applier(client).wait_for([(_waited_deployment('5'), _waited_deployment('5'))])
-    assert len(client.calls) == 1
+def test_wait_fails_at_once_on_other_errors(sleeps):
+    forbidden = KubeError('watch of /apis/apps/v1/namespaces/ns/deployments failed: Forbidden', status=403)
+    client = _FakeWatchClient([[forbidden]])
+    state, msg, dummy = _run_wait(client, _deployment(False, '10'))
+    assert state == 'failed' and 'Forbidden' in msg
+    assert [c[0] for c in client.calls] == ['WATCH'] and sleeps == []
 
 
-def test_wait_timeout_bounds_the_retries(fast_retries):
-    """An API server that never comes back: the wait ends at its timeout, naming the last error."""
-    import time
-    from ansible_collections.fediops.mastodon.plugins.module_utils._k8s_apply import ApplyError
-    refused = KubeError('cannot reach the Kubernetes API server https://127.0.0.1:6443: connection refused', status=0)
-
-    class Down(_FakeWatchClient):
-        def request(self, *args, **kwargs):
-            self.calls.append(('list', {}))
-            raise refused
-
-    client = Down(watches=[refused])
-    t0 = time.monotonic()
-    with pytest.raises(ApplyError) as info:
-        _applier(client, timeout=1).wait_for([(_waited_deployment('5'), _waited_deployment('5'))])
-    assert time.monotonic() - t0 < 5
-    assert 'timed out after 1s waiting for' in info.value.msg
-    assert 'watch interrupted, resuming: cannot reach the Kubernetes API server' in info.value.msg
-    assert len(client.calls) > 3
-
-
-# ---------------------------------------------------------------- namespaced credentials
-
-class _FakeNamespacedClient(object):
-    """KubeClient for Applier.present with ApplySets, as credentials bound to a namespaced Role see the API server:
-    namespaced requests succeed, a cluster-wide LIST of Namespaces is 403 (kube-apiserver's RBAC answer,
-    plugin/pkg/auth/authorizer/rbac), unless `cluster_wide`."""
-
-    KINDS = {'v1': {'ConfigMap': ('configmaps', True), 'Secret': ('secrets', True), 'Namespace': ('namespaces', False)}}
-
-    def __init__(self, parent, live, cluster_wide=False):
-        self.parent = parent
-        self.live = live
-        self.cluster_wide = cluster_wide
-        self.calls = []
-
-    def discover(self, api_version):
-        return self.KINDS.get(api_version)
-
-    def resource(self, api_version, kind):
-        return self.KINDS[api_version][kind]
-
-    def path(self, api_version, kind, namespace=None, name=None, subresource=None):
-        plural, namespaced = self.resource(api_version, kind)
-        parts = ['/api/v1'] + (['namespaces', namespace] if namespaced and namespace else []) + [plural]
-        return '/'.join(parts + ([name] if name else []))
-
-    def request(self, method, path, query=None, body=None, content_type=None, timeout=None):
-        self.calls.append((method, path))
-        if method == 'GET' and path.endswith('/secrets/masto-set-config'):
-            return 200, self.parent
-        if method == 'GET' and path == '/api/v1/namespaces':
-            if not self.cluster_wide:
-                return 403, {'kind': 'Status', 'code': 403, 'message': 'namespaces is forbidden: User '
-                             '"system:serviceaccount:social:mastodon-deployer" cannot list resource "namespaces"'}
-            return 200, {'items': [item for item in self.live if item['kind'] == 'Namespace']}
-        if method == 'GET':
-            kind = 'ConfigMap' if '/configmaps' in path else 'Secret'
-            return 200, {'items': [item for item in self.live if item['kind'] == kind]}
-        if method == 'PATCH':
-            out = dict(body, metadata=dict(body['metadata'], resourceVersion='7'))
-            if body['kind'] == 'Secret' and body['metadata']['name'] == 'masto-set-config':
-                self.parent = out
-            return 200, out
-        if method == 'DELETE':
-            return 200, {'kind': 'Status', 'status': 'Success'}
-        raise AssertionError((method, path))
+def test_wait_retries_are_bounded_by_the_deadline(monkeypatch):
+    """Nothing answers: the wait ends when its timeout is spent, naming what it last saw and why it retried."""
+    from ansible_collections.fediops.mastodon.plugins.module_utils import _k8s_apply
+    clock = [1000.0]
+    monkeypatch.setattr(_k8s_apply.time, 'monotonic', lambda: clock[0])
+    monkeypatch.setattr(_k8s_apply.time, 'sleep', lambda seconds: clock.__setitem__(0, clock[0] + seconds))
+    client = _FakeWatchClient([[REFUSED]] * 1000)
+    client.request = lambda *args, **kwargs: (dummy for dummy in ()).throw(REFUSED)
+    applier = _k8s_apply.Applier(client, namespace='ns', wait=True, wait_timeout=30)
+    declared = obj('Deployment', 'web', 'apps/v1')
+    declared['metadata']['namespace'] = 'ns'
+    import queue
+    results = queue.Queue()
+    applier._wait_thread(declared, _deployment(False, '10'), clock[0] + 30, results)
+    dummy, state, msg, dummy = results.get_nowait()
+    assert state == 'pending'
+    assert 'Connection refused' in msg and '0 readyReplicas' in msg
+    assert 1030.0 <= clock[0] <= 1030.0 + 1e-6  # the last backoff is cut to the deadline
+    assert len(client.watches) == 999  # one watch, then only LISTs (refused) until the deadline
 
 
-def _applyset_parent(gks):
-    from ansible_collections.fediops.mastodon.plugins.module_utils._k8s_apply import (
-        APPLYSET_GKS, APPLYSET_ID_LABEL, APPLYSET_NAMESPACES, APPLYSET_TOOLING, APPLYSET_TOOLING_VALUE)
-    return {'apiVersion': 'v1', 'kind': 'Secret',
-            'metadata': {'name': 'masto-set-config', 'namespace': 'social', 'resourceVersion': '3',
-                         'labels': {APPLYSET_ID_LABEL: applyset_id('masto-set-config', 'social')},
-                         'annotations': {APPLYSET_TOOLING: APPLYSET_TOOLING_VALUE, APPLYSET_GKS: gks,
-                                         APPLYSET_NAMESPACES: ''}}}
-
-
-def _member(kind, name, namespace=None):
-    from ansible_collections.fediops.mastodon.plugins.module_utils._k8s_apply import APPLYSET_PART_OF
-    out = obj(kind, name, uid='u-' + name, resourceVersion='2')
-    out['metadata'].update(uid='u-' + name, resourceVersion='2',
-                           labels={APPLYSET_PART_OF: applyset_id('masto-set-config', 'social')})
-    if namespace:
-        out['metadata']['namespace'] = namespace
-    return out
-
-
-def test_unlistable_cluster_scoped_kind_is_kept_with_a_warning():
-    """The parent remembers a Namespace (an admin run with config_manage_namespace true); the namespaced token
-    cannot list Namespaces: the run warns, prunes nothing cluster-scoped, and the parent keeps the kind."""
-    from ansible_collections.fediops.mastodon.plugins.module_utils._k8s_apply import APPLYSET_GKS, Applier
-    client = _FakeNamespacedClient(_applyset_parent('ConfigMap,Namespace'), [_member('ConfigMap', 'masto-env', 'social')])
-    applier = Applier(client, namespace='social', apply_set='masto-set-config')
-    result = applier.present([obj('ConfigMap', 'masto-env', data={'A': '1'})])
-    assert result['pruned'] == []
-    assert [w for w in applier.warnings if 'cannot list Namespace (HTTP 403' in w], applier.warnings
-    assert client.parent['metadata']['annotations'][APPLYSET_GKS] == 'ConfigMap,Namespace'
-    assert not [c for c in client.calls if c[0] == 'DELETE']
-
-
-def test_a_namespaced_kind_forbidden_still_fails():
-    from ansible_collections.fediops.mastodon.plugins.module_utils._k8s_apply import Applier
-
-    class Forbidden(_FakeNamespacedClient):
-        def request(self, method, path, query=None, body=None, content_type=None, timeout=None):
-            if method == 'GET' and path.endswith('/configmaps'):
-                return 403, {'kind': 'Status', 'code': 403, 'message': 'configmaps is forbidden'}
-            return super(Forbidden, self).request(method, path, query, body, content_type, timeout)
-
-    client = Forbidden(_applyset_parent('ConfigMap'), [])
-    with pytest.raises(KubeError, match=r'listing ApplySet members \(ConfigMap in social\): HTTP 403: configmaps is forbidden'):
-        Applier(client, namespace='social', apply_set='masto-set-config').present([obj('ConfigMap', 'masto-env')])
-
-
-def test_a_namespace_is_never_pruned():
-    from ansible_collections.fediops.mastodon.plugins.module_utils._k8s_apply import Applier
-    client = _FakeNamespacedClient(_applyset_parent('ConfigMap,Namespace'),
-                                   [_member('Namespace', 'social'), _member('ConfigMap', 'masto-env', 'social'),
-                                    _member('ConfigMap', 'old', 'social')], cluster_wide=True)
-    applier = Applier(client, namespace='social', apply_set='masto-set-config')
-    result = applier.present([obj('ConfigMap', 'masto-env', data={'A': '1'})])
-    assert [(p['kind'], p['name']) for p in result['pruned']] == [('ConfigMap', 'old')]
-    assert [c for c in client.calls if c[0] == 'DELETE'] == [('DELETE', '/api/v1/namespaces/social/configmaps/old')]
-    assert [w for w in applier.warnings if 'Namespace social is no longer declared; it is kept' in w], applier.warnings
+def test_watch_backoff():
+    from ansible_collections.fediops.mastodon.plugins.module_utils._k8s_apply import watch_backoff
+    assert [watch_backoff(n) for n in range(7)] == [0.25, 0.5, 1.0, 2.0, 4.0, 5.0, 5.0]
+    assert watch_backoff(10 ** 6) == 5.0
