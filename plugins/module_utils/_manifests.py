@@ -502,12 +502,14 @@ class _Builder(object):
             obj = {'apiVersion': 'networking.k8s.io/v1', 'kind': 'NetworkPolicy',
                    'metadata': self.meta(self.name + '-' + suffix, labels),
                    'spec': {'podSelector': {'matchLabels': selector}, 'policyTypes': ['Ingress', 'Egress'],
-                            'ingress': [], 'egress': [rule for rule in egress if rule]}}
+                            'egress': [rule for rule in egress if rule]}}
+            # No ingress rules = no `ingress` key (policyType Ingress then denies all): the API server drops an
+            # empty list, and a server-side apply of `ingress: []` would then change the object on every run.
             if ingress_port:
                 rule = {'ports': [{'protocol': 'TCP', 'port': ingress_port}]}
                 if allow_from():
                     rule['from'] = allow_from()
-                obj['spec']['ingress'].append(rule)
+                obj['spec']['ingress'] = [rule]
                 self.origin(obj, 'spec.ingress', 'config_network_policy_ingress_namespace_labels')
             self.origin(obj, 'spec.egress', 'config_network_policy_extra_egress')
             self.origin(obj, 'spec', 'config_network_policy')

@@ -279,7 +279,7 @@ def test_logged_arguments_mask_secret_values_only():
 
 # ---------------------------------------------------------------- waits that survive API server restarts
 
-def _deployment(ready, rv, generation=1):
+def _watched_deployment(ready, rv, generation=1):
     dep = obj('Deployment', 'web', 'apps/v1', spec={'replicas': 1})
     dep['metadata'].update(namespace='ns', resourceVersion=rv, generation=generation)
     dep['status'] = {'observedGeneration': generation, 'replicas': 1, 'updatedReplicas': 1,
@@ -344,9 +344,9 @@ REFUSED = KubeError('cannot reach the Kubernetes API server https://127.0.0.1:64
 def test_wait_relists_and_rewatches_after_410(sleeps):
     """HTTP 410 (the API server's watch cache restarted or etcd compacted) is not a failure: the object is
     listed for a fresh resourceVersion and watched again from the LIST's resourceVersion."""
-    client = _FakeWatchClient([[EXPIRED], [{'type': 'MODIFIED', 'raw_object': _deployment(True, '501')}]],
-                              listed=_deployment(False, '300'), list_rv='500')
-    state, msg, current = _run_wait(client, _deployment(False, '10'))
+    client = _FakeWatchClient([[EXPIRED], [{'type': 'MODIFIED', 'raw_object': _watched_deployment(True, '501')}]],
+                              listed=_watched_deployment(False, '300'), list_rv='500')
+    state, msg, current = _run_wait(client, _watched_deployment(False, '10'))
     assert state == 'ok', msg
     assert current['metadata']['resourceVersion'] == '501'
     assert [(c[0], c[1].get('resourceVersion')) for c in client.calls] == [('WATCH', '10'), ('LIST', None), ('WATCH', '500')]
@@ -358,19 +358,19 @@ def test_wait_handles_error_event_with_code_410(sleeps):
     """An ERROR event with a 410 Status inside the stream (what a watch from an expired resourceVersion gets)."""
     error_event = {'type': 'ERROR', 'raw_object': {'kind': 'Status', 'status': 'Failure', 'code': 410,
                                                    'reason': 'Expired', 'message': 'too old resource version: 10 (300)'}}
-    client = _FakeWatchClient([[error_event], [{'type': 'MODIFIED', 'raw_object': _deployment(True, '501')}]],
-                              listed=_deployment(False, '300'))
-    state, msg, dummy = _run_wait(client, _deployment(False, '10'))
+    client = _FakeWatchClient([[error_event], [{'type': 'MODIFIED', 'raw_object': _watched_deployment(True, '501')}]],
+                              listed=_watched_deployment(False, '300'))
+    state, msg, dummy = _run_wait(client, _watched_deployment(False, '10'))
     assert state == 'ok', msg
     assert [c[0] for c in client.calls] == ['WATCH', 'LIST', 'WATCH']
 
 
 def test_wait_survives_dropped_and_refused_connections(sleeps):
     """A restarting API server: the stream breaks, then connections are refused for a while (backing off)."""
-    pending = _deployment(False, '11')
+    pending = _watched_deployment(False, '11')
     client = _FakeWatchClient([[{'type': 'MODIFIED', 'raw_object': pending}, REFUSED],
-                               [{'type': 'MODIFIED', 'raw_object': _deployment(True, '502')}]],
-                              listed=_deployment(False, '300'))
+                               [{'type': 'MODIFIED', 'raw_object': _watched_deployment(True, '502')}]],
+                              listed=_watched_deployment(False, '300'))
     # the LISTs between the watches are refused too while the server is down
     answers = [REFUSED, REFUSED, None]
     plain_request = client.request
@@ -383,36 +383,36 @@ def test_wait_survives_dropped_and_refused_connections(sleeps):
         return plain_request(*args, **kwargs)
 
     client.request = request
-    state, msg, dummy = _run_wait(client, _deployment(False, '10'))
+    state, msg, dummy = _run_wait(client, _watched_deployment(False, '10'))
     assert state == 'ok', msg
     assert sleeps == [0.25, 0.5, 1.0]  # backoff grows while nothing answers
     assert [c[0] for c in client.calls] == ['WATCH', 'LIST-refused', 'LIST-refused', 'LIST', 'WATCH']
 
 
 def test_wait_backoff_resets_after_progress(sleeps):
-    client = _FakeWatchClient([[EXPIRED], [{'type': 'MODIFIED', 'raw_object': _deployment(False, '501')}, EXPIRED],
-                               [{'type': 'MODIFIED', 'raw_object': _deployment(True, '601')}]],
-                              listed=_deployment(False, '300'))
-    state, dummy, dummy = _run_wait(client, _deployment(False, '10'))
+    client = _FakeWatchClient([[EXPIRED], [{'type': 'MODIFIED', 'raw_object': _watched_deployment(False, '501')}, EXPIRED],
+                               [{'type': 'MODIFIED', 'raw_object': _watched_deployment(True, '601')}]],
+                              listed=_watched_deployment(False, '300'))
+    state, dummy, dummy = _run_wait(client, _watched_deployment(False, '10'))
     assert state == 'ok'
     assert sleeps == [0.25, 0.25]
 
 
 def test_wait_relist_sees_the_object_ready_or_gone(sleeps):
-    client = _FakeWatchClient([[EXPIRED]], listed=_deployment(True, '300'))
-    state, dummy, dummy = _run_wait(client, _deployment(False, '10'))
+    client = _FakeWatchClient([[EXPIRED]], listed=_watched_deployment(True, '300'))
+    state, dummy, dummy = _run_wait(client, _watched_deployment(False, '10'))
     assert state == 'ok'
     assert [c[0] for c in client.calls] == ['WATCH', 'LIST']  # ready in the list: no second watch
 
     client = _FakeWatchClient([[EXPIRED]], listed=None)
-    state, msg, dummy = _run_wait(client, _deployment(False, '10'))
+    state, msg, dummy = _run_wait(client, _watched_deployment(False, '10'))
     assert state == 'failed' and msg == 'Deployment ns/web was deleted while waiting'
 
 
 def test_wait_fails_at_once_on_other_errors(sleeps):
     forbidden = KubeError('watch of /apis/apps/v1/namespaces/ns/deployments failed: Forbidden', status=403)
     client = _FakeWatchClient([[forbidden]])
-    state, msg, dummy = _run_wait(client, _deployment(False, '10'))
+    state, msg, dummy = _run_wait(client, _watched_deployment(False, '10'))
     assert state == 'failed' and 'Forbidden' in msg
     assert [c[0] for c in client.calls] == ['WATCH'] and sleeps == []
 
@@ -430,7 +430,7 @@ def test_wait_retries_are_bounded_by_the_deadline(monkeypatch):
     declared['metadata']['namespace'] = 'ns'
     import queue
     results = queue.Queue()
-    applier._wait_thread(declared, _deployment(False, '10'), clock[0] + 30, results)
+    applier._wait_thread(declared, _watched_deployment(False, '10'), clock[0] + 30, results)
     dummy, state, msg, dummy = results.get_nowait()
     assert state == 'pending'
     assert 'Connection refused' in msg and '0 readyReplicas' in msg
