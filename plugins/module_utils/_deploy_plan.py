@@ -47,6 +47,9 @@ ROLE_OF_COMPONENT = {'config': 'config', 'migrate-pre': 'migrations', 'web': 'we
 KEPT_KEYS = ('SECRET_KEY_BASE', 'VAPID_PRIVATE_KEY', 'VAPID_PUBLIC_KEY', 'ACTIVE_RECORD_ENCRYPTION_DETERMINISTIC_KEY',
              'ACTIVE_RECORD_ENCRYPTION_KEY_DERIVATION_SALT', 'ACTIVE_RECORD_ENCRYPTION_PRIMARY_KEY')
 
+# Keys of Mastodon's environment that a variable owns: set through config_env they would bypass its checks
+OWNED_KEYS = {'LOCAL_DOMAIN': 'config_local_domain', 'WEB_DOMAIN': 'config_web_domain'}
+
 _BOOL_TRUE = ('true', 'yes', 'on', '1')
 _BOOL_FALSE = ('false', 'no', 'off', '0')
 _INT_TEXT = re.compile(r'\A[+-]?[0-9]+\Z')
@@ -103,8 +106,14 @@ def _type_error(spec_type):
 
 def _described(value):
     """What the value is, without echoing it (it may be a secret)."""
-    return 'a %s' % {'bool': 'boolean', 'int': 'number', 'float': 'number', 'str': 'string', 'dict': 'mapping',
-                     'list': 'list', 'NoneType': 'null'}.get(type(value).__name__, type(value).__name__)
+    if value is None:
+        return 'a null'
+    # ansible-core wraps values in its own subclasses (_AnsibleTaggedStr...): name the base type the operator wrote
+    for base, word in ((bool, 'boolean'), (int, 'number'), (float, 'number'), (str, 'string'), (dict, 'mapping'),
+                       (list, 'list')):
+        if isinstance(value, base):
+            return 'a %s' % word
+    return 'a %s' % type(value).__name__
 
 
 def coerce(name, spec, value):
@@ -161,6 +170,12 @@ def check_variables(task_vars, specs):
         if role in specs and '_' in name and '__' not in name and name not in known:
             errors.append(ConfigError(name, 'is not a variable of the %s role%s' % (
                 role, did_you_mean(name, [n for n, r in known.items() if r == role]))))
+        elif role not in specs and '_' in name and difflib.get_close_matches(role, list(specs), n=1, cutoff=0.6):
+            # a misspelt role prefix (migration_resources, sidekick_workers): only when the whole name is close to
+            # a role variable too, so that the play's other variables are left alone
+            match = difflib.get_close_matches(name, list(known), n=1, cutoff=0.85)
+            if match:
+                errors.append(ConfigError(name, 'is not a variable of any role (did you mean %s?)' % match[0]))
     return values, errors
 
 
@@ -333,6 +348,25 @@ def cross_checks(v, now=None):
     for key, value in v['config_labels'].items():
         rule(isinstance(value, str) and _LABEL_KEY.match(str(key)) and _LABEL_VALUE.match(value), 'config_labels',
              '%s: label keys and values must be strings of letters, digits, -, _ and .' % key)
+    for variable in ('config_env', 'config_extra_env'):
+        for key, owner in sorted(OWNED_KEYS.items()):
+            rule(key not in v[variable], variable, '%s: set %s instead (the LOCAL_DOMAIN guard and the Ingress hosts '
+                 'read it there)' % (key, owner))
+    for key in sorted(set(v['config_secrets']) - set(mconfig.GENERATED), key=str):
+        rule(False, 'config_secrets', 'unknown key %s%s (known: %s)' % (
+            key, did_you_mean(str(key), mconfig.GENERATED), ', '.join(mconfig.GENERATED)))
+    db_pool = v['config_env'].get('DB_POOL')
+    if db_pool is not None and _INT_TEXT.match(str(db_pool).strip()):
+        # config/database.yml: pool is DB_POOL when set, else MAX_THREADS; a smaller pool makes Puma's threads wait
+        # for a connection (ActiveRecord::ConnectionTimeoutError). Sidekiq sets DB_POOL per group on its containers.
+        rule(int(db_pool) >= v['web_max_threads'], 'config_env', 'DB_POOL (%s) is lower than web_max_threads (%d): '
+             "Puma's threads would wait for database connections; remove it or raise it" % (db_pool, v['web_max_threads']))
+    for role in ('web', 'streaming', 'sidekiq', 'migrations'):
+        variable = role + '_extra_env'
+        for key in sorted(v[variable], key=str):
+            reason = (mconfig.FORBIDDEN.get(key) or mconfig.REJECTED.get(key) or
+                      ('set %s instead' % OWNED_KEYS[key] if key in OWNED_KEYS else None))
+            rule(reason is None, variable, '%s: %s' % (key, reason))
     for role in ('web', 'streaming'):
         rule(v[role + '_replicas'] >= 0, role + '_replicas', 'must be >= 0')
         check(check_quantities, role + '_resources', v[role + '_resources'])
@@ -343,6 +377,11 @@ def cross_checks(v, now=None):
         rule(v[role + '_wait_timeout'] > 0, role + '_wait_timeout', 'must be > 0')
         pdb = v[role + '_pdb_min_available']
         rule(pdb >= 0, role + '_pdb_min_available', 'must be >= 0')
+        fixed = not v.get(role + '_hpa_enabled')  # with the autoscaler the replicas move: not checked here
+        if v[role + '_pdb_enabled'] and fixed and v[role + '_replicas'] > 0:
+            rule(pdb < v[role + '_replicas'], role + '_pdb_min_available',
+                 'must be lower than %s_replicas (%d): no pod could ever be evicted, so node drains (DOKS upgrades '
+                 'included) would hang' % (role, v[role + '_replicas']))
     rule(v['web_concurrency'] >= 0, 'web_concurrency', 'must be >= 0')
     rule(v['web_max_threads'] >= 1, 'web_max_threads', 'must be >= 1')
     check(check_strategy, 'web_strategy', v['web_strategy'])
@@ -371,7 +410,7 @@ def cross_checks(v, now=None):
 
 
 # ------------------------------------------------------------------------------------------- endpoints
-def do_endpoints(v, client):
+def do_endpoints(v, client, kube_server=None):
     """The PostgreSQL and Redis endpoints from the DigitalOcean API (as roles/config did with do_database_info):
     {'db': {...}, 'redis_url': str, 'ca_pem': str, 'cluster': <the PostgreSQL cluster>}."""
     from ansible_collections.fediops.mastodon.plugins.module_utils import _digitalocean as do
@@ -410,23 +449,45 @@ def do_endpoints(v, client):
     db.update(direct_host=direct.get('host'), direct_port=int(direct.get('port') or 25060), direct_user=db['user'],
               direct_password=users.get(db['user']) or db['password'])
     redis_url = v['config_redis_url']
+    clusters = [('config_do_database_cluster', cluster)]
     if v['config_do_redis_cluster']:
         try:
             redis = do.find_cluster_by_name(client, v['config_do_redis_cluster'])
         except do.DigitalOceanError as exc:
             raise PlanError([ConfigError('config_do_redis_cluster', exc.args[0] if exc.args else str(exc))],
                             'DigitalOcean look-up failed')
-        conn = redis.get(key) or {}
-        password = (do.collect_passwords(redis, []).get(key)) or ''
-        redis_url = '%s://%s:%s@%s:%s' % ('rediss' if conn.get('ssl', True) else 'redis', quote(conn.get('user') or 'default', safe=''),
-                                          quote(password, safe=''), conn.get('host'), conn.get('port'))
+        try:
+            redis_url = do.redis_url(redis, private=v['config_do_private_network'])
+        except do.DigitalOceanError as exc:
+            raise PlanError([ConfigError('config_do_redis_cluster', exc.args[0] if exc.args else str(exc))],
+                            'DigitalOcean look-up failed')
+        clusters.append(('config_do_redis_cluster', redis))
     ca_pem = v['config_db_ca_pem']
     if not ca_pem:
         try:
             ca_pem = _x509.load_ca_from_base64(client.database_ca(cluster['id']), what='the CA of %s' % cluster.get('name'))[0]
         except _x509.X509Error as exc:
             raise PlanError([ConfigError('config_do_database_cluster', str(exc))], 'DigitalOcean look-up failed')
-    return {'db': db, 'redis_url': redis_url, 'ca_pem': ca_pem, 'cluster': cluster}
+    warnings = trusted_sources(v, client, clusters, kube_server) if v['config_kubernetes'] else []
+    return {'db': db, 'redis_url': redis_url, 'ca_pem': ca_pem, 'cluster': cluster, 'warnings': warnings}
+
+
+def trusted_sources(v, client, clusters, kube_server):
+    """Warnings; PlanError naming each database whose trusted sources (firewall rules) do not admit the Kubernetes
+    cluster the applications run in: they could not connect (reference README, DigitalOcean facts)."""
+    from ansible_collections.fediops.mastodon.plugins.module_utils import _digitalocean as do
+    cluster_id = v['config_do_kubernetes_cluster_id'] or do.kubernetes_cluster_id_from_server(kube_server)
+    errors, warnings = [], []
+    for variable, database in clusters:
+        rules = client.database_firewall_rules(database['id'])
+        problem = do.trusted_sources_problem(database.get('name'), rules, cluster_id, database_id=database['id'])
+        if problem and cluster_id:
+            errors.append(ConfigError(variable, problem))
+        elif problem:
+            warnings.append(problem)
+    if errors:
+        raise PlanError(errors, 'the databases do not admit the Kubernetes cluster')
+    return warnings
 
 
 def explicit_endpoints(v):
@@ -846,16 +907,21 @@ class Deploy(object):
         self.v, self.groups = v, groups
         return v
 
+    def kube_server(self):
+        """The API server URL of the kubeconfig (a DOKS URL names the cluster's id), when the deploy uses one."""
+        return getattr(self.kube_client(), 'host', None) if self.v['config_kubernetes'] else None
+
     def plan(self):
         v = self.check_inputs()
         # The DigitalOcean look-ups and the cluster's state are independent: read them at the same time.
         lookups = {}
         if v['config_database_source'] == 'digitalocean':
-            lookups['endpoints'] = lambda: do_endpoints(v, self.do_client(v))
+            lookups['endpoints'] = lambda: do_endpoints(v, self.do_client(v), self.kube_server())
         if v['config_kubernetes']:
             lookups['state'] = lambda: read_state(self.kube_client(), v)
         found = _concurrently(lookups)
         self.endpoints = found.get('endpoints') or explicit_endpoints(v)
+        self.warnings += self.endpoints.get('warnings') or []
         if v['config_kubernetes']:
             self.state = found['state']
             local_domain_guard(v, self.state)

@@ -329,3 +329,88 @@ def test_summary_lists_changes_per_component():
                               ('web', {})])
     assert 'config       1 created, 1 unchanged' in text and 'created: Namespace/social' in text
     assert 'web          nothing to do' in text
+
+
+class FakeDigitalOcean(object):
+    """The answers of the DigitalOcean API the plan reads (shapes as the OpenAPI excerpt: databases_get_cluster,
+    databases_list_firewall_rules)."""
+
+    K8S_ID = 'bd5f5959-5e1e-4205-a714-a914373942af'
+
+    def __init__(self, rules, redis_engine='valkey'):
+        conn = {'host': 'h', 'port': 25060, 'user': 'doadmin', 'password': 'admin-pw', 'ssl': True}
+        self.clusters = [
+            {'id': 'pg-id', 'name': 'pg', 'engine': 'pg', 'connection': conn, 'private_connection': conn},
+            {'id': 'kv-id', 'name': 'kv', 'engine': redis_engine,
+             'private_connection': {'host': 'r', 'port': 25061, 'user': 'default', 'password': 'kv-pw', 'ssl': True}}]
+        self.rules = rules
+
+    def get_paginated(self, path, key, params=None, what=None):
+        return list(self.clusters)
+
+    def databases(self, tag=None):
+        return list(self.clusters)
+
+    def database_pools(self, cluster_id):
+        return []
+
+    def database_firewall_rules(self, cluster_id):
+        return self.rules.get(cluster_id, [])
+
+
+def _do_vars(**extra):
+    v = {'config_do_private_network': True, 'config_do_database_cluster': 'pg', 'config_do_redis_cluster': 'kv',
+         'config_do_use_pool': False, 'config_do_pool': '', 'config_db_name': 'mastodon', 'config_redis_url': '',
+         'config_db_ca_pem': 'CA', 'config_kubernetes': True, 'config_do_kubernetes_cluster_id': ''}
+    v.update(extra)
+    return v
+
+
+def test_a_database_that_does_not_admit_the_cluster_is_refused_naming_it():
+    """DigitalOcean facts (reference README): a database whose trusted sources omit the cluster refuses the pods."""
+    client = FakeDigitalOcean({'pg-id': [{'type': 'ip_addr', 'value': '203.0.113.7', 'cluster_uuid': 'pg-id'}]})
+    with pytest.raises(plan.PlanError) as caught:
+        plan.do_endpoints(_do_vars(config_do_kubernetes_cluster_id=client.K8S_ID), client)
+    error = caught.value.errors[0]
+    assert error.key == 'config_do_database_cluster'
+    assert "'pg' does not admit the Kubernetes cluster" in str(error)
+    assert 'doctl databases firewalls append pg-id --rule k8s:' + client.K8S_ID in str(error)
+
+
+def test_a_database_that_admits_the_cluster_passes_and_an_unknown_cluster_only_warns():
+    rules = {'pg-id': [{'type': 'k8s', 'value': FakeDigitalOcean.K8S_ID}]}
+    found = plan.do_endpoints(_do_vars(config_do_kubernetes_cluster_id=FakeDigitalOcean.K8S_ID),
+                              FakeDigitalOcean(rules))
+    assert found['warnings'] == [] and found['redis_url'] == 'rediss://default:kv-pw@r:25061'
+    # The id comes from a DOKS kubeconfig's server URL too.
+    found = plan.do_endpoints(_do_vars(), FakeDigitalOcean(rules),
+                              'https://%s.k8s.ondigitalocean.com' % FakeDigitalOcean.K8S_ID)
+    assert found['warnings'] == []
+    # Not DOKS (the id is unknown): the plan cannot judge, so it warns.
+    found = plan.do_endpoints(_do_vars(), FakeDigitalOcean(rules), 'https://127.0.0.1:6443')
+    assert len(found['warnings']) == 1 and 'config_do_kubernetes_cluster_id' in found['warnings'][0]
+
+
+def test_the_redis_cluster_must_be_valkey_or_redis():
+    with pytest.raises(plan.PlanError) as caught:
+        plan.do_endpoints(_do_vars(config_do_redis_cluster='pg'), FakeDigitalOcean({}))
+    assert caught.value.errors[0].key == 'config_do_redis_cluster'
+    assert 'not Valkey or Redis' in str(caught.value.errors[0])
+    # A legacy Redis cluster is one.
+    found = plan.do_endpoints(_do_vars(), FakeDigitalOcean({}, redis_engine='redis'))
+    assert found['redis_url'].startswith('rediss://')
+
+
+def test_tls_preflight_trust_per_endpoint_and_unreachable_endpoints_explained():
+    calls = []
+
+    def check(**kwargs):
+        calls.append(kwargs)
+        return {'error_kind': 'connection_refused'}, 'connection refused by %s' % kwargs['host']
+
+    endpoints = {'db': {'direct_host': 'direct.db', 'direct_port': 25060, 'host': 'pool.db', 'port': 25061,
+                        'pgbouncer': False}, 'redis_url': 'rediss://u:p#w@redis.db:25061', 'ca_pem': 'CA'}
+    errors = plan.tls_preflight(endpoints, check, redis_ca_pem='REDIS-CA')
+    assert [(c['host'], c['trust'], c['ca_pem']) for c in calls] == [('direct.db', 'ca', 'CA'), ('redis.db', 'ca', 'REDIS-CA')]
+    assert len(errors) == 1 and 'cannot reach database, redis' in str(errors[0])
+    assert 'in-cluster check' in str(errors[0])
