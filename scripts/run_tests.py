@@ -71,6 +71,8 @@ def base_env():
     openapi = os.path.join(os.path.dirname(REPO), 'shared', 'reference', 'digitalocean-openapi')
     if os.path.isdir(openapi):
         env.setdefault('FEDIOPS_DO_OPENAPI', openapi)
+    # The schema conformance test reads Mastodon's env reads from there; it fails when they are missing.
+    env.setdefault('FEDIOPS_MASTODON_REFERENCE', os.path.join(os.path.dirname(REPO), 'shared', 'reference', 'mastodon'))
     return env
 
 

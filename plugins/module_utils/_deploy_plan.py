@@ -28,7 +28,6 @@ from __future__ import annotations
 import copy
 import datetime
 import difflib
-import hashlib
 import os
 import re
 import threading
@@ -39,14 +38,12 @@ from ansible_collections.fediops.mastodon.plugins.module_utils import _manifests
 from ansible_collections.fediops.mastodon.plugins.module_utils import _mastodon_config as mconfig
 from ansible_collections.fediops.mastodon.plugins.module_utils._mastodon_config import ConfigError
 from ansible_collections.fediops.mastodon.plugins.module_utils._k8s_apply import (
-    Applier, ApplyError, KubeError, comparable, key_of, order_objects, ref)
+    Applier, ApplyError, KubeError, key_of, order_objects)
 
 COMPONENTS = _manifests.COMPONENTS
 ROLES = ('config', 'migrations', 'web', 'streaming', 'sidekiq')
 ROLE_OF_COMPONENT = {'config': 'config', 'migrate-pre': 'migrations', 'web': 'web', 'streaming': 'streaming',
                      'sidekiq': 'sidekiq', 'migrate-post': 'migrations'}
-SUPPORTED_LINES = {'4.5': 'v4.5.15', '4.6': 'v4.6.5'}
-DEFAULT_VERSION = 'v4.6.5'
 KEPT_KEYS = ('SECRET_KEY_BASE', 'VAPID_PRIVATE_KEY', 'VAPID_PUBLIC_KEY', 'ACTIVE_RECORD_ENCRYPTION_DETERMINISTIC_KEY',
              'ACTIVE_RECORD_ENCRYPTION_KEY_DERIVATION_SALT', 'ACTIVE_RECORD_ENCRYPTION_PRIMARY_KEY')
 
@@ -56,7 +53,6 @@ _INT_TEXT = re.compile(r'\A[+-]?[0-9]+\Z')
 _DNS_LABEL = re.compile(r'\A[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?\Z')
 _NAME = re.compile(r'\A[a-z]([-a-z0-9]{0,28}[a-z0-9])?\Z')
 _HOST = re.compile(r'\A(?=.{1,253}\Z)[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?(\.[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)*\Z')
-_VERSION = re.compile(r'\Av?(\d+)\.(\d+)\.(\d+)([-.][0-9A-Za-z.-]+)?(@sha256:[0-9a-f]{64})?\Z')
 # Kubernetes' resource.Quantity: a signed decimal number and one suffix (binary SI, decimal SI or an exponent).
 _QUANTITY = re.compile(r'\A[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)(Ki|Mi|Gi|Ti|Pi|Ei|n|u|m|k|M|G|T|P|E|[eE][+-]?[0-9]+)?\Z')
 _INT_OR_PERCENT = re.compile(r'\A[0-9]+%?\Z')
@@ -169,23 +165,6 @@ def check_variables(task_vars, specs):
 
 
 # ------------------------------------------------------------------------------------------- cross-role rules
-def parse_version(text, allow_unsupported=False):
-    """(tag, line) of config_mastodon_version; the schema's parse_version when it is there (shapes section 3)."""
-    schema = getattr(mconfig, 'parse_version', None)
-    if schema is not None:
-        return schema(text, allow_unsupported=allow_unsupported)
-    match = _VERSION.match(text or '')
-    if not match:
-        raise ConfigError('config_mastodon_version', 'must be a Mastodon release tag such as %s (optionally '
-                                                     '@sha256:<digest>)' % DEFAULT_VERSION)
-    line = '%s.%s' % (match.group(1), match.group(2))
-    if line not in SUPPORTED_LINES and not allow_unsupported:
-        raise ConfigError('config_mastodon_version', 'release line %s is not supported (supported: %s, newest %s); '
-                                                     'set config_allow_unsupported_version: true to deploy it anyway'
-                          % (line, ', '.join(sorted(SUPPORTED_LINES)), ', '.join(sorted(SUPPORTED_LINES.values()))))
-    return text, line
-
-
 def check_host(name, value, allow_empty=True):
     if not value and allow_empty:
         return
@@ -331,7 +310,7 @@ def cross_checks(v, now=None):
 
     rule(_NAME.match(v['config_name']), 'config_name', 'must be a DNS label of at most 30 characters starting with a letter')
     rule(_DNS_LABEL.match(v['config_namespace']), 'config_namespace', 'must be a DNS label (a-z, 0-9, -; 63 at most)')
-    check(parse_version, v['config_mastodon_version'], v['config_allow_unsupported_version'])
+    check(mconfig.parse_version, v['config_mastodon_version'], v['config_allow_unsupported_version'])
     rule(v['config_local_domain'], 'config_local_domain', 'is required (the domain of the user handles)')
     check(check_host, 'config_local_domain', v['config_local_domain'])
     check(check_host, 'config_web_domain', v['config_web_domain'])
@@ -483,28 +462,6 @@ def base_env(v, endpoints):
     return env
 
 
-# Keys the streaming server reads (streaming/index.js, streaming/database.js, streaming/redis.js at v4.6.5), used
-# until the schema's component_env (shapes section 3) is there.
-_STREAMING_PREFIXES = ('DB_', 'REDIS_', 'STREAMING_', 'PG', 'DATABASE_URL', 'LOCAL_DOMAIN', 'WEB_DOMAIN', 'NODE_',
-                       'TRUSTED_PROXY_IP', 'LOG_LEVEL', 'ALTERNATE_DOMAINS', 'REDIS_DRIVER')
-
-
-def component_env(env, component, version):
-    schema = getattr(mconfig, 'component_env', None)
-    if schema is not None:
-        return schema(env, component, version)
-    if component == 'rails':
-        return dict(env)
-    return dict((k, val) for k, val in env.items() if k.startswith(_STREAMING_PREFIXES))
-
-
-def validate_env(env, pgbouncer, version):
-    try:
-        return mconfig.validate(env, pgbouncer, version=version)
-    except TypeError:  # the schema without version (until its branch lands)
-        return mconfig.validate(env, pgbouncer)
-
-
 # ------------------------------------------------------------------------------------------- the cluster
 def read_state(client, v):
     """What the plan needs from the cluster, read concurrently (GETs only)."""
@@ -583,14 +540,13 @@ def kept_secrets(v, state):
     missing = [k for k in KEPT_KEYS if k not in given]
     if not missing:
         return given, None
-    raise PlanError([ConfigError('config_restore_kept_secrets_from_env', (
-        'the instance exists (%s) but the Secret %s-generated-secrets, which keeps %s, is missing in namespace %s. '
-        'Generating new ones would make encrypted columns unreadable, break every web-push subscription and log every '
-        'user out. Restore them: set config_restore_kept_secrets_from_env: true to copy them back from the Secret '
-        '%s-env that the running pods read, or give them in config_secrets (from a backup). Only to replace them on '
-        'purpose: config_rotate_kept_secrets: true.') % (', '.join(state['instance']), name, ', '.join(missing),
-                                                          v['config_namespace'], name))],
-        'the kept secrets are missing')
+    reason = ('the instance exists (%s) but the Secret %s-generated-secrets, which keeps %s, is missing in namespace '
+              '%s. Generating new ones would make encrypted columns unreadable, break every web-push subscription and '
+              'log every user out. Restore them: set config_restore_kept_secrets_from_env: true to copy them back from '
+              'the Secret %s-env that the running pods read, or give them in config_secrets (from a backup). Only to '
+              'replace them on purpose: config_rotate_kept_secrets: true.'
+              % (', '.join(state['instance']), name, ', '.join(missing), v['config_namespace'], name))
+    raise PlanError([ConfigError('config_restore_kept_secrets_from_env', reason)], 'the kept secrets are missing')
 
 
 def local_domain_guard(v, state):
@@ -612,8 +568,8 @@ def image_ref(repository, version):
 
 def build_model(v, groups, endpoints, env, kept, version):
     """The model of docs/dev/shapes.md section 2."""
-    rails = component_env(env, 'rails', version)
-    streaming = component_env(env, 'streaming', version)
+    rails = mconfig.component_env(env, mconfig.RAILS_COMPONENT, version)
+    streaming = mconfig.component_env(env, mconfig.STREAMING_COMPONENT, version)
     envs, checksums = {}, {}
     for kind, values in (('rails', rails), ('streaming', streaming)):
         secret, config = mconfig.split_env(values)
@@ -646,7 +602,8 @@ def environment(v, endpoints, kept_known, version):
     known.update(dict((k, val) for k, val in env.items() if k in mconfig.GENERATED and val))
     secrets, generated = mconfig.fill_secrets(known, v['config_generate_secrets'])
     env.update(secrets)
-    more, warnings = validate_env(env, endpoints['db']['pgbouncer'], version)
+    more, warnings = mconfig.validate(env, endpoints['db']['pgbouncer'], version=version)
+    warnings = mconfig.version_warnings(version) + warnings
     errors += more
     if errors:
         raise PlanError([ConfigError('config_env', str(e)) for e in errors], "Mastodon's environment is invalid")
@@ -802,10 +759,6 @@ def backup_secret(name, namespace, labels, data):
             'data': dict((k, base64.b64encode(val.encode('utf-8')).decode('ascii')) for k, val in sorted(data.items()))}
 
 
-def fingerprint(text):
-    return hashlib.sha256(text.encode('utf-8')).hexdigest()
-
-
 # ------------------------------------------------------------------------------------------- the whole deploy
 WAITS = {'config': (None, 'config_apply_timeout'), 'migrate-pre': (None, 'migrations_wait_timeout'),
          'migrate-post': (None, 'migrations_wait_timeout'), 'web': ('web_wait', 'web_wait_timeout'),
@@ -877,7 +830,7 @@ class Deploy(object):
         known, self.backup = kept_secrets(v, self.state)
         staged = dict(self.staged.get('kept') or {})
         staged.update(known)
-        version = parse_version(v['config_mastodon_version'], v['config_allow_unsupported_version'])[0]
+        version = mconfig.parse_version(v['config_mastodon_version'], v['config_allow_unsupported_version'])[0]
         self.env, self.generated, warnings = environment(v, self.endpoints, staged, version)
         self.warnings += warnings
         if self.generated and self.state.get('instance') and not v['config_rotate_kept_secrets']:

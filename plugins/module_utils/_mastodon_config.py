@@ -3,14 +3,15 @@
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 
-"""Mastodon 4.3-4.5 settings: schema, validation and secret generation.
+"""Mastodon 4.5 and 4.6 settings: versions, schema, validation, per-component subsets and secret generation.
 
 PRIVATE to this collection: no API guarantees.
 
-Sources: docs.joinmastodon.org "Configuring your environment" (admin/config), Mastodon's
-lib/mastodon/redis_configuration.rb and config/initializers/active_record_encryption.rb, the web-push gem
-(VAPID key format) and Rails' `secret` / `db:encryption:init` tasks. Error messages name the key and never
-show a value.
+The schema is held against Mastodon's own code: every key accepted for a release is read by that release
+(the env-reads-<version>.json lists of the reference data, checked by tests/integration/schema), or is one of
+OWN_KEYS below, read by something other than Mastodon's Ruby/JS code. Sources: Mastodon's config/, lib/, app/
+and streaming/ at v4.5.15 and v4.6.5, the web-push gem (VAPID key format) and Rails' `secret` /
+`db:encryption:init` tasks. Error messages name the key and never show a value.
 """
 
 from __future__ import annotations
@@ -36,21 +37,35 @@ _RAILS = (WEB, SIDEKIQ)
 _ALL = COMPONENTS
 _STREAM_ONLY = (STREAMING,)
 
-LOCALES = (
-    'ar ast bg bn br ca co cs cy da de el en en-GB eo es es-AR es-MX et eu fa fi fo fr fr-CA fy ga gd gl he hi hr hu '
-    'hy id ig io is it ja ka kab kk kn ko ku lt lv mk ml mr ms my nl nn no oc pa pl pt-BR pt-PT ro ru sc sco si sk '
-    'sl sq sr sr-Latn sv ta te th tr tt uk ur vi zgh zh-CN zh-HK zh-TW'
-).split()
+# The stable lines this collection deploys, each with the newest patch release it was checked against.
+SUPPORTED_LINES = {'4.5': 'v4.5.15', '4.6': 'v4.6.5'}
+DEFAULT_VERSION = SUPPORTED_LINES['4.6']
+VERSION_VARIABLE = 'config_mastodon_version'
+OVERRIDE_VARIABLE = 'config_allow_unsupported_version'
+_VERSION_RE = re.compile(r'\Av(?P<major>[0-9]+)\.(?P<minor>[0-9]+)\.(?P<patch>[0-9]+)(?:@sha256:[0-9a-f]{64})?\Z')
+_IMAGE_TAG_RE = re.compile(r'\A[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}(?:@sha256:[0-9a-f]{64})?\Z')
+
+# config.i18n.available_locales: config/initializers/i18n.rb (DEFAULT_LOCALE is read right after the list,
+# at line 104 in v4.5.15 and 105 in v4.6.5: one more locale, nan-TW, mastodon/mastodon#37822).
+_LOCALES_4_5 = tuple((
+    'af an ar ast be bg bn br bs ca ckb co cs cy da de el en en-GB eo es es-AR es-MX et eu fa fi fo fr fr-CA fy '
+    'ga gd gl he hi hr hu hy ia id ie ig io is it ja ka kab kk kn ko ku kw la lt lv mk ml mr ms my nl nn no oc pa '
+    'pl pt-BR pt-PT ro ru sa sc sco si sk sl sq sr sr-Latn sv szl ta te th tr tt ug uk ur vi zgh zh-CN zh-HK zh-TW'
+).split())
+LOCALES = {'4.5': _LOCALES_4_5, '4.6': tuple(sorted(_LOCALES_4_5 + ('nan-TW',), key=str.lower))}
 SSLMODES = ('disable', 'allow', 'prefer', 'require', 'verify-ca', 'verify-full')
+# streaming/logging.js:107-108: pino's levels; any other value is ignored.
+PINO_LEVELS = ('fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent')
 PGBOUNCER_PORT = 25061  # DigitalOcean's managed PgBouncer connection pools listen here
 
 
 class Setting(object):
-    """One key of the schema."""
+    """One key of the schema. `lines`: the supported lines that read it (None: all of them)."""
 
     def __init__(self, kind='str', components=_RAILS, secret=False, choices=None, schemes=None, minimum=None,
-                 maximum=None, section='Other', generated=False):
+                 maximum=None, section='Other', generated=False, lines=None, hint=None):
         self.kind = kind
+        self.hint = hint
         self.components = components
         self.secret = secret
         self.choices = choices
@@ -59,6 +74,7 @@ class Setting(object):
         self.maximum = maximum
         self.section = section
         self.generated = generated
+        self.lines = lines
 
 
 SCHEMA = {}
@@ -78,18 +94,21 @@ def _s(kind='str', components=_RAILS, **kwargs):
 
 _HTTP = ('http', 'https')
 _REDIS = ('redis', 'rediss', 'unix')
+_PORT = dict(minimum=1, maximum=65535)
 
 _section('Federation', [
-    ('LOCAL_DOMAIN', _s('domain', _ALL)),
-    ('WEB_DOMAIN', _s('domain', _ALL)),
+    ('LOCAL_DOMAIN', _s('domain')),
+    ('WEB_DOMAIN', _s('domain')),
     ('ALTERNATE_DOMAINS', _s('domains')),
     ('AUTHORIZED_FETCH', _s('bool')),
     ('LIMITED_FEDERATION_MODE', _s('bool')),
-    ('DISALLOW_UNAUTHENTICATED_API_ACCESS', _s('bool', _ALL)),
+    ('DISALLOW_UNAUTHENTICATED_API_ACCESS', _s('bool')),
+    ('DISABLE_FOLLOWERS_SYNCHRONIZATION', _s('bool')),
     ('ALLOWED_PRIVATE_ADDRESSES', _s()),
     ('SINGLE_USER_MODE', _s('bool')),
     ('DISABLE_AUTOMATIC_SWITCHING_TO_APPROVED_REGISTRATIONS', _s('bool')),
-    ('DEFAULT_LOCALE', _s('enum', choices=LOCALES)),
+    ('DEFAULT_LOCALE', _s('locale')),
+    ('FORCE_DEFAULT_LOCALE', _s('bool', (WEB,))),
 ])
 _section('Secrets', [
     ('SECRET_KEY_BASE', _s(secret=True, generated=True)),
@@ -103,96 +122,106 @@ _section('Secrets', [
 _section('Deployment', [
     ('RAILS_SERVE_STATIC_FILES', _s('bool', (WEB,))),
     ('RAILS_LOG_LEVEL', _s('enum', choices=('debug', 'info', 'warn', 'error', 'fatal', 'unknown'))),
-    ('RAILS_LOG_TO_STDOUT', _s('bool')),
-    ('LOG_LEVEL', _s('enum', _STREAM_ONLY, choices=('silly', 'verbose', 'info', 'http', 'warn', 'error', 'silent'))),
+    ('LOG_LEVEL', _s('enum', _STREAM_ONLY, choices=PINO_LEVELS,
+                     hint='the streaming server\'s pino levels (streaming/logging.js); npmlog\'s silly, verbose '
+                          'and http are gone since 4.3')),
     ('TRUSTED_PROXY_IP', _s('str', (WEB, STREAMING))),
     ('LOCAL_HTTPS', _s('bool')),
-    ('SKIP_POST_DEPLOYMENT_MIGRATIONS', _s('bool', (WEB,))),
     ('NODE_EXTRA_CA_CERTS', _s('path', _STREAM_ONLY)),
     ('PGSSLROOTCERT', _s('path', _RAILS)),
     ('FFMPEG_BINARY', _s('path')),
+    ('FFPROBE_BINARY', _s('path')),
+    ('MASTODON_USE_LIBVIPS', _s('bool', lines=('4.5',))),
+    ('MAGICK_CONFIGURE_PATH', _s('path', lines=('4.5',))),
+    ('EXPERIMENTAL_FEATURES', _s()),
+    ('UPDATE_CHECK_URL', _s('url', schemes=_HTTP)),
+    ('MASTODON_PROMETHEUS_EXPORTER_ENABLED', _s('bool')),
+    ('MASTODON_PROMETHEUS_EXPORTER_LOCAL', _s('bool')),
+    ('MASTODON_PROMETHEUS_EXPORTER_HOST', _s('host')),
+    ('MASTODON_PROMETHEUS_EXPORTER_PORT', _s('int', **_PORT)),
+    ('OTEL_SERVICE_NAME_PREFIX', _s()),
 ])
 _section('Scaling', [
     ('WEB_CONCURRENCY', _s('int', (WEB,), minimum=0, maximum=256)),
     ('MAX_THREADS', _s('int', (WEB,), minimum=1, maximum=1024)),
+    ('MIN_THREADS', _s('int', (WEB,), minimum=0, maximum=1024)),
     ('PERSISTENT_TIMEOUT', _s('int', (WEB,), minimum=1)),
     ('SIDEKIQ_CONCURRENCY', _s('int', (SIDEKIQ,), minimum=1, maximum=1024)),
     ('DB_POOL', _s('int', _ALL, minimum=1, maximum=1024)),
     ('PREPARED_STATEMENTS', _s('bool')),
-    ('STREAMING_API_BASE_URL', _s('url', (WEB, STREAMING), schemes=('ws', 'wss'))),
-    ('STREAMING_CLUSTER_NUM', _s('int', _STREAM_ONLY, minimum=1)),
+    ('STREAMING_API_BASE_URL', _s('url', schemes=('ws', 'wss'))),
     ('MAX_REQUEST_POOL_SIZE', _s('int', minimum=1)),
 ])
 _section('PostgreSQL', [
     ('DB_HOST', _s('host', _ALL)),
-    ('DB_PORT', _s('int', _ALL, minimum=1, maximum=65535)),
+    ('DB_PORT', _s('int', _ALL, **_PORT)),
     ('DB_NAME', _s('str', _ALL)),
     ('DB_USER', _s('str', _ALL)),
     ('DB_PASS', _s('str', _ALL, secret=True)),
     ('DB_SSLMODE', _s('enum', _ALL, choices=SSLMODES)),
     ('DATABASE_URL', _s('url', _ALL, schemes=('postgres', 'postgresql'))),
     ('REPLICA_DB_HOST', _s('host')),
-    ('REPLICA_DB_PORT', _s('int', minimum=1, maximum=65535)),
+    ('REPLICA_DB_PORT', _s('int', **_PORT)),
     ('REPLICA_DB_NAME', _s()),
     ('REPLICA_DB_USER', _s()),
     ('REPLICA_DB_PASS', _s(secret=True)),
     ('REPLICA_PREPARED_STATEMENTS', _s('bool')),
     ('REPLICA_DATABASE_URL', _s('url', schemes=('postgres', 'postgresql'))),
 ])
+# lib/mastodon/redis_configuration.rb:37-44 builds these names for the prefixes none, CACHE_ and SIDEKIQ_;
+# streaming/redis.js reads the unprefixed ones (plus the sentinel credentials below).
+REDIS_PREFIXED = ('REDIS_URL', 'REDIS_USER', 'REDIS_PASSWORD', 'REDIS_HOST', 'REDIS_PORT', 'REDIS_DB',
+                  'REDIS_SENTINEL_MASTER', 'REDIS_SENTINEL_PORT', 'REDIS_SENTINELS')
+REDIS_PREFIXES = ('', 'CACHE_', 'SIDEKIQ_')
+_REDIS_KINDS = {'REDIS_URL': dict(kind='url', schemes=_REDIS), 'REDIS_PASSWORD': dict(secret=True),
+                'REDIS_HOST': dict(kind='host'), 'REDIS_PORT': dict(kind='int', **_PORT),
+                'REDIS_DB': dict(kind='int', minimum=0), 'REDIS_SENTINEL_PORT': dict(kind='int', **_PORT)}
 _redis = []
-for _prefix, _comps in (('', _ALL), ('CACHE_', _RAILS), ('SIDEKIQ_', _RAILS)):
-    _redis += [
-        (_prefix + 'REDIS_HOST', _s('host', _comps)),
-        (_prefix + 'REDIS_PORT', _s('int', _comps, minimum=1, maximum=65535)),
-        (_prefix + 'REDIS_DB', _s('int', _comps, minimum=0)),
-        (_prefix + 'REDIS_USER', _s('str', _comps)),
-        (_prefix + 'REDIS_PASSWORD', _s('str', _comps, secret=True)),
-        (_prefix + 'REDIS_URL', _s('url', _comps, schemes=_REDIS)),
-        (_prefix + 'REDIS_SENTINEL_MASTER', _s('str', _comps)),
-        (_prefix + 'REDIS_SENTINELS', _s('str', _comps)),
-        (_prefix + 'REDIS_SENTINEL_PORT', _s('int', _comps, minimum=1, maximum=65535)),
-    ]
+for _prefix in REDIS_PREFIXES:
+    for _name in REDIS_PREFIXED:
+        _redis.append((_prefix + _name, _s(components=_ALL if not _prefix else _RAILS, **_REDIS_KINDS.get(_name, {}))))
 _section('Redis', _redis + [
-    ('REDIS_NAMESPACE', _s('str', _ALL)),
-    ('CACHE_REDIS_NAMESPACE', _s()),
+    ('REDIS_SENTINEL_USERNAME', _s('str', _STREAM_ONLY)),
+    ('REDIS_SENTINEL_PASSWORD', _s('str', _STREAM_ONLY, secret=True)),
     ('REDIS_DRIVER', _s('enum', choices=('ruby', 'hiredis'))),
 ])
 _section('Elasticsearch', [
     ('ES_ENABLED', _s('bool')),
     ('ES_PRESET', _s('enum', choices=('single_node_cluster', 'small_cluster', 'large_cluster'))),
     ('ES_HOST', _s('host_or_url', schemes=_HTTP)),
-    ('ES_PORT', _s('int', minimum=1, maximum=65535)),
+    ('ES_PORT', _s('int', **_PORT)),
     ('ES_USER', _s()),
     ('ES_PASS', _s(secret=True)),
     ('ES_PREFIX', _s()),
     ('ES_CA_FILE', _s('path')),
 ])
-_section('StatsD', [
-    ('STATSD_ADDR', _s()),
-    ('STATSD_NAMESPACE', _s()),
-    ('STATSD_SIDEKIQ', _s('bool', (SIDEKIQ,))),
-])
-_section('E-mail', [
-    ('SMTP_SERVER', _s('host')),
-    ('SMTP_PORT', _s('int', minimum=1, maximum=65535)),
-    ('SMTP_LOGIN', _s()),
-    ('SMTP_PASSWORD', _s(secret=True)),
+_smtp = []
+for _prefix in ('', 'BULK_'):
+    _smtp += [
+        (_prefix + 'SMTP_SERVER', _s('host')),
+        (_prefix + 'SMTP_PORT', _s('int', **_PORT)),
+        (_prefix + 'SMTP_LOGIN', _s()),
+        (_prefix + 'SMTP_PASSWORD', _s(secret=True)),
+        (_prefix + 'SMTP_DOMAIN', _s('host')),
+        (_prefix + 'SMTP_AUTH_METHOD', _s('enum', choices=('plain', 'login', 'cram_md5', 'none'))),
+        (_prefix + 'SMTP_CA_FILE', _s('path')),
+        (_prefix + 'SMTP_OPENSSL_VERIFY_MODE', _s('enum', choices=('none', 'peer', 'client_once',
+                                                                   'fail_if_no_peer_cert'))),
+        (_prefix + 'SMTP_ENABLE_STARTTLS_AUTO', _s('bool')),
+        (_prefix + 'SMTP_ENABLE_STARTTLS', _s('enum', choices=('auto', 'always', 'never'))),
+        (_prefix + 'SMTP_TLS', _s('bool')),
+        (_prefix + 'SMTP_SSL', _s('bool')),
+    ]
+_section('E-mail', _smtp + [
     ('SMTP_FROM_ADDRESS', _s()),
     ('SMTP_REPLY_TO', _s()),
-    ('SMTP_DOMAIN', _s('host')),
+    ('SMTP_RETURN_PATH', _s()),
     ('SMTP_DELIVERY_METHOD', _s('enum', choices=('smtp', 'sendmail', 'file'))),
-    ('SMTP_AUTH_METHOD', _s('enum', choices=('plain', 'login', 'cram_md5', 'none'))),
-    ('SMTP_CA_FILE', _s('path')),
-    ('SMTP_OPENSSL_VERIFY_MODE', _s('enum', choices=('none', 'peer', 'client_once', 'fail_if_no_peer_cert'))),
-    ('SMTP_ENABLE_STARTTLS_AUTO', _s('bool')),
-    ('SMTP_ENABLE_STARTTLS', _s('enum', choices=('auto', 'always', 'never'))),
-    ('SMTP_TLS', _s('bool')),
-    ('SMTP_SSL', _s('bool')),
-    ('SMTP_READ_TIMEOUT', _s('int', minimum=1)),
-    ('SMTP_OPEN_TIMEOUT', _s('int', minimum=1)),
+    ('DISABLE_EMAIL_SUBSCRIPTIONS', _s('bool', lines=('4.6',))),
 ])
 _section('File storage', [
     ('CDN_HOST', _s('url', schemes=_HTTP)),
+    ('EXTRA_MEDIA_HOSTS', _s()),
     ('PAPERCLIP_ROOT_PATH', _s('path')),
     ('PAPERCLIP_ROOT_URL', _s()),
     ('S3_ENABLED', _s('bool')),
@@ -206,8 +235,10 @@ _section('File storage', [
     ('S3_PROTOCOL', _s('enum', choices=_HTTP)),
     ('S3_HOSTNAME', _s('host')),
     ('S3_ALIAS_HOST', _s('host_path')),
+    ('S3_KEY_PREFIX', _s()),
     ('S3_OPEN_TIMEOUT', _s('int', minimum=1)),
     ('S3_READ_TIMEOUT', _s('int', minimum=1)),
+    ('S3_RETRY_LIMIT', _s('int', minimum=0)),
     ('S3_FORCE_SINGLE_REQUEST', _s('bool')),
     ('S3_ENABLE_CHECKSUM_MODE', _s('bool')),
     ('S3_STORAGE_CLASS', _s()),
@@ -215,14 +246,60 @@ _section('File storage', [
     ('S3_PERMISSION', _s()),
     ('S3_BATCH_DELETE_LIMIT', _s('int', minimum=1, maximum=1000)),
     ('S3_BATCH_DELETE_RETRY', _s('int', minimum=0)),
+    ('AZURE_ENABLED', _s('bool')),
+    ('AZURE_STORAGE_ACCOUNT', _s()),
+    ('AZURE_STORAGE_ACCESS_KEY', _s(secret=True)),
+    ('AZURE_CONTAINER_NAME', _s()),
+    ('AZURE_ALIAS_HOST', _s('host_path')),
+    ('SWIFT_ENABLED', _s('bool')),
+    ('SWIFT_USERNAME', _s()),
+    ('SWIFT_PASSWORD', _s(secret=True)),
+    ('SWIFT_TENANT', _s()),
+    ('SWIFT_AUTH_URL', _s('url', schemes=_HTTP)),
+    ('SWIFT_CONTAINER', _s()),
+    ('SWIFT_OBJECT_URL', _s('url', schemes=_HTTP)),
+    ('SWIFT_REGION', _s()),
+    ('SWIFT_DOMAIN_NAME', _s()),
+    ('SWIFT_PROJECT_ID', _s()),
+    ('SWIFT_CACHE_TTL', _s('int', minimum=0)),
+    ('SWIFT_TEMP_URL_KEY', _s(secret=True)),
     ('CACHE_BUSTER_ENABLED', _s('bool')),
     ('CACHE_BUSTER_HTTP_METHOD', _s('enum', choices=('GET', 'PURGE'))),
     ('CACHE_BUSTER_SECRET_HEADER', _s()),
     ('CACHE_BUSTER_SECRET', _s(secret=True)),
 ])
+_section('Sign-in', [
+    ('OMNIAUTH_ONLY', _s('bool')),
+    ('ONE_CLICK_SSO_LOGIN', _s('bool')),
+    ('SSO_ACCOUNT_SETTINGS', _s('url', schemes=_HTTP)),
+    ('SSO_ACCOUNT_SIGN_UP', _s('url', schemes=_HTTP)),
+    ('ALLOW_UNSAFE_AUTH_PROVIDER_REATTACH', _s('bool')),
+    ('OIDC_ENABLED', _s('bool')),
+    ('OIDC_DISPLAY_NAME', _s()),
+    ('OIDC_ISSUER', _s('url', schemes=_HTTP)),
+    ('OIDC_DISCOVERY', _s('bool')),
+    ('OIDC_SCOPE', _s()),
+    ('OIDC_UID_FIELD', _s()),
+    ('OIDC_CLIENT_ID', _s()),
+    ('OIDC_CLIENT_SECRET', _s(secret=True)),
+    ('OIDC_REDIRECT_URI', _s('url', schemes=_HTTP)),
+    ('OIDC_SECURITY_ASSUME_EMAIL_IS_VERIFIED', _s('bool')),
+    ('SAML_ENABLED', _s('bool')),
+    ('SAML_PRIVATE_KEY', _s(secret=True)),
+    ('CAS_ENABLED', _s('bool')),
+    ('LDAP_ENABLED', _s('bool')),
+    ('LDAP_HOST', _s('host')),
+    ('LDAP_PORT', _s('int', **_PORT)),
+    ('LDAP_METHOD', _s()),
+    ('LDAP_BASE', _s()),
+    ('LDAP_BIND_DN', _s()),
+    ('LDAP_PASSWORD', _s(secret=True)),
+    ('PAM_ENABLED', _s('bool')),
+])
 _section('Limits and other', [
     ('EMAIL_DOMAIN_ALLOWLIST', _s()),
     ('EMAIL_DOMAIN_DENYLIST', _s()),
+    ('EMAIL_DOMAIN_LISTS_APPLY_AFTER_CONFIRMATION', _s('bool')),
     ('MAX_SESSION_ACTIVATIONS', _s('int', minimum=1)),
     ('USER_ACTIVE_DAYS', _s('int', minimum=1)),
     ('HCAPTCHA_SITE_KEY', _s()),
@@ -238,15 +315,42 @@ _section('Limits and other', [
     ('SOURCE_BASE_URL', _s('url', schemes=_HTTP)),
     ('GITHUB_REPOSITORY', _s()),
     ('ALLOW_ACCESS_TO_HIDDEN_SERVICE', _s('bool')),
-    ('ENABLE_SIDEKIQ_UNIQUE_JOBS_UI', _s('bool', (WEB,))),
-    ('ALLOW_UNSAFE_AUTH_PROVIDER_REATTACH', _s('bool')),
-    ('OMNIAUTH_ONLY', _s('bool')),
-    ('ONE_CLICK_SSO_LOGIN', _s('bool')),
-    ('OIDC_ENABLED', _s('bool')),
-    ('OIDC_CLIENT_SECRET', _s(secret=True)),
-    ('LDAP_PASSWORD', _s(secret=True)),
-    ('SWIFT_PASSWORD', _s(secret=True)),
+    ('ENABLE_SIDEKIQ_UNIQUE_JOBS_UI', _s('bool', (WEB,), lines=('4.5',))),
+    ('DONATION_CAMPAIGNS_URL', _s('url', schemes=_HTTP, lines=('4.6',))),
+    ('DONATION_CAMPAIGNS_ENVIRONMENT', _s(lines=('4.6',))),
 ])
+
+# Keys of the schema that Mastodon's own code (config/, lib/, app/, streaming/) does not read by name, and
+# who reads them instead. Everything else in SCHEMA is read by Mastodon (tests/integration/schema).
+OWN_KEYS = {
+    'SECRET_KEY_BASE': 'read by Rails itself (railties: Rails.application.secret_key_base), not by Mastodon code',
+    'OTP_SECRET': 'read by the post-deployment migration db/post_migrate/20240307180905_migrate_devise_two_factor'
+                  '_secrets.rb when a database from before 4.3 is upgraded (db/ is outside the env-reads scan)',
+    'PGSSLROOTCERT': 'read by libpq (the pg gem of web, sidekiq and the migrations): the CA for DB_SSLMODE '
+                     'verify-full',
+    'NODE_EXTRA_CA_CERTS': 'read by node when the streaming process starts: the PostgreSQL CA for streaming',
+}
+# Keys refused for every supported line: the reason and what to do instead.
+REJECTED = {
+    'REDIS_NAMESPACE': 'Mastodon 4.4 and later abort at boot when it is set (config/initializers/deprecations.rb); '
+                       'move the keys out of the namespace (github.com/mastodon/redis_namespace_migration), '
+                       'set ES_PREFIX to the old namespace if Elasticsearch indexes were created with it, and '
+                       'give each instance its own REDIS_DB or Redis server instead',
+    'CACHE_REDIS_NAMESPACE': 'not read any more (namespaces were removed in 4.4); use CACHE_REDIS_DB or '
+                             'CACHE_REDIS_URL to separate the cache',
+    'SKIP_POST_DEPLOYMENT_MIGRATIONS': (
+        'must not be in the environment: Mastodon skips the post-deployment migrations when it is set to ANY '
+        'value, false included (lib/mastodon/database.rb:31); the migration Jobs set it themselves for the '
+        'pre-deployment phase only'),
+    'STREAMING_CLUSTER_NUM': 'not read any more (the streaming server runs one process since 4.2); scale streaming '
+                             'with streaming_replicas',
+    'STATSD_ADDR': 'not read any more (StatsD support was removed in 4.3); use MASTODON_PROMETHEUS_EXPORTER_ENABLED '
+                   'or OpenTelemetry (OTEL_EXPORTER_OTLP_ENDPOINT through extra_env)',
+    'SMTP_READ_TIMEOUT': 'not read any more; remove it (Mastodon uses the mail gem\'s timeouts)',
+    'RAILS_LOG_TO_STDOUT': 'not read any more: Mastodon logs to stdout in production; remove it',
+}
+REJECTED['STATSD_NAMESPACE'] = REJECTED['STATSD_SIDEKIQ'] = REJECTED['STATSD_ADDR']
+REJECTED['SMTP_OPEN_TIMEOUT'] = REJECTED['SMTP_READ_TIMEOUT']
 
 # Set by the process or container, not read from the file (docs: "cannot be defined in dotenv files").
 FORBIDDEN = {
@@ -276,6 +380,83 @@ class ConfigError(ValueError):
         super(ConfigError, self).__init__('%s: %s' % (key, reason))
 
 
+def _version_tuple(tag):
+    match = _VERSION_RE.match(tag)
+    return tuple(int(match.group(n)) for n in ('major', 'minor', 'patch')) if match else None
+
+
+def _line_tuple(line):
+    return tuple(int(n) for n in line.split('.'))
+
+
+def parse_version(text, allow_unsupported=False):
+    """(tag, line) of a Mastodon image version: `vX.Y.Z`, optionally pinned as `vX.Y.Z@sha256:<64 hex>`.
+
+    `tag` is the text as given, so `<repository>:<tag>` is a valid image reference in both forms; `line` is
+    `X.Y`, one of SUPPORTED_LINES. Other lines are refused unless `allow_unsupported`, which also admits any
+    image tag (then `line` is `X.Y` when the tag has that form, else None). Raises ConfigError.
+    """
+    tag = text if isinstance(text, str) else ''
+    supported = ', '.join('%s (newest known %s)' % (line, SUPPORTED_LINES[line]) for line in sorted(SUPPORTED_LINES))
+    numbers = _version_tuple(tag)
+    if numbers is None:
+        if allow_unsupported and _IMAGE_TAG_RE.match(tag):
+            return tag, None
+        raise ConfigError(VERSION_VARIABLE, 'must be a Mastodon release tag vX.Y.Z, optionally pinned as '
+                                            'vX.Y.Z@sha256:<64 hex digits> (supported lines: %s)' % supported)
+    line = '%d.%d' % numbers[:2]
+    if line not in SUPPORTED_LINES and not allow_unsupported:
+        raise ConfigError(VERSION_VARIABLE, 'Mastodon %s is not a supported line; this collection supports %s. '
+                                            'Set %s: true to deploy it anyway, unchecked'
+                          % (line, supported, OVERRIDE_VARIABLE))
+    return tag, line
+
+
+def version_warnings(version):
+    """Warnings about a version that parse_version accepts: an older patch or an unsupported line."""
+    numbers = _version_tuple(version or '')
+    if numbers is None:
+        return ['%s %s is not a release tag: the settings are checked against Mastodon %s'
+                % (VERSION_VARIABLE, version, DEFAULT_VERSION)]
+    line = '%d.%d' % numbers[:2]
+    if line not in SUPPORTED_LINES:
+        return ['Mastodon %s is not a supported line: the settings are checked against Mastodon %s'
+                % (line, SUPPORTED_LINES[schema_line(version)])]
+    newest = SUPPORTED_LINES[line]
+    if numbers < _version_tuple(newest):
+        return ['Mastodon %s is older than %s, the newest %s release this collection knows: upgrade to it '
+                '(patch releases carry security fixes)' % (version.split('@')[0], newest, line)]
+    return []
+
+
+def schema_line(version):
+    """The supported line whose schema applies to `version` (an unsupported one gets the nearest line)."""
+    numbers = _version_tuple(version or '')
+    if numbers is None:
+        return '%d.%d' % _version_tuple(DEFAULT_VERSION)[:2]
+    line = '%d.%d' % numbers[:2]
+    if line in SUPPORTED_LINES:
+        return line
+    lines = sorted(SUPPORTED_LINES, key=_line_tuple)
+    older = [item for item in lines if _line_tuple(item) < numbers[:2]]
+    return older[-1] if older else lines[0]
+
+
+def accepted_keys(version=DEFAULT_VERSION):
+    """The schema's keys for the line of `version`."""
+    line = schema_line(version)
+    return set(key for key, setting in SCHEMA.items() if setting.lines is None or line in setting.lines)
+
+
+def _other_line_reason(key, line):
+    setting = SCHEMA[key]
+    lines = ', '.join(setting.lines)
+    if _line_tuple(line) > max(_line_tuple(item) for item in setting.lines):
+        return 'is not read by Mastodon %s (only by %s); remove it' % (line, lines)
+    newest = SUPPORTED_LINES[setting.lines[0]]
+    return 'is read only from Mastodon %s on; set %s to %s or remove it' % (lines, VERSION_VARIABLE, newest)
+
+
 def suggest(key, candidates):
     matches = difflib.get_close_matches(key.upper(), list(candidates), n=1, cutoff=0.6)
     return matches[0] if matches else None
@@ -292,8 +473,12 @@ def to_text(key, value):
     raise ConfigError(key, 'must be a string, number or boolean, not %s' % type(value).__name__)
 
 
-def _check_type(key, setting, value):
+def _check_type(key, setting, value, line):
     kind = setting.kind
+    if kind == 'locale':
+        if value not in LOCALES[line]:
+            raise ConfigError(key, 'is not a locale of Mastodon %s; one of %s' % (line, ', '.join(LOCALES[line])))
+        return
     if kind == 'bool':
         if value not in _TRUE + _FALSE:
             raise ConfigError(key, 'must be true or false')
@@ -312,7 +497,8 @@ def _check_type(key, setting, value):
             raise ConfigError(key, 'must be a number')
     elif kind == 'enum':
         if value not in setting.choices:
-            raise ConfigError(key, 'must be one of %s' % ', '.join(setting.choices))
+            hint = ': %s' % setting.hint if setting.hint else ''
+            raise ConfigError(key, 'must be one of %s%s' % (', '.join(setting.choices), hint))
     elif kind == 'domain':
         if '://' in value or '/' in value or ':' in value:
             raise ConfigError(key, 'must be a bare domain name without scheme, port or path (e.g. example.com)')
@@ -350,6 +536,9 @@ def _is_ip(value):
 
 
 def _check_url(key, schemes, value):
+    if _userinfo_unencoded(value):
+        raise ConfigError(key, 'the user name or password in the URL holds #, ?, / or @: percent-encode them '
+                               '(%23 %3F %2F %40), or Mastodon\'s URL parsers cut the URL there')
     try:
         parts = urlsplit(value)
         dummy = parts.port
@@ -361,19 +550,67 @@ def _check_url(key, schemes, value):
         raise ConfigError(key, 'URL has no host')
 
 
-def url_has_password(value):
-    try:
-        return bool(urlsplit(value).password)
-    except ValueError:
+_URL_START_RE = re.compile(r'[A-Za-z][A-Za-z0-9+.-]*://')
+
+
+def url_userinfo(value):
+    """The user-information part (`user:password`) of the first URL in `value`, or None.
+
+    Written for credentials, not for parsing: a password may hold `#`, `?`, `/` or `@` unencoded, which
+    makes urlsplit cut the URL before the password (`redis://:pa#ss@host` has no password for it). Here
+    the user information is everything between `scheme://` and the LAST `@` of the value, so whatever a
+    password holds, it stays inside. A value whose path has an `@` counts too (erring on the safe side).
+    """
+    match = _URL_START_RE.search(value or '')
+    if not match:
+        return None
+    rest = value[match.end():]
+    if '@' not in rest:
+        return None
+    return rest[:rest.rindex('@')]
+
+
+def _userinfo_unencoded(value):
+    """Whether a URL's credentials hold a character that URL parsers read as the end of the authority: a second
+    `@`, or a `#` or `?` before the last `@` (Ruby's URI, node's URL and urlsplit all cut there). A `/` before an
+    `@` is also a path (https://host/@user), so it is left to the parsers (and is_secret errs on the safe side)."""
+    match = _URL_START_RE.match(value or '')
+    if not match or '@' not in value:
         return False
+    rest = value[match.end():]
+    authority = re.split(r'[/?#]', rest, 1)[0]
+    if authority.count('@') > 1:
+        return True
+    cut = re.search(r'[/?#]', rest)
+    return bool(cut) and '@' not in authority and rest[cut.start()] in '?#' and '@' in rest[cut.start():]
+
+
+def url_host_port(value):
+    """(host, port) of the URL in `value`, read after its user information (see url_userinfo); port may be None."""
+    match = _URL_START_RE.search(value or '')
+    if not match:
+        return None, None
+    rest = value[match.end():]
+    rest = rest[rest.rindex('@') + 1:] if '@' in rest else rest
+    authority = re.split(r'[/?#]', rest, 1)[0]
+    host, dummy, port = authority.rpartition(':') if not authority.endswith(']') else (authority, '', '')
+    if not host:
+        host, port = authority, ''
+    return host, int(port) if port.isdigit() else None
+
+
+def url_has_password(value):
+    """Whether `value` holds a URL with user information (a password, or a user name that may be one)."""
+    return bool(url_userinfo(value))
 
 
 def is_secret(key, value=''):
-    """Whether a key/value belongs in the Kubernetes Secret rather than the ConfigMap."""
+    """Whether a key/value belongs in the Kubernetes Secret rather than the ConfigMap: secret keys, any value
+    that carries credentials in a URL (whatever its key), and unknown keys named like a secret."""
     setting = SCHEMA.get(key)
     if setting is not None and setting.secret:
         return True
-    if key.endswith('_URL') and url_has_password(value):
+    if url_has_password(value):
         return True
     return setting is None and bool(_SECRET_NAME_RE.search(key))
 
@@ -384,10 +621,7 @@ def _truthy(env, key):
 
 def _port_of(env, url_key, port_key):
     if env.get(url_key):
-        try:
-            return urlsplit(env[url_key]).port
-        except ValueError:
-            return None
+        return url_host_port(env[url_key])[1]
     if env.get(port_key, '').isdigit():
         return int(env[port_key])
     return None
@@ -514,7 +748,10 @@ def fill_secrets(known, generate=True, generate_otp=False):
 
 
 def normalise(env, extra_env=None):
-    """Turn the user's dicts into one {KEY: text} dict; returns (values, errors). Unknown/forbidden keys are errors."""
+    """Turn the user's dicts into one {KEY: text} dict; returns (values, errors). Unknown/forbidden keys are errors.
+
+    Keys refused for a version (REJECTED, or of another line) are passed on: validate() names the version.
+    """
     values = {}
     errors = []
     for source, data in (('env', env or {}), ('extra_env', extra_env or {})):
@@ -523,7 +760,7 @@ def normalise(env, extra_env=None):
             if key_text in FORBIDDEN:
                 errors.append(ConfigError(key_text, 'must not be in .env.production: ' + FORBIDDEN[key_text]))
                 continue
-            if source == 'env' and key_text not in SCHEMA:
+            if source == 'env' and key_text not in SCHEMA and key_text not in REJECTED:
                 hint = suggest(key_text, SCHEMA)
                 reason = 'unknown Mastodon setting'
                 reason += ' (did you mean %s?)' % hint if hint else ''
@@ -542,10 +779,13 @@ def normalise(env, extra_env=None):
     return values, errors
 
 
-def validate(env, pgbouncer=None, components=None):
-    """Validate a complete {KEY: text} env (secrets included). Returns (errors, warnings); nothing raises."""
+def validate(env, pgbouncer=None, components=None, version=DEFAULT_VERSION):
+    """Validate a complete {KEY: text} env (secrets included) for the Mastodon `version` (a tag that
+    parse_version accepted). Returns (errors, warnings); nothing raises."""
     errors = []
-    warnings = []
+    warnings = version_warnings(version)
+    line = schema_line(version)
+    accepted = accepted_keys(version)
     for key in REQUIRED:
         if not env.get(key):
             errors.append(ConfigError(key, 'is required'))
@@ -553,12 +793,16 @@ def validate(env, pgbouncer=None, components=None):
         value = env[key]
         setting = SCHEMA.get(key)
         try:
+            if key in REJECTED:
+                raise ConfigError(key, 'refused for Mastodon %s: %s' % (line, REJECTED[key]))
+            if setting is not None and key not in accepted:
+                raise ConfigError(key, _other_line_reason(key, line))
             _dotenv.check_value(key, value)
             if setting is not None:
                 if setting.generated:
                     _check_secret_format(key, value)
                 elif value != '':
-                    _check_type(key, setting, value)
+                    _check_type(key, setting, value, line)
         except (ConfigError, _dotenv.DotenvValueError) as exc:
             errors.append(ConfigError(key, exc.reason))
     if env.get('VAPID_PRIVATE_KEY') and env.get('VAPID_PUBLIC_KEY') and not errors_for(errors, 'VAPID_PRIVATE_KEY'):
@@ -575,12 +819,39 @@ def validate(env, pgbouncer=None, components=None):
     return errors, warnings
 
 
+RAILS_COMPONENT = 'rails'
+STREAMING_COMPONENT = 'streaming'
+
+
+def component_env(env, component, version=DEFAULT_VERSION):
+    """The subset of `env` that `component` reads: 'rails' (web, sidekiq and the migrations) or 'streaming'.
+
+    Streaming gets only the keys that Mastodon's streaming/ reads (database, Redis, LOG_LEVEL,
+    TRUSTED_PROXY_IP) plus NODE_EXTRA_CA_CERTS: no Rails secret. Rails gets the keys that web or sidekiq read,
+    and the keys outside the schema (extra_env: Rails settings this schema does not know yet).
+    """
+    if component not in (RAILS_COMPONENT, STREAMING_COMPONENT):
+        raise ValueError('component must be %s or %s, not %r' % (RAILS_COMPONENT, STREAMING_COMPONENT, component))
+    accepted = accepted_keys(version)
+    wanted = (STREAMING,) if component == STREAMING_COMPONENT else _RAILS
+    subset = {}
+    for key, value in env.items():
+        setting = SCHEMA.get(key)
+        if setting is None:
+            reads = component == RAILS_COMPONENT and key not in REJECTED
+        else:
+            reads = key in accepted and bool(set(setting.components) & set(wanted))
+        if reads:
+            subset[key] = value
+    return subset
+
+
 def errors_for(errors, key):
     return [e for e in errors if e.key == key]
 
 
 def split_env(env):
-    """(secret_env, config_env): what goes to a Kubernetes Secret and what to a ConfigMap."""
+    """(secret_env, config_env): what goes to a Kubernetes Secret and what to a ConfigMap (see is_secret)."""
     secret_env = {}
     config_env = {}
     for key, value in env.items():

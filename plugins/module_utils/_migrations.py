@@ -26,7 +26,8 @@ So the pre-deployment Job asks the database itself (`rails runner`, through Mast
 config/database.yml) whether `schema_migrations` exists, Rails' own test for an uninitialized database:
 missing -> fresh install: `rails db:prepare` without the variable; present -> upgrade: `rails
 db:migrate` with `SKIP_POST_DEPLOYMENT_MIGRATIONS=true` (Mastodon's too-old refusal applies and its
-message ends the Job's log); the check failing (connection, credentials) -> the Job fails, nothing
+message ends the Job's log); present but owned by a role the Job's user does not inherit (a schema
+the admin created) or the check failing (connection, credentials) -> the Job fails, nothing
 changed. The post-deployment Job is `rails db:migrate` without the variable. Each script says in the
 Job's log which path it took. Proven with ActiveRecord on PostgreSQL by tests/integration/migrations.
 """
@@ -42,14 +43,25 @@ SKIP_VARIABLE = 'SKIP_POST_DEPLOYMENT_MIGRATIONS'
 # error (database unreachable, wrong password), so that an error is never read as "empty".
 _INITIALIZED = 10
 _EMPTY = 11
+_FOREIGN_OWNER = 12
 
-# Ruby for `rails runner`: in double quotes only, the script passes it in single quotes.
-_SCHEMA_CHECK = (
-    'c = ActiveRecord::Base.connection; '
-    'exit %d unless c.table_exists?("schema_migrations"); '
-    'puts "fediops migrations: schema_migrations holds #{c.select_value("SELECT count(*) FROM schema_migrations")} versions, '
-    'the newest #{c.select_value("SELECT max(version) FROM schema_migrations").inspect}"; '
-    'exit %d' % (_EMPTY, _INITIALIZED))
+# Ruby for `rails runner` (the script passes it in single quotes: no single quote inside). An existing
+# schema must belong to the Job's user or to a role it inherits from: the migrations alter its tables,
+# which only their owner may (earlier versions of this collection ran the Jobs as doadmin).
+_SCHEMA_CHECK = '''
+c = ActiveRecord::Base.connection
+exit %(empty)d unless c.table_exists?("schema_migrations")
+owner = c.select_value("SELECT tableowner FROM pg_tables WHERE schemaname = current_schema() AND tablename = #{c.quote("schema_migrations")}")
+user = c.select_value("SELECT current_user")
+unless c.select_value("SELECT pg_has_role(current_user, #{c.quote(owner)}, #{c.quote("USAGE")})")
+  warn "fediops migrations: the schema belongs to the database user #{owner}, " \\
+       "and the migrations run as #{user}, which may not alter its tables"
+  exit %(foreign)d
+end
+count, newest = c.select_rows("SELECT count(*), max(version) FROM schema_migrations").first
+puts "fediops migrations: schema_migrations holds #{count} versions, the newest #{newest.inspect}"
+exit %(initialized)d
+''' % dict(empty=_EMPTY, foreign=_FOREIGN_OWNER, initialized=_INITIALIZED)
 
 PRE_SCRIPT = '''\
 set -eu
@@ -63,16 +75,22 @@ case "$state" in
   exec bundle exec rails db:migrate
   ;;
 %(empty)d)
-  echo "fediops migrations: empty database, fresh install: rails db:prepare without %(skip)s (loads db/schema.rb recording every migration as run, then the seeds; the post-deployment Job will have nothing to do)"
+  echo "fediops migrations: empty database, fresh install: rails db:prepare without %(skip)s"
+  echo "fediops migrations: (db/schema.rb, every migration recorded as run, the seeds; the post-deployment Job will have nothing to do)"
   unset %(skip)s
   exec bundle exec rails db:prepare
+  ;;
+%(foreign)d)
+  echo "fediops migrations: hand the tables over to the application's database user first" >&2
+  echo "fediops migrations: (upgrade guide, 'The database user of the migrations'); nothing was changed" >&2
+  exit 1
   ;;
 *)
   echo "fediops migrations: cannot tell whether the database is empty (the check exited with $state, its error is above); nothing was changed" >&2
   exit 1
   ;;
 esac
-''' % dict(check=_SCHEMA_CHECK, initialized=_INITIALIZED, empty=_EMPTY, skip=SKIP_VARIABLE)
+''' % dict(check=_SCHEMA_CHECK, initialized=_INITIALIZED, empty=_EMPTY, foreign=_FOREIGN_OWNER, skip=SKIP_VARIABLE)
 
 POST_SCRIPT = '''\
 set -eu

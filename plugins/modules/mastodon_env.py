@@ -11,7 +11,11 @@ module: mastodon_env
 short_description: Validate Mastodon's configuration, generate its secrets once and write an exact C(.env.production)
 version_added: 0.1.0
 description:
-  - Validates Mastodon 4.3 to 4.5 settings (types, allowed values, URL schemes, cross-key rules) before anything is written.
+  - Validates Mastodon's settings for the release in O(mastodon_version) (types, allowed values, URL schemes, cross-key
+    rules) before anything is written. Supported are the stable lines 4.5 and 4.6; a key is accepted only when that
+    release reads it, and keys Mastodon refuses or no longer reads are rejected naming the key, the version and
+    what to do instead (for example C(REDIS_NAMESPACE), C(STATSD_ADDR), C(STREAMING_CLUSTER_NUM), and
+    C(SKIP_POST_DEPLOYMENT_MIGRATIONS), which only the migration Jobs may set).
   - Generates missing secrets (C(SECRET_KEY_BASE), the VAPID key pair, C(ACTIVE_RECORD_ENCRYPTION_*), optionally
     C(OTP_SECRET)) and never regenerates one that exists in O(existing_secrets) or in the O(dest) file.
   - Renders a C(.env.production) that Ruby dotenv and node dotenv read back byte-for-byte; a value that cannot be
@@ -42,12 +46,18 @@ options:
       - Mastodon settings, C(KEY=value) pairs. Booleans and numbers are written as Mastodon reads them (V(true), V(5)).
       - An unknown key is an error with a suggestion; keys set on the process (C(RAILS_ENV), C(NODE_ENV), C(PORT),
         C(BIND), C(SOCKET)) are refused.
+      - C(LOG_LEVEL) (the streaming server) takes pino's levels V(fatal), V(error), V(warn), V(info), V(debug),
+        V(trace), V(silent); C(DEFAULT_LOCALE) one of the locales of that Mastodon release.
+      - Besides the keys Mastodon reads, four are read by others and accepted - C(SECRET_KEY_BASE) (Rails),
+        C(PGSSLROOTCERT) (libpq), C(NODE_EXTRA_CA_CERTS) (node, streaming), C(OTP_SECRET) (a post-deployment
+        migration of databases from before 4.3).
       - Secrets may be given here too; they take precedence over generated ones.
     type: dict
     default: {}
   extra_env:
     description:
-      - Variables outside the schema (for example a newer Mastodon setting); only quoting is checked.
+      - Variables outside the schema (for example a newer Mastodon setting); only quoting is checked, and the keys that
+        Mastodon refuses (see O(env)) are rejected here too.
     type: dict
     default: {}
   existing_secrets:
@@ -70,6 +80,19 @@ options:
         be V(false).
       - When unset, a database port of 25061 (DigitalOcean's pool port) counts as PgBouncer.
     type: bool
+  mastodon_version:
+    description:
+      - The Mastodon release the settings are for, V(vX.Y.Z) or V(vX.Y.Z@sha256:<digest>), of the line 4.5 or 4.6.
+      - An older patch release of a supported line is accepted with a warning recommending the newest one.
+      - Other lines are refused unless O(allow_unsupported_version=true).
+    type: str
+    default: v4.6.5
+  allow_unsupported_version:
+    description:
+      - Accept a O(mastodon_version) outside the supported lines (any image tag); its settings are then checked against
+        the nearest supported line, with a warning.
+    type: bool
+    default: false
   components:
     description:
       - The components that read this file. A setting that none of them reads gives a warning.
@@ -92,6 +115,8 @@ options:
 notes:
   - Secret values are read back only from the generated keys of an existing O(dest); the file is otherwise rewritten
     from O(env) and O(extra_env).
+  - A value that holds a URL with credentials (C(user:password@)) counts as secret whatever its key, so it goes to
+    RV(secret_env), even when the password holds C(#), C(?), C(/) or C(@).
 seealso:
   - name: Configuring your environment (Mastodon documentation)
     description: The settings this module validates.
@@ -144,7 +169,8 @@ generated:
   sample: [SECRET_KEY_BASE, VAPID_PRIVATE_KEY, VAPID_PUBLIC_KEY]
 secret_env:
   description:
-    - The settings for a Kubernetes Secret - the secrets, passwords, keys and URLs that embed a password.
+    - The settings for a Kubernetes Secret - the secrets, passwords, keys and any value with a URL that embeds
+      credentials.
       Secret values; register with C(no_log=true).
   returned: success
   type: dict
@@ -219,6 +245,12 @@ class MastodonEnv(object):
         self.module.no_log_values.update(new)
 
     def run(self):
+        try:
+            version = config.parse_version(self.params['mastodon_version'],
+                                           allow_unsupported=self.params['allow_unsupported_version'])[0]
+        except config.ConfigError as exc:
+            reason = exc.reason.replace(config.OVERRIDE_VARIABLE, 'allow_unsupported_version')
+            self.module.fail_json(msg='mastodon_version: %s' % reason)
         env, errors = config.normalise(self.params['env'], self.params['extra_env'])
         self.remember(dict((k, v) for k, v in env.items() if config.is_secret(k, v)))
         existing = dict((str(k), config.to_text(str(k), v)) for k, v in self.params['existing_secrets'].items()
@@ -233,7 +265,8 @@ class MastodonEnv(object):
                                                  self.params['generate_otp_secret'])
         self.remember(secrets)
         env.update(secrets)
-        more_errors, warnings = config.validate(env, self.params['pgbouncer'], self.params['components'])
+        more_errors, warnings = config.validate(env, self.params['pgbouncer'], self.params['components'],
+                                                version=version)
         errors += more_errors
         if errors:
             self.fail(sorted(errors, key=lambda e: e.key))
@@ -300,6 +333,8 @@ def main():
             generate_secrets=dict(type='bool', default=True),
             generate_otp_secret=dict(type='bool', default=False),
             pgbouncer=dict(type='bool'),
+            mastodon_version=dict(type='str', default=config.DEFAULT_VERSION),
+            allow_unsupported_version=dict(type='bool', default=False),
             components=dict(type='list', elements='str', choices=['web', 'streaming', 'sidekiq']),
             dest=dict(type='path'),
             mode=dict(type='raw', default='0600'),

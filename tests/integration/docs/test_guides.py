@@ -6,8 +6,8 @@
 
     .. fediops-check: vars [sidekiq-valid|sidekiq-invalid]
         role variables: names and types from the roles' argument_specs (validate_argument_spec);
-        sidekiq-valid / sidekiq-invalid also go through the sidekiq role's own checks, which must
-        accept / refuse them
+        sidekiq-valid / sidekiq-invalid also go through the plan of fediops.mastodon.mastodon_deploy
+        (without a cluster), which must accept / refuse them
     .. fediops-check: playbook
         `ansible-playbook --syntax-check`, and the variables set in it are documented role variables
     .. fediops-check: yaml [same-as=FILE]
@@ -34,6 +34,10 @@ from docs_helpers import (COLLECTION_ROOT, DOCSITE, all_blocks, code_blocks, col
                           role_argument_specs, role_names, role_variables, tool)
 
 BLOCKS = all_blocks()
+PLAN_WITHOUT_CLUSTER = {'config_kubernetes': False, 'config_local_domain': 'social.example.org',
+                        'config_database_source': 'explicit', 'config_db_host': 'db.example.org',
+                        'config_db_password': 'guide-check-only', 'config_tls_preflight': False,
+                        'config_media_ephemeral': True}
 ROLE_PREFIXES = tuple('%s_' % role for role in role_names())
 
 
@@ -91,15 +95,17 @@ def test_vars_block(block, tmp_path):
         tasks.append({'name': 'Check the %s variables' % role,
                       'ansible.builtin.validate_argument_spec': {'argument_spec': options,
                                                                  'provided_arguments': mine}})
+    play_vars = dict(data)
     if block.args.get('sidekiq-valid') or block.args.get('sidekiq-invalid'):
-        tasks.append({'name': 'The sidekiq role checks',
-                      'ansible.builtin.include_role': {'name': 'fediops.mastodon.sidekiq', 'tasks_from': 'validate'}})
-    play = [{'name': 'check', 'hosts': 'localhost', 'gather_facts': False, 'vars': data, 'tasks': tasks}]
+        # The whole plan, without a cluster: explicit endpoints, no TLS preflight, nothing applied.
+        play_vars = dict(PLAN_WITHOUT_CLUSTER, **data)
+        tasks.append({'name': 'The plan checks', 'fediops.mastodon.mastodon_deploy': {}, 'check_mode': True})
+    play = [{'name': 'check', 'hosts': 'localhost', 'gather_facts': False, 'vars': play_vars, 'tasks': tasks}]
     done = _playbook(tmp_path, play)
     if block.args.get('sidekiq-invalid'):
         assert done.returncode != 0, done.stdout
         assert 'scheduler queue must run in exactly one replica' in done.stdout, done.stdout[-3000:]
-        assert 'The sidekiq role checks' in done.stdout
+        assert 'The plan checks' in done.stdout
     else:
         assert done.returncode == 0, done.stdout[-5000:] + done.stderr[-2000:]
 

@@ -70,6 +70,15 @@ BAD = [
     ({'NODE_EXTRA_CA_CERTS': 'relative/ca.pem'}, {}, 'NODE_EXTRA_CA_CERTS'),
     ({'VAPID_PUBLIC_KEY': 'not-a-key'}, {}, 'VAPID_PUBLIC_KEY'),
     ({'DB_HOST': 'bad host name'}, {}, 'DB_HOST'),
+    # Refused by Mastodon 4.5/4.6 or no longer read (shared/reference/mastodon/README.md).
+    ({'REDIS_NAMESPACE': 'mastodon'}, {}, 'REDIS_NAMESPACE'),
+    ({}, {'REDIS_NAMESPACE': 'mastodon'}, 'REDIS_NAMESPACE'),
+    ({'SKIP_POST_DEPLOYMENT_MIGRATIONS': False}, {}, 'SKIP_POST_DEPLOYMENT_MIGRATIONS'),
+    ({'LOG_LEVEL': 'silly'}, {}, 'LOG_LEVEL'),
+    ({'STATSD_ADDR': 'statsd.example:8125'}, {}, 'STATSD_ADDR'),
+    ({'STREAMING_CLUSTER_NUM': 2}, {}, 'STREAMING_CLUSTER_NUM'),
+    ({'ENABLE_SIDEKIQ_UNIQUE_JOBS_UI': True}, {}, 'ENABLE_SIDEKIQ_UNIQUE_JOBS_UI'),
+    ({'REDIS_URL': 'rediss://default:pa#ss@redis.example.internal:25061'}, {}, 'REDIS_URL'),
 ]
 BAD_IDS = [case[2] + '-%d' % i for i, case in enumerate(BAD)]
 

@@ -30,9 +30,9 @@ import tlsenv  # noqa: E402  pylint: disable=wrong-import-position
 
 # The suite runs in a collection copy .../ansible_collections/fediops/mastodon: the tests import
 # `_migrations` from there.
-_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(HERE)))
-_COLLECTIONS = os.path.dirname(os.path.dirname(os.path.dirname(_ROOT)))
-if os.path.basename(os.path.dirname(os.path.dirname(_ROOT))) == 'ansible_collections' and _COLLECTIONS not in sys.path:
+COLLECTION_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(HERE)))
+_COLLECTIONS = os.path.dirname(os.path.dirname(os.path.dirname(COLLECTION_ROOT)))
+if os.path.basename(os.path.dirname(os.path.dirname(COLLECTION_ROOT))) == 'ansible_collections' and _COLLECTIONS not in sys.path:
     sys.path.insert(0, _COLLECTIONS)
 
 APP_USER = 'mastodon'
@@ -62,6 +62,15 @@ class Database(object):
     def sql(self, statement):
         return self.env.postgres.psql(statement, database=self.name)
 
+    def psql_script(self, script, **variables):
+        """Run a psql script as the admin, with psql variables (`-v name=value`)."""
+        postgres = self.env.postgres
+        command = [os.path.join(tlsenv.PG_BIN, 'psql'), '-h', postgres.socket_dir, '-p', str(postgres.port),
+                   '-U', tlsenv.DB_USER, '-d', self.name, '-v', 'ON_ERROR_STOP=1']
+        for name, value in variables.items():
+            command += ['-v', '%s=%s' % (name, value)]
+        return postgres._as_user(command, input=script)  # pylint: disable=protected-access
+
     def versions(self):
         if not self.sql("SELECT to_regclass('public.schema_migrations') IS NOT NULL").strip() == 't':
             return []
@@ -89,23 +98,23 @@ class JobRunner(object):
         self.env = env
         self.password = password
 
-    def connection_env(self, database, password=None):
+    def connection_env(self, database, user=APP_USER, password=None):
         return {
             'DB_HOST': tlsenv.PG_NAME,
             'DB_PORT': str(self.env.postgres.port),  # the direct endpoint, not PgBouncer
             'DB_NAME': database.name,
-            'DB_USER': APP_USER,
+            'DB_USER': user,
             'DB_PASS': self.password if password is None else password,
             'DB_SSLMODE': 'verify-full',
             'PGSSLROOTCERT': self.env.pki.ca_file,
             'PGHOSTADDR': '127.0.0.1',
         }
 
-    def run(self, tree, container, database, case='', step='', password=None, extra_env=None):
+    def run(self, tree, container, database, case='', step='', user=APP_USER, password=None, extra_env=None):
         env = {'PATH': os.environ.get('PATH', '/usr/bin:/bin'), 'HOME': os.environ.get('HOME', '/root'),
                'LANG': 'C.UTF-8'}
         env.update(container['env'])
-        env.update(self.connection_env(database, password))
+        env.update(self.connection_env(database, user, password))
         env.update(extra_env or {})
         started = time.monotonic()
         completed = subprocess.run(container['command'], cwd=tree, env=env, stdout=subprocess.PIPE,
@@ -123,5 +132,3 @@ class JobResult(object):
 
     def __repr__(self):
         return 'exit %s, migrated %s, output:\n%s' % (self.returncode, self.migrated, self.output[-4000:])
-
-

@@ -19,16 +19,21 @@ The Rails tree (mastodon_tree/README.md) follows Mastodon v4.5.15 / v4.6.5:
 """
 from __future__ import annotations
 
+import os
+import re
+import textwrap
+
 import pytest
 
 from ansible_collections.fediops.mastodon.plugins.module_utils import _migrations
 
-from migration_jobs import APP_USER, POST_VERSIONS, PRE_VERSIONS  # pylint: disable=import-error
+from migration_jobs import APP_USER, COLLECTION_ROOT, POST_VERSIONS, PRE_VERSIONS  # pylint: disable=import-error
 
 # The current release of the tree: what an upgrade from the previous release must run.
 PREVIOUS_RELEASE = '20250201000000'  # the newest migration of the previous release (a post-deployment one)
 NEW_PRE = [v for v in PRE_VERSIONS if v > PREVIOUS_RELEASE]
 NEW_POST = [v for v in POST_VERSIONS if v > PREVIOUS_RELEASE]
+GUIDE_UPGRADE = os.path.join(COLLECTION_ROOT, 'docs', 'docsite', 'rst', 'guide_upgrade.rst')
 BEFORE_4_2 = '20220101000000'  # a database of a release before 4.2.0
 TOO_OLD_MESSAGE = 'Zero-downtime migrations from Mastodon versions earlier than 4.2.0 are not supported.'
 
@@ -43,11 +48,12 @@ OLD_JOBS = {
 }
 
 
-def deployed_release(job, tree, database, version, case):
+def deployed_release(job, tree, database, version, case, **as_user):
     """Bring an empty database to `version` as a finished deploy of that release leaves it: every
-    migration up to it, both directories (test set-up, not a Job)."""
+    migration up to it, both directories (test set-up, not a Job; as the application's user unless
+    `user`/`password` say otherwise)."""
     setup = {'command': ['bundle', 'exec', 'rails', 'db:migrate'], 'env': {'RAILS_ENV': 'production', 'VERSION': version}}
-    result = job.run(tree, setup, database, case, 'set-up %s' % version)
+    result = job.run(tree, setup, database, case, 'set-up %s' % version, **as_user)
     assert result.returncode == 0, result
     database.sql("INSERT INTO accounts (username, created_at, updated_at) VALUES ('alice', now(), now())")
     if 'statuses' in database.owners():
@@ -190,3 +196,37 @@ def test_unreachable_database_is_not_read_as_empty(job, tree_current, database):
     assert 'cannot tell whether the database is empty' in pre.output
     assert 'fresh install' not in pre.output and 'upgrade:' not in pre.output
     assert database.versions() == [] and database.owners() == {}
+
+
+def test_tables_created_by_the_admin_are_refused_until_handed_over(job, tree_current, database):
+    """Why the Jobs run as the application's user, and the way over from the old Jobs (which ran as the
+    cluster admin): the application's user may not alter the admin's tables (PostgreSQL: only a table's
+    owner may), so the pre Job stops before migrating, naming both users; the upgrade guide's hand-over
+    (run here as the guide shows it) fixes it, and the upgrade then runs as usual."""
+    env = job.env
+    case = 'admin-owned tables'
+    deployed_release(job, tree_current, database, PREVIOUS_RELEASE, case, user=env.DB_USER, password=env.password)
+    assert set(database.owners().values()) == {env.DB_USER}
+    before = database.versions()
+    refused = job.run(tree_current, _migrations.job_container('pre'), database, case, 'pre (refused)')
+    assert refused.returncode == 1, refused
+    assert ('the schema belongs to the database user %s, and the migrations run as %s' % (env.DB_USER, APP_USER)
+            in refused.output), refused
+    assert 'hand the tables over' in refused.output
+    assert refused.migrated == [] and database.versions() == before
+
+    database.psql_script(guide_hand_over_sql(), app_user=APP_USER)
+    assert_owned_by_app_user(database)
+    pre = job.run(tree_current, _migrations.job_container('pre'), database, case, 'pre (after hand-over)')
+    assert pre.returncode == 0 and pre.migrated == NEW_PRE, pre
+    post = job.run(tree_current, _migrations.job_container('post'), database, case, 'post')
+    assert post.returncode == 0 and post.migrated == NEW_POST, post
+
+
+def guide_hand_over_sql():
+    """The SQL of the upgrade guide's hand-over block (the here-document fed to psql)."""
+    with open(GUIDE_UPGRADE, encoding='utf-8') as handle:
+        text = handle.read()
+    match = re.search(r"<<'SQL'\n(.*?)\n\s*SQL\n", text, re.DOTALL)
+    assert match, 'no hand-over SQL in %s' % GUIDE_UPGRADE
+    return textwrap.dedent(match.group(1)) + '\n'

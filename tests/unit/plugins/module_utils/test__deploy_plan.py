@@ -99,7 +99,7 @@ def test_cdn_host_without_scheme():
 
 
 def test_unsupported_version_and_its_override():
-    assert 'release line 4.3 is not supported' in str(one(config_mastodon_version='v4.3.9'))
+    assert 'Mastodon 4.3 is not a supported line' in str(one(config_mastodon_version='v4.3.9'))
     assert problems(config_mastodon_version='v4.3.9', config_allow_unsupported_version=True) == []
     assert problems(config_mastodon_version='v4.6.5@sha256:' + 'a' * 64) == []
 

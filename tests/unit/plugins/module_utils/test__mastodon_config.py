@@ -5,6 +5,7 @@ import base64
 import string
 
 import pytest
+from hypothesis import given, settings, strategies as st
 
 from ansible_collections.fediops.mastodon.plugins.module_utils import _mastodon_config as config
 
@@ -112,3 +113,229 @@ def test_split_and_mask():
 def test_component_warning():
     errors, warnings = config.validate(_complete(SIDEKIQ_CONCURRENCY='5'), components=['streaming'])
     assert errors == [] and any('SIDEKIQ_CONCURRENCY' in w for w in warnings)
+
+
+# Versions -------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize('text,expected', [
+    ('v4.6.5', ('v4.6.5', '4.6')),
+    ('v4.5.15', ('v4.5.15', '4.5')),
+    ('v4.5.2', ('v4.5.2', '4.5')),
+    ('v4.6.5@sha256:' + 'ab' * 32, ('v4.6.5@sha256:' + 'ab' * 32, '4.6')),
+])
+def test_parse_version_accepts_supported_lines(text, expected):
+    assert config.parse_version(text) == expected
+
+
+@pytest.mark.parametrize('text', ['v4.4.9', 'v4.3.0', 'v4.7.0', 'v5.0.0'])
+def test_parse_version_refuses_other_lines(text):
+    with pytest.raises(config.ConfigError) as info:
+        config.parse_version(text)
+    message = str(info.value)
+    assert message.startswith('config_mastodon_version: ') and '4.5' in message and '4.6' in message
+    assert 'config_allow_unsupported_version: true' in message
+    assert config.parse_version(text, allow_unsupported=True) == (text, text[1:4])
+
+
+@pytest.mark.parametrize('text', ['4.6.5', 'v4.6', 'latest', 'v4.6.5@sha256:abc', 'v4.6.5 ', None])
+def test_parse_version_refuses_other_forms(text):
+    with pytest.raises(config.ConfigError) as info:
+        config.parse_version(text)
+    assert 'vX.Y.Z' in str(info.value)
+
+
+def test_parse_version_override_admits_any_image_tag():
+    assert config.parse_version('fail', allow_unsupported=True) == ('fail', None)
+    with pytest.raises(config.ConfigError):
+        config.parse_version('bad tag', allow_unsupported=True)
+
+
+def test_default_version_is_the_newest_line():
+    assert config.DEFAULT_VERSION == 'v4.6.5' == config.SUPPORTED_LINES['4.6']
+    assert config.parse_version(config.DEFAULT_VERSION) == ('v4.6.5', '4.6')
+
+
+def test_older_patch_is_accepted_with_a_warning():
+    errors, warnings = config.validate(_complete(), version='v4.5.2')
+    assert errors == [] and any('v4.5.15' in w and 'v4.5.2' in w for w in warnings)
+    assert config.validate(_complete(), version='v4.5.15') == ([], [])
+
+
+# Keys refused or read by one line only ------------------------------------------------------------------
+
+@pytest.mark.parametrize('key', sorted(config.REJECTED))
+@pytest.mark.parametrize('version', sorted(config.SUPPORTED_LINES.values()))
+def test_rejected_keys_name_key_version_and_remedy(key, version):
+    """deprecations.rb:3-17 (REDIS_NAMESPACE aborts the boot), lib/mastodon/database.rb:31 (any value of
+    SKIP_POST_DEPLOYMENT_MIGRATIONS skips), the rest not read by 4.5.15/4.6.5 (reference README)."""
+    values, errors = config.normalise({key: 'x'})
+    assert errors == []
+    errors, dummy = config.validate(_complete(**values), version=version)
+    assert [e.key for e in errors] == [key]
+    assert 'Mastodon %s' % version[1:4] in errors[0].reason and len(errors[0].reason) > 60
+    values, errors = config.normalise({}, {key: 'x'})
+    errors, dummy = config.validate(_complete(**values), version=version)
+    assert [e.key for e in errors] == [key]
+
+
+def test_skip_post_deployment_migrations_false_is_refused_too():
+    errors, dummy = config.validate(_complete(SKIP_POST_DEPLOYMENT_MIGRATIONS='false'))
+    assert errors[0].key == 'SKIP_POST_DEPLOYMENT_MIGRATIONS' and 'ANY value' in errors[0].reason
+
+
+@pytest.mark.parametrize('key,value,only', [
+    ('ENABLE_SIDEKIQ_UNIQUE_JOBS_UI', 'true', '4.5'),
+    ('MASTODON_USE_LIBVIPS', 'true', '4.5'),
+    ('MAGICK_CONFIGURE_PATH', '/etc/im', '4.5'),
+    ('DISABLE_EMAIL_SUBSCRIPTIONS', 'true', '4.6'),
+    ('DONATION_CAMPAIGNS_URL', 'https://donate.example', '4.6'),
+    ('DONATION_CAMPAIGNS_ENVIRONMENT', 'production', '4.6'),
+])
+def test_keys_of_one_line(key, value, only):
+    """Names only in env-reads-4.5.15.json or only in env-reads-4.6.5.json (reference README)."""
+    for line, version in config.SUPPORTED_LINES.items():
+        errors, dummy = config.validate(_complete(**{key: value}), version=version)
+        if line == only:
+            assert errors == []
+        else:
+            assert [e.key for e in errors] == [key] and only in errors[0].reason
+
+
+@pytest.mark.parametrize('level', config.PINO_LEVELS)
+def test_log_level_takes_pino_levels(level):
+    """streaming/logging.js:107-108."""
+    assert config.validate(_complete(LOG_LEVEL=level))[0] == []
+
+
+@pytest.mark.parametrize('level', ['silly', 'verbose', 'http', 'warning', 'INFO'])
+def test_log_level_refuses_npmlog_levels(level):
+    errors, dummy = config.validate(_complete(LOG_LEVEL=level))
+    assert errors[0].key == 'LOG_LEVEL' and 'pino' in errors[0].reason
+
+
+@pytest.mark.parametrize('locale', ['be', 'ckb', 'ia', 'ie', 'af', 'an', 'bs', 'kw', 'la', 'sa', 'szl', 'ug',
+                                    'fr-CA', 'zh-TW', 'en-GB'])
+def test_locales_of_both_lines(locale):
+    """config/initializers/i18n.rb available_locales."""
+    for version in config.SUPPORTED_LINES.values():
+        assert config.validate(_complete(DEFAULT_LOCALE=locale), version=version)[0] == []
+
+
+def test_locale_nan_tw_from_4_6_and_unknown_locales():
+    assert config.validate(_complete(DEFAULT_LOCALE='nan-TW'), version='v4.6.5')[0] == []
+    for locale, version in (('nan-TW', 'v4.5.15'), ('fr-QC', 'v4.6.5'), ('xx', 'v4.6.5')):
+        errors, dummy = config.validate(_complete(DEFAULT_LOCALE=locale), version=version)
+        assert errors[0].key == 'DEFAULT_LOCALE' and version[1:4] in errors[0].reason
+
+
+# Components -----------------------------------------------------------------------------------------------
+
+# streaming/ reads these (database.js, redis.js, logging.js, index.js); node reads NODE_EXTRA_CA_CERTS.
+STREAMING_READS = {
+    'DATABASE_URL', 'DB_HOST', 'DB_NAME', 'DB_PASS', 'DB_POOL', 'DB_PORT', 'DB_SSLMODE', 'DB_USER', 'LOG_LEVEL',
+    'REDIS_DB', 'REDIS_HOST', 'REDIS_PASSWORD', 'REDIS_PORT', 'REDIS_SENTINELS', 'REDIS_SENTINEL_MASTER',
+    'REDIS_SENTINEL_PASSWORD', 'REDIS_SENTINEL_PORT', 'REDIS_SENTINEL_USERNAME', 'REDIS_URL', 'REDIS_USER',
+    'TRUSTED_PROXY_IP', 'NODE_EXTRA_CA_CERTS',
+}
+
+
+def _full_env():
+    env = _complete(DB_HOST='db.example', DB_PORT='25061', DB_NAME='pool', DB_USER='mastodon', DB_PASS='pw',
+                    DB_SSLMODE='verify-full', PREPARED_STATEMENTS='false', REDIS_URL='rediss://default:rp@r.example:1',
+                    REDIS_DRIVER='ruby', LOG_LEVEL='info', NODE_EXTRA_CA_CERTS='/ca/ca.crt', PGSSLROOTCERT='/ca/ca.crt',
+                    SMTP_PASSWORD='sp', AWS_SECRET_ACCESS_KEY='ak', STREAMING_API_BASE_URL='wss://s.example.social',
+                    WEB_CONCURRENCY='2', SIDEKIQ_CONCURRENCY='5', CACHE_REDIS_URL='redis://c.example:6379',
+                    OTP_SECRET='o' * 128, CUSTOM_RAILS_KEY='x')
+    return env
+
+
+def test_streaming_gets_only_what_streaming_reads():
+    env = _full_env()
+    streaming = config.component_env(env, 'streaming', config.DEFAULT_VERSION)
+    assert set(streaming) == STREAMING_READS & set(env)
+    for secret in list(config.GENERATED) + ['SMTP_PASSWORD', 'AWS_SECRET_ACCESS_KEY']:
+        assert secret not in streaming
+    assert all(streaming[k] == env[k] for k in streaming)
+
+
+def test_rails_gets_what_web_and_sidekiq_read():
+    env = _full_env()
+    rails = config.component_env(env, 'rails', config.DEFAULT_VERSION)
+    assert {'LOG_LEVEL', 'NODE_EXTRA_CA_CERTS'}.isdisjoint(rails)
+    assert set(rails) == set(env) - {'LOG_LEVEL', 'NODE_EXTRA_CA_CERTS'}
+    with pytest.raises(ValueError):
+        config.component_env(env, 'web', config.DEFAULT_VERSION)
+
+
+def test_component_env_follows_the_version():
+    env = _complete(ENABLE_SIDEKIQ_UNIQUE_JOBS_UI='true')
+    assert 'ENABLE_SIDEKIQ_UNIQUE_JOBS_UI' in config.component_env(env, 'rails', 'v4.5.15')
+    assert 'ENABLE_SIDEKIQ_UNIQUE_JOBS_UI' not in config.component_env(env, 'rails', 'v4.6.5')
+
+
+# Credentials in URLs ----------------------------------------------------------------------------------------
+
+AWKWARD_PASSWORDS = ['pa#ss', 'pa?ss', 'pa/ss', 'p@ss', '#', '?x=1', '/', '@', 'a:b', 'x#y?z/w@v', '%23',
+                     ':', '#@#', 'end#', '?', 'pw with spaces']
+
+
+def test_url_credentials_are_found_whatever_the_password_holds():
+    """urlsplit reads `#` as a fragment: redis://:pa#ss@host hides the password from it; url_userinfo does not."""
+    checked = 0
+    for password in AWKWARD_PASSWORDS:
+        for template in ('redis://:{pw}@h.example:6379/0', 'rediss://default:{pw}@h.example:25061',
+                         'postgres://mastodon:{pw}@db.example:25060/mastodon?sslmode=verify-full',
+                         'https://elastic:{pw}@es.example:9200', 'http://{pw}@proxy.example'):
+            value = template.format(pw=password)
+            assert config.url_has_password(value), value
+            assert password in config.url_userinfo(value)
+            for key in ('ES_HOST', 'REDIS_URL', 'MY_SETTING', 'CDN_HOST'):
+                secret_env, config_env = config.split_env({key: value})
+                assert key in secret_env and config_env == {}
+            checked += 1
+    assert checked == len(AWKWARD_PASSWORDS) * 5
+
+
+@settings(max_examples=200, deadline=None)
+@given(password=st.text(alphabet='#?/@:%a1 -_.~!$&()*+,;=', min_size=1, max_size=24),
+       user=st.sampled_from(['', 'default', 'mastodon']),
+       key=st.sampled_from(['ES_HOST', 'REDIS_URL', 'DATABASE_URL', 'S3_ENDPOINT', 'ANY_SETTING']))
+def test_url_credentials_property(password, user, key):
+    """Whatever a password holds, a URL with it goes to the Secret, and url_userinfo keeps all of it."""
+    value = 'rediss://%s:%s@r.example:25061/0' % (user, password)
+    assert config.url_userinfo(value).endswith(password)
+    secret_env, config_env = config.split_env({key: value, 'LOCAL_DOMAIN': 'example.social'})
+    assert secret_env == {key: value} and config_env == {'LOCAL_DOMAIN': 'example.social'}
+
+
+@pytest.mark.parametrize('value', ['https://cdn.example', 'redis://r.example:6379/1', 'example.social',
+                                   'notifications@example.social', 'https://github.com/mastodon/mastodon', ''])
+def test_values_without_credentials_stay_in_the_config_map(value):
+    secret_env, config_env = config.split_env({'SOME_URL': value})
+    assert config_env == {'SOME_URL': value}
+
+
+def test_port_is_read_past_a_password_with_a_hash():
+    assert config.url_host_port('postgres://u:pa#ss@db.example:25061/pool') == ('db.example', 25061)
+    errors, dummy = config.validate(_complete(DATABASE_URL='postgres://u:pa%23ss@db.example:25061/pool'))
+    assert 'PREPARED_STATEMENTS' in [e.key for e in errors]
+
+
+@pytest.mark.parametrize('value', ['redis://default:12#34@r.example:6379', 'redis://:pa?ss@r.example:6379',
+                                   'redis://:p@ss@r.example:6379', 'redis://:pa#ss@r.example:6379'])
+def test_unencoded_specials_in_url_credentials_are_errors(value):
+    errors, dummy = config.validate(_complete(REDIS_URL=value))
+    assert [e.key for e in errors] == ['REDIS_URL'] and value not in str(errors[0])
+    assert 'percent-encode' in errors[0].reason or 'not a valid URL' in errors[0].reason or 'no host' in errors[0].reason
+
+
+def test_encoded_password_and_path_at_sign_are_fine():
+    assert config.validate(_complete(REDIS_URL='redis://:pa%23ss@r.example:6379'))[0] == []
+    assert config.validate(_complete(SOURCE_BASE_URL='https://code.example/@team/mastodon'))[0] == []
+
+
+def test_secret_looking_schema_keys_are_secret():
+    pattern = config._SECRET_NAME_RE
+    for key, setting in config.SCHEMA.items():
+        if pattern.search(key) and key not in ('CACHE_BUSTER_SECRET_HEADER',):
+            assert setting.secret, key

@@ -82,6 +82,14 @@ def test_failed_check_runs_nothing(run, check_exit):
     assert 'cannot tell whether the database is empty (the check exited with %d' % check_exit in completed.stderr
 
 
+def test_schema_of_another_user_runs_nothing(run):
+    """The check found a schema whose tables the Job's user may not alter (created by the admin)."""
+    completed, calls, dummy = run('pre', check_exit=12)
+    assert completed.returncode == 1
+    assert calls == []
+    assert "hand the tables over to the application's database user first" in completed.stderr
+
+
 def test_post_phase_is_db_migrate_without_the_variable(run):
     completed, calls, checked = run('post', inherited={'SKIP_POST_DEPLOYMENT_MIGRATIONS': 'true'})
     assert completed.returncode == 0, completed.stderr
