@@ -5,11 +5,14 @@
 """Acceptance of issue 18: operator mistakes (cases.yml), each run END TO END as an upgrade of an existing install.
 
 A good install (v4.5.2, playbooks/deploy.yml against the local Kubernetes API server and the DigitalOcean API
-stand-in) is made once in each of two namespaces; then every case is one `ansible-playbook playbooks/deploy.yml`
-with the good variables at v4.5.3 plus ONE mistake, two at a time (one per namespace, so each run's writes are
-told apart by namespace). The API server's audit log (logs/audit.log beside the kubeconfig, read as
-molecule/default/files/audit_writes.py does: create/update/patch/delete by anyone but the cluster's controllers,
-dry-run requests left out) is read for the run's window, and the run is classified:
+stand-in) is made once in each of two namespaces; then every case is a deploy of the good variables at v4.5.3
+plus ONE mistake. To keep the run short, the cases of a namespace run in batches: one `ansible-playbook
+playbooks/deploy.yml` whose inventory holds each case as a host with its own variables (deploy_hosts=all), two
+batches at a time (one per namespace, so that writes are told apart by namespace). The API server's audit log
+(logs/audit.log beside the kubeconfig, read with molecule/default/files/audit_writes.py: create/update/patch/
+delete by anyone but the cluster's controllers, dry-run requests left out) is read for each batch's window. A
+batch without writes proves that none of its cases wrote; a batch with writes is narrowed down (Corpus.run_batch)
+until each write belongs to one case. Each case is classified:
 
     named     rejected before any write, the variable named in the message (the target)
     unnamed   rejected before any write, the variable not named
@@ -49,6 +52,8 @@ from audit_writes import writes as audit_writes  # noqa: E402  pylint: disable=w
 INSTALLED_VERSION = 'v4.5.2'
 UPGRADE_VERSION = 'v4.5.3'
 WORKERS = 2  # a 2-core machine: two ansible-playbook processes at a time
+BATCH = 18  # cases per ansible-playbook
+FORKS = 4  # cases of a batch at a time
 RUN_TIMEOUT = 300
 CLASSES = ('named', 'unnamed', 'late', 'accepted')
 CLASS_TITLES = {'named': 'rejected before any write, variable named',
@@ -106,7 +111,13 @@ def _private_key_lines(text):
 
 
 class Corpus(object):
-    """Runs the good installs, the cases and the control run; keeps each case's outcome."""
+    """Runs the good installs, the cases (in batches) and the control run; keeps each case's outcome.
+
+    A batch is ONE ansible-playbook in which every case is a host of the inventory with its variables as host
+    variables (deploy.yml runs on deploy_hosts=all), so one process start serves many cases. A batch whose audit
+    window shows no write proves that every case of it wrote nothing. A batch that wrote is split: the install
+    is put back, and the cases that failed are run again, in halves, until each write is pinned to one case.
+    """
 
     def __init__(self, kube_cluster, standin, workdir):
         self.kube = kube_cluster
@@ -124,6 +135,8 @@ class Corpus(object):
         self.counter = 0
         self.outcomes = {}
         self.install_seconds = []
+        self.batch_seconds = []
+        self.control = None
 
     def good_vars(self, namespace, version):
         return {
@@ -164,32 +177,38 @@ class Corpus(object):
             extra['config_db_ca_pem'] = self.pems[case['ca']][0]
         return extra
 
-    def run(self, extra_vars):
-        """One ansible-playbook of playbooks/deploy.yml (json callback): (returncode, stdout, stderr, seconds)."""
+    def run(self, hosts):
+        """ONE ansible-playbook of playbooks/deploy.yml on the hosts {name: variables} (json callback):
+        ({host: its result of the deploy, {} when it did not get there}, returncode, stdout, stderr, seconds)."""
         with self.lock:
             self.counter += 1
             directory = os.path.join(self.workdir, 'run-%03d' % self.counter)
         os.makedirs(directory)
-        vars_file = os.path.join(directory, 'vars.json')
-        fd = os.open(vars_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        inventory = os.path.join(directory, 'inventory.json')
+        host_vars = dict((name, dict(variables, ansible_connection='local', ansible_python_interpreter=sys.executable))
+                         for name, variables in hosts.items())
+        fd = os.open(inventory, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)  # the variables hold secrets
         with os.fdopen(fd, 'w', encoding='utf-8') as handle:
-            json.dump(extra_vars, handle)
+            json.dump({'all': {'hosts': host_vars}}, handle)
         env = dict(os.environ)
         env.update({
             'ANSIBLE_COLLECTIONS_PATH': os.path.dirname(os.path.dirname(os.path.dirname(COLLECTION_ROOT))),
             'ANSIBLE_STDOUT_CALLBACK': 'json', 'ANSIBLE_NOCOLOR': '1', 'ANSIBLE_LOCALHOST_WARNING': 'false',
-            'ANSIBLE_INVENTORY_UNPARSED_WARNING': 'false', 'ANSIBLE_PYTHON_INTERPRETER': sys.executable,
+            'ANSIBLE_INVENTORY_UNPARSED_WARNING': 'false', 'ANSIBLE_HOST_KEY_CHECKING': 'false',
             'K8S_AUTH_KUBECONFIG': self.kube.kubeconfig, 'DIGITALOCEAN_ACCESS_TOKEN': self.standin.token,
         })
         start = time.monotonic()
-        done = subprocess.run(['ansible-playbook', '-i', 'localhost,', '-c', 'local', DEPLOY, '-e', '@' + vars_file],
+        done = subprocess.run(['ansible-playbook', '-i', inventory, '--forks', str(FORKS), DEPLOY,
+                               '-e', json.dumps({'deploy_hosts': 'all'})],
                               capture_output=True, text=True, env=env, cwd=directory, timeout=RUN_TIMEOUT, check=False)
-        return done.returncode, done.stdout, done.stderr, time.monotonic() - start
+        seconds = time.monotonic() - start
+        return host_results(done.stdout, hosts), done.returncode, done.stdout, done.stderr, seconds
 
     def audit_offset(self):
         return os.path.getsize(self.audit_log)
 
     def writes_since(self, offset, namespaces):
+        time.sleep(0.2)  # the audit log backend writes each event as its request completes
         with open(self.audit_log, 'rb') as handle:
             handle.seek(offset)
             lines = handle.read().decode('utf-8', 'replace').splitlines()
@@ -198,41 +217,56 @@ class Corpus(object):
             found += audit_writes(lines, namespace)
         return found
 
-    def install(self, namespace):
-        code, out, err, seconds = self.run(self.good_vars(namespace, INSTALLED_VERSION))
+    def install(self, namespace, restore=False):
+        good = self.good_vars(namespace, INSTALLED_VERSION)
+        # A case that got through (e.g. LOCAL_DOMAIN through config_env) may have changed the domain: put it back.
+        good['config_allow_local_domain_change'] = restore
+        results, code, out, err, seconds = self.run({'good-install': good})
         self.install_seconds.append(seconds)
-        assert code == 0, 'the good install failed in %s:\n%s\n%s' % (namespace, failure_message(out, err), err[-2000:])
+        assert code == 0, 'the good install failed in %s:\n%s\n%s' % (
+            namespace, failure_message(results.get('good-install')), err[-2000:])
 
-    def run_case(self, case, namespace):
+    def run_batch(self, cases, namespace):
+        """Classify the cases (run together); returns after every case has its outcome."""
+        hosts = dict((case['id'], self.case_vars(case, namespace)) for case in cases)
         offset = self.audit_offset()
-        extra = self.case_vars(case, namespace)
-        code, out, err, seconds = self.run(extra)
-        time.sleep(0.2)  # the audit log backend writes each event as its request completes
-        found = self.writes_since(offset, [namespace, str(extra.get('config_namespace'))])
-        message = failure_message(out, err)
-        if code == 0:
-            verdict = 'accepted'
-        elif found:
-            verdict = 'late'
-        elif case['variable'] in message:
-            verdict = 'named'
-        else:
-            verdict = 'unnamed'
-        leaks = [what for what, value in self.secrets.items() if value and value in out + err]
-        if case.get('ca'):
-            key_lines = _private_key_lines(self.pems[case['ca']][1])
-            if any(line in out + err for line in key_lines):
-                leaks.append('the private key')
-        outcome = {'case': case, 'verdict': verdict, 'writes': found, 'message': message, 'leaks': leaks,
-                   'returncode': code, 'seconds': seconds}
-        if found:  # put the install back as it was for the next case of this namespace
-            self.install(namespace)
-        return outcome
+        results, dummy, out, err, seconds = self.run(hosts)
+        self.batch_seconds.append((len(cases), seconds))
+        found = self.writes_since(offset, [namespace] + [str(v.get('config_namespace')) for v in hosts.values()])
+        if found:
+            self.install(namespace, restore=True)  # as it was, for what runs next in this namespace
+        failed = []
+        for case in cases:
+            result = results.get(case['id']) or {}
+            if not result.get('failed') and result:
+                self.outcome(case, 'accepted', result, err, found, seconds)
+            elif not found:
+                message = failure_message(result) or err.strip()
+                self.outcome(case, 'named' if case['variable'] in message else 'unnamed', result, err, [], seconds)
+            else:
+                failed.append(case)
+        if failed and len(failed) == len(cases) == 1:
+            self.outcome(failed[0], 'late', results.get(failed[0]['id']) or {}, err, found, seconds)
+        elif failed and len(failed) < len(cases):
+            self.run_batch(failed, namespace)  # the writes may all be the accepted cases'
+        elif failed:
+            half = len(failed) // 2
+            self.run_batch(failed[:half], namespace)
+            self.run_batch(failed[half:], namespace)
+
+    def outcome(self, case, verdict, result, stderr, found, seconds):
+        text = json.dumps(result) + stderr
+        leaks = [what for what, value in self.secrets.items() if value and value in text]
+        if case.get('ca') and any(line in text for line in _private_key_lines(self.pems[case['ca']][1])):
+            leaks.append('the private key')
+        self.outcomes[case['id']] = {'case': case, 'verdict': verdict, 'writes': found, 'leaks': leaks,
+                                     'message': failure_message(result) or stderr.strip(), 'seconds': seconds,
+                                     'failed': bool(result.get('failed'))}
 
     def run_worker(self, index, cases):
         namespace = self.namespaces[index]
-        for case in cases:
-            self.outcomes[case['id']] = self.run_case(case, namespace)
+        for first in range(0, len(cases), BATCH):
+            self.run_batch(cases[first:first + BATCH], namespace)
 
     def run_all(self):
         with ThreadPoolExecutor(WORKERS) as pool:
@@ -240,25 +274,23 @@ class Corpus(object):
             shares = [CASES[i::WORKERS] for i in range(WORKERS)]
             list(pool.map(lambda i: self.run_worker(i, shares[i]), range(WORKERS)))
         offset = self.audit_offset()
-        code, out, err, seconds = self.run(self.good_vars(self.namespaces[0], UPGRADE_VERSION))
-        time.sleep(0.2)
+        results, code, out, err, seconds = self.run({'control': self.good_vars(self.namespaces[0], UPGRADE_VERSION)})
         self.control = {'returncode': code, 'writes': self.writes_since(offset, [self.namespaces[0]]),
-                        'message': failure_message(out, err), 'seconds': seconds}
+                        'message': failure_message(results.get('control')) or err, 'seconds': seconds}
 
     def table(self):
-        lines = ['%-42s %-10s %-9s %-34s %5s %s' % ('case', 'role', 'class', 'variable', 'secs', 'writes / message')]
+        lines = ['%-42s %-10s %-9s %-34s %s' % ('case', 'role', 'class', 'variable', 'writes / message')]
         for case in CASES:
             o = self.outcomes[case['id']]
-            detail = ('%d writes: %s' % (len(o['writes']), ', '.join(sorted(set(
+            detail = ('%d writes in its batch: %s' % (len(o['writes']), ', '.join(sorted(set(
                 '%s %s/%s' % (w['verb'], w['resource'], w['name']) for w in o['writes'])))[:200])
                 if o['writes'] else first_line(o['message']))
-            lines.append('%-42s %-10s %-9s %-34s %5.1f %s' % (case['id'], case['role'], o['verdict'], case['variable'],
-                                                              o['seconds'], detail))
+            lines.append('%-42s %-10s %-9s %-34s %s' % (case['id'], case['role'], o['verdict'], case['variable'],
+                                                         detail))
         counts = dict((c, sum(1 for o in self.outcomes.values() if o['verdict'] == c)) for c in CLASSES)
         lines.append('')
         lines.append('%d cases; %s' % (len(CASES), '; '.join('%s: %d' % (CLASS_TITLES[c], counts[c]) for c in CLASSES)))
-        roles = sorted(set(case['role'] for case in CASES))
-        for role in roles:
+        for role in sorted(set(case['role'] for case in CASES)):
             own = [self.outcomes[c['id']]['verdict'] for c in CASES if c['role'] == role]
             lines.append('  %-10s %3d cases: %s' % (role, len(own), ', '.join('%s %d' % (c, own.count(c)) for c in CLASSES)))
         leaks = ['%s (%s)' % (i, ', '.join(o['leaks'])) for i, o in sorted(self.outcomes.items()) if o['leaks']]
@@ -266,24 +298,32 @@ class Corpus(object):
         lines.append('control run (no mistake, %s -> %s): rc=%s, %d writes, %.1f s' % (
             INSTALLED_VERSION, UPGRADE_VERSION, self.control['returncode'], len(self.control['writes']),
             self.control['seconds']))
-        lines.append('good installs (%s, the first two and each restore after a case that wrote): %s s' % (
+        lines.append('good installs (%s: the first ones and each restore after a batch that wrote): %s s' % (
             INSTALLED_VERSION, ', '.join('%.1f' % s for s in self.install_seconds)))
+        lines.append('batches (cases, seconds): %s' % ', '.join('%d/%.0f' % b for b in self.batch_seconds))
         return '\n'.join(lines)
 
 
-def failure_message(stdout, stderr):
-    """The message of the failed task (json callback), or what ansible-playbook printed when no task ran."""
+def host_results(stdout, hosts):
+    """{host: the result of its (last) mastodon_deploy task that ran, or {} } from the json callback's output."""
+    out = dict((name, {}) for name in hosts)
     try:
         data = json.loads(stdout)
     except ValueError:
-        return (stdout + '\n' + stderr).strip()
-    found = []
+        return out
     for play in data.get('plays', []):
         for task in play.get('tasks', []):
-            for result in task.get('hosts', {}).values():
-                if result.get('failed'):
-                    found.append(str(result.get('msg', '')) or json.dumps(result, sort_keys=True))
-    return '\n'.join(found) or stderr.strip()
+            for name, result in task.get('hosts', {}).items():
+                if name in out and not result.get('skipped'):
+                    out[name] = result
+    return out
+
+
+def failure_message(result):
+    """The message of a failed deploy task (its json callback result)."""
+    if not result or not result.get('failed'):
+        return ''
+    return str(result.get('msg', '')) or json.dumps(result, sort_keys=True)
 
 
 def first_line(text):
@@ -325,6 +365,6 @@ def test_control_run_writes(corpus):
 def test_mistake_rejected_before_any_write_naming_the_variable(corpus, case):
     outcome = corpus.outcomes[case['id']]
     assert not outcome['leaks'], 'the output echoes %s' % ', '.join(outcome['leaks'])
-    assert outcome['verdict'] == 'named', '%s (rc=%s, %d writes: %s)\nexpected %s named; message:\n%s' % (
-        CLASS_TITLES[outcome['verdict']], outcome['returncode'], len(outcome['writes']),
+    assert outcome['verdict'] == 'named', '%s (failed=%s, %d writes in its batch: %s)\nexpected %s named; message:\n%s' % (
+        CLASS_TITLES[outcome['verdict']], outcome['failed'], len(outcome['writes']),
         json.dumps(outcome['writes'])[:1500], case['variable'], outcome['message'][-3000:])
