@@ -463,6 +463,36 @@ def base_env(v, endpoints):
 
 
 # ------------------------------------------------------------------------------------------- the cluster
+def _catching(error_class, func, *args):
+    """A callable returning func(*args), or the error_class exception it raised."""
+    def call():
+        try:
+            return func(*args)
+        except error_class as exc:
+            return exc
+    return call
+
+
+def _concurrently(calls):
+    """{name: result} of {name: callable}, run in threads; the first exception is raised."""
+    out, errors = {}, []
+
+    def run(name):
+        try:
+            out[name] = calls[name]()
+        except Exception as exc:  # pylint: disable=broad-except  # re-raised in the caller's thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(name,)) for name in calls]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise errors[0]
+    return out
+
+
 def read_state(client, v):
     """What the plan needs from the cluster, read concurrently (GETs only)."""
     from ansible_collections.fediops.mastodon.plugins.module_utils._k8s_secret_info import read_secret
@@ -475,21 +505,7 @@ def read_state(client, v):
         'web': lambda: _get(client, client.path('apps/v1', 'Deployment', ns, name + '-web')),
         'marker': lambda: _get(client, client.path('v1', 'Secret', ns, name + '-set-config')),
     }
-    out, errors = {}, []
-
-    def run(key):
-        try:
-            out[key] = todo[key]()
-        except KubeError as exc:
-            errors.append(exc)
-
-    threads = [threading.Thread(target=run, args=(key,)) for key in todo]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    if errors:
-        raise errors[0]
+    out = _concurrently(todo)
     out['kept_exists'] = out['kept']['exists']
     out['kept'] = out['kept']['data'] if out['kept']['exists'] else {}
     out['env_secret_exists'] = out['env_secret']['exists']
@@ -658,6 +674,10 @@ class ComponentApplier(Applier):
             self.new_namespaces.add(namespace)
 
     def _apply_request(self, obj, force=None):
+        if self.check_mode and obj['metadata'].get('namespace') in self.new_namespaces:
+            # The namespace does not exist yet: the server would answer 404 to a dry-run; the plan's own checks
+            # stand for it and the object is reported as to be created.
+            return 404, None
         status, body = super(ComponentApplier, self)._apply_request(obj, force)
         if status not in (200, 201) and not (status == 404 and obj['metadata'].get('namespace') in self.new_namespaces):
             with self._lock:
@@ -820,12 +840,16 @@ class Deploy(object):
 
     def plan(self):
         v = self.check_inputs()
+        # The DigitalOcean look-ups and the cluster's state are independent: read them at the same time.
+        lookups = {}
         if v['config_database_source'] == 'digitalocean':
-            self.endpoints = do_endpoints(v, self.do_client(v))
-        else:
-            self.endpoints = explicit_endpoints(v)
+            lookups['endpoints'] = lambda: do_endpoints(v, self.do_client(v))
         if v['config_kubernetes']:
-            self.state = read_state(self.kube_client(), v)
+            lookups['state'] = lambda: read_state(self.kube_client(), v)
+        found = _concurrently(lookups)
+        self.endpoints = found.get('endpoints') or explicit_endpoints(v)
+        if v['config_kubernetes']:
+            self.state = found['state']
             local_domain_guard(v, self.state)
         known, self.backup = kept_secrets(v, self.state)
         staged = dict(self.staged.get('kept') or {})
@@ -870,15 +894,16 @@ class Deploy(object):
         errors = []
         for component in self.components:
             wait_var, timeout_var = WAITS[component]
-            applier = ComponentApplier(client, component, v['config_namespace'],
-                                       '%s-set-%s' % (v['config_name'], component), self.manifests.origins,
-                                       new_namespace=namespace_missing, diff=self.diff,
-                                       wait=v[wait_var] if wait_var else True, wait_timeout=v[timeout_var])
-            try:
-                applier.plan(self.manifests[component])
-            except PlanError as exc:
-                errors += exc.errors
-            self.appliers.append(applier)
+            self.appliers.append(ComponentApplier(
+                client, component, v['config_namespace'], '%s-set-%s' % (v['config_name'], component),
+                self.manifests.origins, new_namespace=namespace_missing, diff=self.diff,
+                wait=v[wait_var] if wait_var else True, wait_timeout=v[timeout_var]))
+        # Dry-runs change nothing, so the components are planned at the same time (the apply keeps the order).
+        outcomes = _concurrently(dict((a.component, _catching(PlanError, a.plan, self.manifests[a.component]))
+                                      for a in self.appliers))
+        for applier in self.appliers:
+            if isinstance(outcomes[applier.component], PlanError):
+                errors += outcomes[applier.component].errors
         if errors:
             raise PlanError(errors, 'the API server rejects objects (server-side dry-run)')
 
