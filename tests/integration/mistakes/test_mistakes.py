@@ -46,6 +46,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 COLLECTION_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(HERE)))
 DEPLOY = os.path.join(COLLECTION_ROOT, 'playbooks', 'deploy.yml')
 sys.path.insert(0, os.path.join(COLLECTION_ROOT, 'molecule', 'default', 'files'))
+sys.path.insert(0, os.path.join(COLLECTION_ROOT, 'tests', 'support'))
+from do_standin.fixtures import KUBERNETES_CLUSTER_ID as STANDIN_KUBERNETES_CLUSTER_ID  # noqa: E402  pylint: disable=wrong-import-position
 
 from audit_writes import writes as audit_writes  # noqa: E402  pylint: disable=wrong-import-position
 
@@ -151,6 +153,8 @@ class Corpus(object):
             'config_do_redis_cluster': 'mastodon-valkey',
             'config_do_api_base_url': self.standin.base_url,
             'config_do_ca_path': self.standin.ca_file,
+            # The stand-in's mastodon-pg admits this DOKS cluster (trusted source k8s:<id>), as a production one would.
+            'config_do_kubernetes_cluster_id': STANDIN_KUBERNETES_CLUSTER_ID,
             # the stand-in's database hosts (*.standin.invalid) cannot be connected to
             'config_tls_preflight': False,
             'config_media_ephemeral': True,
