@@ -143,6 +143,83 @@ def test_httproute_needs_parent_refs():
     assert one(streaming_exposure='httproute').key == 'streaming_gateway_parent_refs'
 
 
+# ------------------------------------------------------------------ mistakes found by tests/integration/mistakes
+@pytest.mark.parametrize('variable', ['config_env', 'config_extra_env'])
+@pytest.mark.parametrize('key,owner', [('LOCAL_DOMAIN', 'config_local_domain'), ('WEB_DOMAIN', 'config_web_domain')])
+def test_the_domains_are_set_only_through_their_variables(variable, key, owner):
+    """config_env: {LOCAL_DOMAIN: ...} would override config_local_domain in base_env and so bypass the
+    LOCAL_DOMAIN guard, which compares the running instance's LOCAL_DOMAIN with config_local_domain."""
+    error = one(**{variable: {key: 'other.example'}})
+    assert error.key == variable and key in str(error) and 'set %s instead' % owner in str(error)
+
+
+@pytest.mark.parametrize('role', ['web', 'streaming', 'sidekiq', 'migrations'])
+def test_the_roles_extra_env_gets_the_schemas_refusals(role):
+    """REDIS_NAMESPACE aborts Mastodon 4.4+ at boot (config/initializers/deprecations.rb), whichever env sets it."""
+    error = one(**{role + '_extra_env': {'REDIS_NAMESPACE': 'web'}})
+    assert error.key == role + '_extra_env' and str(error).startswith('%s_extra_env: REDIS_NAMESPACE: ' % role)
+    error = one(**{role + '_extra_env': {'PORT': '3001'}})
+    assert error.key == role + '_extra_env' and str(error).startswith('%s_extra_env: PORT: ' % role)
+    assert problems(**{role + '_extra_env': {'OTEL_EXPORTER_OTLP_ENDPOINT': 'http://otel:4318'}}) == []
+
+
+def test_unknown_config_secrets_key_with_did_you_mean():
+    error = one(config_secrets={'SECRET_KEY_BAS': 'x' * 128})
+    assert error.key == 'config_secrets' and 'did you mean SECRET_KEY_BASE?' in str(error)
+    assert 'x' * 16 not in str(error)
+    assert problems(config_secrets={'SECRET_KEY_BASE': 'x' * 128, 'OTP_SECRET': 'y' * 128}) == []
+
+
+@pytest.mark.parametrize('name,meant', [('migration_resources', 'migrations_resources'),
+                                        ('sidekick_workers', 'sidekiq_workers'), ('webs_replicas', 'web_replicas')])
+def test_a_misspelt_role_prefix_is_flagged(name, meant):
+    error = one(**{name: 'x'})
+    assert error.key == name and 'did you mean %s?' % meant in str(error)
+
+
+@pytest.mark.parametrize('name', ['migration_plan', 'sidekick_mode', 'website_url', 'webhook_url', 'ansible_host',
+                                  'configuration_file', 'stream_name'])
+def test_other_play_variables_are_left_alone(name):
+    assert problems(**{name: 'x'}) == []
+
+
+def test_db_pool_below_the_web_threads_is_refused():
+    """Mastodon's config/database.yml: pool: ENV['DB_POOL'] || ENV['MAX_THREADS'] || 5; Puma runs web_max_threads
+    threads per process, each needing a connection. Sidekiq's Deployments set DB_POOL per group themselves."""
+    error = one(config_env={'DB_POOL': 5}, web_max_threads=8)
+    assert error.key == 'config_env' and 'DB_POOL (5) is lower than web_max_threads (8)' in str(error)
+    assert problems(config_env={'DB_POOL': 8}, web_max_threads=8) == []
+
+
+@pytest.mark.parametrize('role', ['web', 'streaming'])
+def test_a_pdb_that_admits_no_eviction_is_refused(role):
+    error = one(**{role + '_replicas': 2, role + '_pdb_min_available': 2})
+    assert error.key == role + '_pdb_min_available' and 'drains' in str(error)
+    assert problems(**{role + '_replicas': 3, role + '_pdb_min_available': 2}) == []
+    assert problems(**{role + '_replicas': 2, role + '_pdb_min_available': 2, role + '_pdb_enabled': False}) == []
+    assert problems(**{role + '_replicas': 0}) == []
+
+
+def test_the_pdb_rule_leaves_the_autoscaled_web_alone():
+    assert problems(web_replicas=1, web_pdb_min_available=1, web_hpa_enabled=True) == []
+
+
+def test_db_sslmode_is_checked_by_its_argument_spec():
+    error = one(config_db_sslmode='verify_full')
+    assert error.key == 'config_db_sslmode' and 'did you mean verify-full?' in str(error)
+
+
+def test_type_errors_name_the_base_type_not_ansibles_classes():
+    """ansible-core 2.19 hands templated and loaded values over as tagged subclasses (_AnsibleTaggedStr...)."""
+    from ansible._internal._datatag._tags import Origin
+    origin = Origin(path='/play.yml', line_num=1)
+    error = one(web_replicas=origin.tag('two'))
+    assert str(error) == 'web_replicas: must be an integer, got a string'
+    assert 'got a mapping' in str(one(web_replicas=origin.tag({'a': 1})))
+    assert 'got a list' in str(one(web_replicas=origin.tag([1])))
+    assert 'got a number (quote it)' in str(one(config_db_password=origin.tag(1.5)))
+
+
 def _workers(**group):
     out = {'name': 'all', 'queues': ['default', 'push', 'pull', 'ingress', 'mailers', 'scheduler', 'fasp']}
     out.update(group)

@@ -133,6 +133,18 @@ MISTAKES = [
     ('migrations-skip-variable', {'migrations_extra_env': {'SKIP_POST_DEPLOYMENT_MIGRATIONS': 'true'}},
      'migrations_extra_env'),
     ('extra-env-dict', {'web_extra_env': {'A': {'b': 1}}}, 'web_extra_env'),
+    ('env-local-domain', {'config_env': {'LOCAL_DOMAIN': 'other.example'}}, 'config_env'),
+    ('extra-env-web-domain', {'config_extra_env': {'WEB_DOMAIN': 'www.example'}}, 'config_extra_env'),
+    ('web-extra-env-redis-namespace', {'web_extra_env': {'REDIS_NAMESPACE': 'web'}}, 'web_extra_env'),
+    ('sidekiq-extra-env-rails-env', {'sidekiq_extra_env': {'RAILS_ENV': 'development'}}, 'sidekiq_extra_env'),
+    ('secrets-key-typo', {'config_secrets': {'SECRET_KEY_BAS': 'x' * 128}}, 'config_secrets'),
+    ('role-prefix-typo', {'migration_resources': {'limits': {'memory': '1Gi'}}}, 'migration_resources'),
+    ('role-prefix-typo-sidekick', {'sidekick_workers': group()}, 'sidekick_workers'),
+    ('db-pool-below-threads', {'config_env': {'DB_POOL': 5}, 'web_max_threads': 8}, 'config_env'),
+    ('pdb-equals-replicas', {'web_replicas': 2, 'web_pdb_min_available': 2}, 'web_pdb_min_available'),
+    ('streaming-pdb-above-replicas', {'streaming_replicas': 1, 'streaming_pdb_min_available': 2},
+     'streaming_pdb_min_available'),
+    ('db-sslmode-underscore', {'config_db_sslmode': 'verify_full'}, 'config_db_sslmode'),
 ]
 
 
