@@ -696,12 +696,10 @@ def dotenv_text(env, ca_dest):
 
 
 # ------------------------------------------------------------------------------------------- TLS preflight
-def tls_preflight(endpoints, check_endpoint, hostaddr=None, timeout=10, redis_ca_pem=''):
-    """Messages of the endpoints that fail, each checked with what the applications trust (shapes section 5):
-    PostgreSQL (direct, pool) against the database CA; Redis against the system store (DigitalOcean's Valkey has a
-    publicly trusted certificate, and Mastodon's Redis client takes no CA option) or config_redis_ca_pem for a
-    self-managed Redis. Endpoints the controller cannot reach are explained once (trusted sources)."""
-    from ansible_collections.fediops.mastodon.plugins.module_utils import _tls_check
+def tls_targets(endpoints, redis_ca_pem=''):
+    """The endpoints of the TLS preflight, each with what the applications trust (shapes section 5): PostgreSQL
+    (direct, pool) the database CA; Redis the system store (DigitalOcean's Valkey has a publicly trusted
+    certificate, and Mastodon's Redis client takes no CA option) or config_redis_ca_pem for a self-managed Redis."""
     db, ca = endpoints['db'], endpoints['ca_pem'] or None
     targets = [('database', db['direct_host'], db['direct_port'], 'postgres', ca)]
     if db['pgbouncer']:
@@ -710,20 +708,43 @@ def tls_preflight(endpoints, check_endpoint, hostaddr=None, timeout=10, redis_ca
     if url.startswith('rediss://'):
         host, port = mconfig.url_host_port(url)
         targets.append(('redis', host, port or 6379, 'redis', redis_ca_pem or None))
-    results = []
-    for name, host, port, protocol, ca_pem in targets:
-        if not host:
-            continue
-        report, error = check_endpoint(host=host, port=int(port), protocol=protocol, ca_pem=ca_pem,
-                                       trust='ca' if ca_pem else 'system', hostaddr=hostaddr or None, timeout=timeout)
-        report = dict(report or {}, name=name, error=error)
-        results.append(report)
-    failed, message = _tls_check.summarize(results)
+    return [{'name': name, 'host': host, 'port': int(port), 'protocol': protocol, 'trust': 'ca' if ca_pem else 'system',
+             'ca_pem': ca_pem} for name, host, port, protocol, ca_pem in targets if host]
+
+
+def _preflight_errors(variable, failed, message):
+    """One error per failing endpoint, so each is named; unreachable ones share one explanation."""
     if not failed:
         return []
-    # One error per failing endpoint keeps every endpoint named; the unreachable ones share one explanation.
-    return [ConfigError('config_tls_preflight', part if part.startswith('TLS preflight failed') else
-                        'TLS preflight failed: ' + part) for part in message[len('TLS preflight failed: '):].split(' | ')]
+    prefix = 'TLS preflight failed: '
+    return [ConfigError(variable, prefix + part) for part in message[len(prefix):].split(' | ')]
+
+
+def tls_preflight(endpoints, check_endpoint, hostaddr=None, timeout=10, redis_ca_pem=''):
+    """The errors of the TLS preflight from the controller (tls_targets)."""
+    from ansible_collections.fediops.mastodon.plugins.module_utils import _tls_check
+    results = []
+    for target in tls_targets(endpoints, redis_ca_pem):
+        report, error = check_endpoint(host=target['host'], port=target['port'], protocol=target['protocol'],
+                                       ca_pem=target['ca_pem'], trust=target['trust'], hostaddr=hostaddr or None,
+                                       timeout=timeout)
+        results.append(dict(report or {}, name=target['name'], error=error))
+    return _preflight_errors('config_tls_preflight', *_tls_check.summarize(results))
+
+
+def in_cluster_preflight(client, v, model, run_job=None):
+    """The errors of the TLS preflight made from the namespace by a short-lived Job (_tls_incluster): for databases
+    that admit only the Kubernetes cluster. The Job carries host names, ports and CAs, no credential."""
+    from ansible_collections.fediops.mastodon.plugins.module_utils import _tls_incluster as incluster
+    job = incluster.job_manifest(v['config_name'], v['config_namespace'], model['streaming_image'],
+                                 tls_targets(model['tls_endpoints'], model['redis_ca_pem']), labels=model['labels'],
+                                 timeout=v['config_tls_preflight_timeout'],
+                                 image_pull_secrets=v['config_image_pull_secrets'])
+    try:
+        result = (run_job or incluster.run_job)(client, job)
+    except incluster.InClusterError as exc:
+        return [ConfigError('config_tls_preflight_in_cluster', 'TLS preflight failed: %s' % exc)]
+    return _preflight_errors('config_tls_preflight_in_cluster', result['failed'], result['msg'] or '')
 
 
 # ------------------------------------------------------------------------------------------- dry-run and apply
@@ -907,6 +928,19 @@ class Deploy(object):
         self.v, self.groups = v, groups
         return v
 
+    def in_cluster_preflight(self):
+        """The preflight from the namespace: it needs the namespace, and it writes a Job, so check mode skips it."""
+        if self.check_mode:
+            self.warnings.append('the in-cluster TLS preflight creates a Job: skipped in check mode')
+            return
+        if self.state.get('namespace') is None:
+            raise PlanError([ConfigError('config_tls_preflight_in_cluster', 'namespace %s does not exist yet: the '
+                                         'in-cluster check runs a Job in it; create the namespace first'
+                                         % self.v['config_namespace'])], 'TLS preflight failed')
+        problems = in_cluster_preflight(self.kube_client(), self.v, dict(self.model, tls_endpoints=self.endpoints))
+        if problems:
+            raise PlanError(problems, 'TLS preflight failed')
+
     def kube_server(self):
         """The API server URL of the kubeconfig (a DOKS URL names the cluster's id), when the deploy uses one."""
         return getattr(self.kube_client(), 'host', None) if self.v['config_kubernetes'] else None
@@ -945,7 +979,9 @@ class Deploy(object):
         except ValueError as exc:  # _migrations.MigrationsError: '<variable>: <reason>'
             variable, dummy, reason = str(exc).partition(': ')
             raise PlanError([ConfigError(variable, reason)], 'the manifests cannot be built')
-        if v['config_tls_preflight'] and self.check_endpoint is not None:
+        if v['config_tls_preflight'] and v['config_tls_preflight_in_cluster'] and v['config_kubernetes']:
+            self.in_cluster_preflight()
+        elif v['config_tls_preflight'] and self.check_endpoint is not None:
             problems = tls_preflight(self.endpoints, self.check_endpoint, v['config_tls_preflight_hostaddr'],
                                      v['config_tls_preflight_timeout'], v['config_redis_ca_pem'])
             if problems:

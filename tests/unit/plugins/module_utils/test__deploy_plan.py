@@ -15,6 +15,7 @@ quantity format: k8s.io/apimachinery/pkg/api/resource/quantity.go (splitREString
 from __future__ import annotations
 
 import datetime
+import json
 import os
 
 import pytest
@@ -491,3 +492,29 @@ def test_tls_preflight_trust_per_endpoint_and_unreachable_endpoints_explained():
     assert [(c['host'], c['trust'], c['ca_pem']) for c in calls] == [('direct.db', 'ca', 'CA'), ('redis.db', 'ca', 'REDIS-CA')]
     assert len(errors) == 1 and 'cannot reach database, redis' in str(errors[0])
     assert 'in-cluster check' in str(errors[0])
+
+
+def test_in_cluster_preflight_runs_a_job_with_the_same_trust_and_names_the_variable():
+    """When the controller cannot reach the databases (trusted sources), the check runs where the applications
+    run: the streaming image's node, the same trust per endpoint, no credential in the Job."""
+    seen = []
+
+    def run_job(client, job):
+        seen.append(job)
+        return {'failed': True, 'msg': 'TLS preflight failed: redis: hostname mismatch | database: unknown CA'}
+
+    v = {'config_name': 'mastodon', 'config_namespace': 'social', 'config_tls_preflight_timeout': 7,
+         'config_image_pull_secrets': []}
+    model = {'streaming_image': 'ghcr.io/mastodon/mastodon-streaming:v4.6.5', 'labels': {'a': 'b'}, 'redis_ca_pem': '',
+             'tls_endpoints': {'db': {'direct_host': 'db.example', 'direct_port': 25060, 'pgbouncer': False},
+                               'redis_url': 'rediss://default:s3cret@kv.example:25061', 'ca_pem': _cert()[0]}}
+    errors = plan.in_cluster_preflight(object(), v, model, run_job=run_job)
+    assert [e.key for e in errors] == ['config_tls_preflight_in_cluster'] * 2
+    assert 'redis: hostname mismatch' in str(errors[0]) and 'database: unknown CA' in str(errors[1])
+    job = seen[0]
+    container = job['spec']['template']['spec']['containers'][0]
+    assert job['metadata']['namespace'] == 'social' and container['image'].endswith('mastodon-streaming:v4.6.5')
+    endpoints = dict((e['name'], e) for e in json.loads(container['env'][0]['value']))
+    assert endpoints['database']['trust'] == 'ca' and endpoints['redis']['trust'] == 'system'
+    assert 's3cret' not in json.dumps(job)
+    assert plan.in_cluster_preflight(object(), v, model, run_job=lambda c, j: {'failed': False, 'msg': None}) == []
