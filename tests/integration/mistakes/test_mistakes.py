@@ -289,8 +289,7 @@ class Corpus(object):
             detail = ('%d writes in its batch: %s' % (len(o['writes']), ', '.join(sorted(set(
                 '%s %s/%s' % (w['verb'], w['resource'], w['name']) for w in o['writes'])))[:200])
                 if o['writes'] else first_line(o['message']))
-            lines.append('%-42s %-10s %-9s %-34s %s' % (case['id'], case['role'], o['verdict'], case['variable'],
-                                                         detail))
+            lines.append('%-42s %-10s %-9s %-34s %s' % (case['id'], case['role'], o['verdict'], case['variable'], detail))
         counts = dict((c, sum(1 for o in self.outcomes.values() if o['verdict'] == c)) for c in CLASSES)
         lines.append('')
         lines.append('%d cases; %s' % (len(CASES), '; '.join('%s: %d' % (CLASS_TITLES[c], counts[c]) for c in CLASSES)))
