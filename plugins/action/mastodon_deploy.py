@@ -53,7 +53,7 @@ class ActionModule(ActionBase):
         for name, value in (task_vars or {}).items():
             if name in names:
                 raw[name] = self._templar.template(value)
-            elif name.startswith(prefixes):
+            elif name.startswith(prefixes) or plan.misspelt_role_variable(name, specs, names):
                 raw[name] = None  # unknown: only its name is reported
         clients = {}
 

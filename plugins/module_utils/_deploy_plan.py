@@ -32,7 +32,7 @@ import os
 import re
 import threading
 
-from urllib.parse import quote, urlsplit
+from urllib.parse import urlsplit
 
 from ansible_collections.fediops.mastodon.plugins.module_utils import _manifests
 from ansible_collections.fediops.mastodon.plugins.module_utils import _mastodon_config as mconfig
@@ -170,13 +170,22 @@ def check_variables(task_vars, specs):
         if role in specs and '_' in name and '__' not in name and name not in known:
             errors.append(ConfigError(name, 'is not a variable of the %s role%s' % (
                 role, did_you_mean(name, [n for n, r in known.items() if r == role]))))
-        elif role not in specs and '_' in name and difflib.get_close_matches(role, list(specs), n=1, cutoff=0.6):
-            # a misspelt role prefix (migration_resources, sidekick_workers): only when the whole name is close to
-            # a role variable too, so that the play's other variables are left alone
-            match = difflib.get_close_matches(name, list(known), n=1, cutoff=0.85)
+        else:
+            match = misspelt_role_variable(name, specs, known)
             if match:
-                errors.append(ConfigError(name, 'is not a variable of any role (did you mean %s?)' % match[0]))
+                errors.append(ConfigError(name, 'is not a variable of any role (did you mean %s?)' % match))
     return values, errors
+
+
+def misspelt_role_variable(name, specs, known):
+    """The role variable that `name` misspells in its role prefix (migration_resources, sidekick_workers), or None.
+    Only when the prefix is close to a role name and the whole name close to one of its variables, so that the
+    play's other variables are left alone."""
+    role = name.split('_', 1)[0]
+    if role in specs or '_' not in name or not difflib.get_close_matches(role, list(specs), n=1, cutoff=0.6):
+        return None
+    match = difflib.get_close_matches(name, list(known), n=1, cutoff=0.85)
+    return match[0] if match else None
 
 
 # ------------------------------------------------------------------------------------------- cross-role rules

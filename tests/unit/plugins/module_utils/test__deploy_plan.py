@@ -176,12 +176,16 @@ def test_unknown_config_secrets_key_with_did_you_mean():
 def test_a_misspelt_role_prefix_is_flagged(name, meant):
     error = one(**{name: 'x'})
     assert error.key == name and 'did you mean %s?' % meant in str(error)
+    known = set(n for options in SPECS.values() for n in options)
+    assert plan.misspelt_role_variable(name, SPECS, known) == meant  # the action passes it on (value None)
+    assert one(**{name: None}).key == name
 
 
 @pytest.mark.parametrize('name', ['migration_plan', 'sidekick_mode', 'website_url', 'webhook_url', 'ansible_host',
                                   'configuration_file', 'stream_name'])
 def test_other_play_variables_are_left_alone(name):
     assert problems(**{name: 'x'}) == []
+    assert plan.misspelt_role_variable(name, SPECS, set(n for options in SPECS.values() for n in options)) is None
 
 
 def test_db_pool_below_the_web_threads_is_refused():
