@@ -260,7 +260,8 @@ def test_deploy_with_the_awx_kubernetes_credential(kube_cluster, do_standin_sess
     commands = _guide_block('guide_awx', 'create token')
     # The guide's least-privilege set: a namespaced Role only, and a token of the ServiceAccount it binds.
     with open(os.path.join(COLLECTION_ROOT, 'docs', 'rbac', 'deployer.yml'), encoding='utf-8') as handle:
-        rbac = [doc for doc in yaml.safe_load_all(handle) if doc]
+        # One List document (ansible-test's yamllint takes one document a file).
+        rbac = [item for doc in yaml.safe_load_all(handle) if doc for item in (doc.get('items') or [doc])]
     assert {doc['kind'] for doc in rbac} == {'ServiceAccount', 'Role', 'RoleBinding'}, rbac
     account = next(doc['metadata']['name'] for doc in rbac if doc['kind'] == 'ServiceAccount')
     assert 'create token %s --duration=1h' % account in commands
