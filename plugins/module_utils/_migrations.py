@@ -171,13 +171,13 @@ def migration_progress(log):
 
 
 def describe_progress(log):
-    """One short line for the deploy's progress output: 'migration 20260728145403 UpdateAccountSummaries...'
-    (the one running), 'after migration X (N done)' between two, or None when the log names none yet."""
+    """One short phrase for the deploy's progress output: 'migration 20260728145403 UpdateAccountSummaries...'
+    (the one running), 'migration X done, N so far' between two, or None when the log names none yet."""
     progress = migration_progress(log)
     if progress['current']:
         return 'migration %s %s' % progress['current']
     if progress['done']:
-        return 'after migration %s %s (%d done)' % (progress['done'][-1] + (len(progress['done']),))
+        return 'migration %s %s done, %d so far' % (progress['done'][-1] + (len(progress['done']),))
     return None
 
 
