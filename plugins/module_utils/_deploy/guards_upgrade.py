@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import re
 
+from ansible_collections.fediops.mastodon.plugins.module_utils._deploy.errors import PlanError
 from ansible_collections.fediops.mastodon.plugins.module_utils._mastodon_config import ConfigError
 
 VERSION_VARIABLE = 'config_mastodon_version'
@@ -124,11 +125,11 @@ def lines_that_ran(record):
 
 
 def lines_past_post(record):
-    """{line: version} of the lines whose post-deployment migrations have run."""
+    """{line: version} of the lines whose post-deployment migrations have run (or were left running)."""
     found = {}
     for entry in entries(record):
         line = _line_of(entry.get('version'))
-        if line and entry.get('post_migrations') == 'done':
+        if line and entry.get('post_migrations') in ('done', 'running'):
             found.setdefault(line, entry['version'])
     return found
 
@@ -234,3 +235,21 @@ def _between(low, high):
 def upgrade_guard(target_version, record, downtime=False, record_name='<config_name>-deploy-record'):
     """The refusals of upgrade_check: [ConfigError], each naming config_mastodon_version."""
     return upgrade_check(target_version, record, downtime, record_name)[0]
+
+
+def check_upgrade_path(v, record):
+    """The plan's guard (before any write): PlanError with every refusal; returns the warnings.
+
+    config_upgrade_with_downtime: true is refused while the deploy cannot carry it out (it needs web, streaming and
+    Sidekiq stopped and the migrations run once without SKIP_POST_DEPLOYMENT_MIGRATIONS): accepting it would run a
+    skipped-minor upgrade the zero-downtime way, which is what the guard is there to prevent."""
+    errors, warnings = upgrade_check(v['config_mastodon_version'], record, v['config_upgrade_with_downtime'],
+                                     '%s-deploy-record' % v['config_name'])
+    if v['config_upgrade_with_downtime']:
+        errors.append(ConfigError(DOWNTIME_VARIABLE, 'the upgrade with downtime is not carried out by this version of '
+                                  'the collection yet: stop web, streaming and Sidekiq (scale their Deployments to 0), '
+                                  'run the migrations once without SKIP_POST_DEPLOYMENT_MIGRATIONS (playbooks/tootctl.yml '
+                                  'or kubectl), then deploy with %s: false' % DOWNTIME_VARIABLE))
+    if errors:
+        raise PlanError(errors, 'the upgrade path is refused')
+    return warnings

@@ -25,12 +25,13 @@ import copy
 import json
 
 from ansible_collections.fediops.mastodon.plugins.module_utils._kube import APPLY_PATCH, KubeError, status_message
+from ansible_collections.fediops.mastodon.plugins.module_utils._migrations import schema_version_from_log
 
 KEY = 'record.json'
 HISTORY_LIMIT = 20
 FIELD_MANAGER = 'fediops.mastodon'
 PHASES = ('config', 'pre', 'rollout', 'post')
-POST_STATES = ('done', 'pending', 'held')
+POST_STATES = ('done', 'running', 'pending', 'held')  # running: the post Job was left running
 OUTCOMES = ('running', 'ok', 'failed')
 ENTRY_KEYS = ('version', 'images', 'phase', 'post_migrations', 'previous_version', 'schema_version', 'started_at',
               'updated_at', 'lines_run', 'outcome', 'migrations_running')
@@ -184,3 +185,78 @@ def write_record(client, namespace, name, labels, record, check_mode=False):
         raise RecordError('ConfigMap %s/%s (the deploy record): HTTP %s: %s'
                           % (namespace, record_name(name), status, status_message(body)), status=status)
     return body
+
+
+class RecordKeeper(object):
+    """Keeps the record while the components of one deploy are applied (Deploy.apply; the steps of
+    docs/dev/ARCHITECTURE.md section 1 call the same methods): each method writes the record at once, so an
+    interrupted deploy leaves it at the phase it reached.
+
+    `record`: what the plan read (None: no record yet); `job_log(job) -> text`: the log of a finished Job."""
+
+    def __init__(self, client, namespace, name, labels, record, version, images, now, job_log=None):
+        self.client = client
+        self.namespace = namespace
+        self.name = name
+        self.labels = labels
+        self.record = record
+        self.version = version
+        self.images = images
+        self.now = now
+        self.job_log = job_log
+        self.started = False
+
+    def _write(self, record):
+        write_record(self.client, self.namespace, self.name, self.labels, record)
+        self.record = record
+
+    def start(self):
+        """A new entry (or the continued one of a re-run of the same version); the namespace must exist."""
+        if not self.started:
+            self._write(start_entry(self.record, self.version, self.images, self.now()))
+            self.started = True
+
+    def before(self, component):
+        """Before a component is applied: the web step marks the line as run before any new pod can start."""
+        if component != 'config':
+            self.start()
+        if component in ('web', 'streaming', 'sidekiq'):
+            self._write(mark_line_run(self.record, self.now()))
+
+    def after(self, component, result, objects=()):
+        """After a component was applied and waited for (result: the Applier's; objects: the declared ones)."""
+        self.start()
+        running = bool(result.get('running_jobs'))
+        if component in ('migrate-pre', 'migrate-post'):
+            phase = 'pre' if component == 'migrate-pre' else 'post'
+            fields = {'migrations_running': phase if running else None}
+            if not running:
+                fields['schema_version'] = self._schema_version(objects)
+            if phase == 'post':
+                fields['post_migrations'] = 'running' if running else 'done'
+            # A pre-deployment Job still running has not reached its phase: the entry stays where it was.
+            self._write(set_phase(self.record, ('config' if running and phase == 'pre' else
+                                                'rollout' if running else phase), self.now(), **fields))
+        elif component == 'sidekiq':
+            self._write(set_phase(self.record, 'rollout', self.now()))
+
+    def finish(self, outcome):
+        if self.started:
+            self._write(set_phase(self.record, 'config', self.now(), outcome=outcome))
+
+    def _schema_version(self, objects):
+        """What the phase's Job log says of the schema (the Job found by its name: its pods carry job-name)."""
+        if self.job_log is None:
+            return None
+        for obj in objects or []:
+            if obj.get('kind') == 'Job':
+                return schema_version_from_log(self.job_log(obj))
+        return None
+
+
+def keeper_failed(keeper):
+    """Record a failed deploy, best effort: a record that cannot be written must not hide the failure itself."""
+    try:
+        keeper.finish('failed')
+    except KubeError:
+        pass

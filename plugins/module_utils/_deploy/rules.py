@@ -247,7 +247,8 @@ def cross_checks(v, now=None):
     check(check_quantities, 'migrations_resources', v['migrations_resources'])
     check(check_node_selector, 'migrations_node_selector', v['migrations_node_selector'])
     check(check_tolerations, 'migrations_tolerations', v['migrations_tolerations'])
-    rule(v['migrations_active_deadline_seconds'] > 0, 'migrations_active_deadline_seconds', 'must be > 0')
+    rule(v['migrations_active_deadline_seconds'] >= 0, 'migrations_active_deadline_seconds',
+         'must be >= 0 (0: no deadline)')
     check(check_quantities, 'sidekiq_resources', v['sidekiq_resources'])
     check(check_node_selector, 'sidekiq_node_selector', v['sidekiq_node_selector'])
     check(check_tolerations, 'sidekiq_tolerations', v['sidekiq_tolerations'])
