@@ -79,6 +79,8 @@ def _applier(client, namespace, progress=None, wait_timeout=WAIT_TIMEOUT):
 def namespace(kube_cluster):
     name = 'longmig-' + uuid.uuid4().hex[:8]
     kube_cluster.kubectl('create', 'namespace', name)
+    # The pods' ServiceAccount (the config component makes it): without it the Job controller cannot create the pod.
+    kube_cluster.kubectl('create', 'serviceaccount', '-n', name, 'masto')
     yield name
     kube_cluster.kubectl('delete', 'namespace', name, '--wait=false', check=False)
 
