@@ -192,3 +192,18 @@ def test_the_plan_entry_point_refuses_downtime_until_it_is_carried_out():
     with pytest.raises(PlanError) as info:
         check_upgrade_path(dict(v, config_mastodon_version='v4.5.20'), record(entry('v4.7.6')))
     assert 'delete the ConfigMap masto-deploy-record' in info.value.message()
+
+
+def test_a_migration_of_another_version_still_running_is_refused_naming_the_version():
+    """The dry-run of the migration component would prune the running Job of the previous version (its name
+    carries the version): the plan refuses, naming config_mastodon_version and the version that runs."""
+    from ansible_collections.fediops.mastodon.plugins.module_utils._deploy.applier import running_job_errors
+    from ansible_collections.fediops.mastodon.plugins.module_utils._k8s_apply import RunningJobError
+    job = {'kind': 'Job', 'metadata': {'name': 'masto-migrate-pre-v4-7-5', 'namespace': 'ns',
+                                       'labels': {'app.kubernetes.io/version': 'v4.7.5'}}}
+    exc = RunningJobError([job], ['running for 25 min, now at migration 20260728145403 UpdateAccountSummariesToVersion3'])
+    [error] = running_job_errors('migrate-pre', exc)
+    assert error.key == 'config_mastodon_version'
+    assert error.reason.startswith('a pre-deployment migration of v4.7.5 is still running (running for 25 min, now at '
+                                   'migration 20260728145403 UpdateAccountSummariesToVersion3)')
+    assert 're-run with config_mastodon_version: v4.7.5 re-attaches to it' in error.reason

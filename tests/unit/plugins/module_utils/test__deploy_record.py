@@ -166,3 +166,42 @@ def test_keeper_failed_never_hides_the_failure():
     keeper.started = True
     keeper.record = rec.start_entry(None, 'v4.7.6', IMAGES, T0)
     rec.keeper_failed(keeper)  # no exception
+
+
+# ------------------------------------------------------------------ the deploy stops after a migration left running
+class _FakeApplier(object):
+    def __init__(self, component, result, calls):
+        self.component, self._result, self.calls, self.diffs = component, result, calls, []
+
+    def apply(self):
+        self.calls.append(self.component)
+        return self._result
+
+
+def test_the_deploy_stops_cleanly_after_a_pre_job_left_running(monkeypatch):
+    """No rollout after a pre-deployment Job still running: rc=0 (no exception), migrations_running, a message
+    saying to re-run later; the record stays at the phase reached."""
+    from ansible_collections.fediops.mastodon.plugins.module_utils._deploy import plan
+    client = _Client()
+    calls = []
+    ok = {'changed': False, 'pruned': [], 'objects': []}
+    running = dict(ok, running_jobs=[{'name': 'masto-migrate-pre-v4-7-6', 'msg': 'Job ns/masto-migrate-pre-v4-7-6 is '
+                                      'still running for 21 min, now at migration 20260728145403 X; it was left running'}])
+    deploy = plan.Deploy({}, {}, plan.COMPONENTS, kube_client=lambda: client, now=T0)
+    deploy.v = {'config_namespace': 'ns', 'config_name': 'masto'}
+    deploy.model = {'labels': {}, 'version': 'v4.7.6', 'image': IMAGES['web'], 'streaming_image': IMAGES['streaming']}
+    deploy.manifests = dict((component, []) for component in plan.COMPONENTS)
+    deploy.state = {'record': None}
+    deploy.appliers = [_FakeApplier(c, running if c == 'migrate-pre' else ok, calls) for c in plan.COMPONENTS]
+    monkeypatch.setattr(plan.Deploy, 'result', lambda self, changed, components, diffs: {
+        'changed': changed, 'components': components, 'warnings': self.warnings})
+    out = deploy.apply()
+    assert calls == ['config', 'migrate-pre']
+    assert out['migrations_running'] is True and 'failed' not in out
+    assert out['msg'].startswith('migrate-pre: Job ns/masto-migrate-pre-v4-7-6 is still running for 21 min, now at '
+                                 'migration 20260728145403 X')
+    assert 'Not started: web, streaming, sidekiq, migrate-post; run the deploy again later: it re-attaches' in out['msg']
+    assert out['warnings'] == [out['msg']]
+    assert out['components']['migrate-pre']['running_jobs'] == running['running_jobs']
+    stored = rec.read_record(client, 'ns', 'masto')['current']
+    assert (stored['phase'], stored['migrations_running'], stored['lines_run']) == ('config', 'pre', [])
