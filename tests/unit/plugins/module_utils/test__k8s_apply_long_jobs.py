@@ -163,7 +163,10 @@ def test_no_log_read_without_a_describer():
 
 def test_log_that_cannot_be_read_does_not_fail_the_wait():
     client = _FakeClient()
-    client.request = lambda *a, **k: (_ for _ in ()).throw(_k8s_apply.KubeError('refused', status=0))
+    def refused(*args, **kwargs):
+        raise _k8s_apply.KubeError('refused', status=0)
+
+    client.request = refused
     applier = _applier(client, wait_timeout=0.5, detach_running_jobs=True, describe_job_log=_migrations.describe_progress)
     applier.wait_for([(_job(), _job())])
     assert applier.running_jobs[0]['activity'] is None

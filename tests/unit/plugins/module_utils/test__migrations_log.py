@@ -35,9 +35,9 @@ def test_current_migration_and_the_done_ones():
 
 
 def test_between_two_migrations_and_before_any():
-    between = LOG.split('\n== 20260728145403')[0]
+    between = LOG.split('\n== 20260728145403', maxsplit=1)[0]
     assert describe_progress(between) == 'migration 20260702000000 AddThings done, 1 so far'
-    assert describe_progress(LOG.split('== 2026')[0]) is None
+    assert describe_progress(LOG.split('== 2026', maxsplit=1)[0]) is None
     assert describe_progress('') is None and describe_progress(None) is None
     assert describe_progress(12345) is None  # a log the client decoded as JSON
 
