@@ -1049,6 +1049,8 @@ class Applier(object):
                                               {'tailLines': '20'}, timeout=(1, 2))
             if status == 200 and isinstance(log, str) and log.strip():
                 out += '. Last log lines:\n' + log.rstrip()
+            elif status == 200:
+                out += '. (its log is empty)'
             else:
                 out += '. (log not available: %s)' % (status_message(log)[:200] if log else 'HTTP %s' % status)
         except KubeError as exc:
