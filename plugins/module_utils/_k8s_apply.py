@@ -886,8 +886,8 @@ class Applier(object):
         last = {}
         while pending:
             try:
-                obj, state, msg, current = results.get(timeout=max(0.1, min(self.PROGRESS_TICK,
-                                                                             deadline - time.monotonic() + 2)))
+                timeout = max(0.1, min(self.PROGRESS_TICK, deadline - time.monotonic() + 2))
+                obj, state, msg, current = results.get(timeout=timeout)
             except queue.Empty:
                 if time.monotonic() > deadline + 2:
                     break

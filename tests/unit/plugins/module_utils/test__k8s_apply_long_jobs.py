@@ -163,6 +163,7 @@ def test_no_log_read_without_a_describer():
 
 def test_log_that_cannot_be_read_does_not_fail_the_wait():
     client = _FakeClient()
+
     def refused(*args, **kwargs):
         raise _k8s_apply.KubeError('refused', status=0)
 

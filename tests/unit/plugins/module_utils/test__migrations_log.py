@@ -21,7 +21,7 @@ fediops migrations: existing database, upgrade: rails db:migrate with SKIP_POST_
    -> 0.0012s
 == 20260702000000 AddThings: migrated (0.0031s) ==============================
 
-== 20260728145403 UpdateAccountSummariesToVersion3ThatHasAVeryLongNameIndeedYes: migrating 
+== 20260728145403 UpdateAccountSummariesToVersion3ThatHasAVeryLongNameIndeedYes: migrating\x20
 -- update_view(:account_summaries, {:version=>3, :revert_to_version=>2, :materialized=>true})
 '''
 
