@@ -99,4 +99,3 @@ def gateway_api(kube_cluster):
     returns their names. Fetched once into the cache (see localcluster.gateway_api_crds)."""
     cluster = kube_cluster.cluster or LocalCluster(Path(kube_cluster.kubeconfig).parent, verbose=False)
     return cluster.install_gateway_api()
-

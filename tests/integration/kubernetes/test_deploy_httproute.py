@@ -74,8 +74,8 @@ def test_httproute_created_unchanged_then_pruned_for_ingress(run_playbook, kube_
     assert 'httproutes.gateway.networking.k8s.io' in gateway_api
     first = _deploy(run_playbook, kube_cluster, namespace, 'httproute')
     assert first.stats['localhost']['changed'] >= 1
-    assert _names(kube_cluster, namespace, 'httproutes.gateway.networking.k8s.io') == ['mastodon-streaming',
-                                                                                        'mastodon-web']
+    routes = _names(kube_cluster, namespace, 'httproutes.gateway.networking.k8s.io')
+    assert routes == ['mastodon-streaming', 'mastodon-web']
     assert _names(kube_cluster, namespace, 'ingresses') == []
     route = json.loads(kube_cluster.kubectl('get', 'httproutes.gateway.networking.k8s.io', 'mastodon-streaming', '-n',
                                             namespace, '-o', 'json').stdout)
