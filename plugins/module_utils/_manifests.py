@@ -400,7 +400,8 @@ class _Builder(object):
         not when an application calls Bootsnap.setup with its own arguments as Mastodon's config/boot.rb has done;
         and Mastodon writes directly under tmp/ (the Sidekiq ready file, config/initializers/sidekiq.rb:11-18), so
         tmp/ itself must stay writable and an emptyDir there hides the cache anyway. The copy needs no assumption
-        about either and costs one `cp` of the cache at pod start (measured: see the changelog)."""
+        about either and costs one `cp` of the cache at pod start. Measured with Debian's Rails 6.1 (997 cache files,
+        8.2 MB): booting with an empty cache 2.8-3.1 s, with the cache 1.0-1.3 s, the copy 0.4-0.6 s."""
         return {'name': 'seed-rails-tmp', 'image': container['image'], 'imagePullPolicy': container['imagePullPolicy'],
                 'command': ['cp', '-R', RAILS_TMP + '/.', RAILS_TMP_SEED + '/'],
                 'volumeMounts': [{'name': 'rails-tmp', 'mountPath': RAILS_TMP_SEED}],
