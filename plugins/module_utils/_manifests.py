@@ -435,6 +435,9 @@ class _Builder(object):
         spec['volumes'] = volumes
         if any(m['name'] == 'rails-tmp' for m in containers[0]['volumeMounts']):
             spec['initContainers'] = [self.seed_rails_tmp(containers[0])]
+            self.origin(obj, prefix + '.initContainers[0].image', 'config_mastodon_version')
+            self.origin(obj, prefix + '.initContainers[0].resources',
+                        {'sidekiq': 'sidekiq_workers'}.get(role_prefix, role_prefix + '_resources'))
         spec['containers'] = containers
         self.origin(obj, prefix + '.imagePullSecrets', 'config_image_pull_secrets')
         self.origin(obj, prefix + '.volumes', 'config_media_volume_claim')

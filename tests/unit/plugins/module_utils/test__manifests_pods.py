@@ -20,7 +20,7 @@ import base64
 
 import pytest
 
-from ansible_collections.fediops.mastodon.plugins.module_utils._manifests import RAILS_TMP, build
+from ansible_collections.fediops.mastodon.plugins.module_utils._manifests import RAILS_TMP, build, origin_of
 from ansible_collections.fediops.mastodon.tests.unit.plugins.module_utils.manifests_model import (
     CA, make_model, use_migrations_stand_in)
 
@@ -98,6 +98,11 @@ def test_rails_tmp_is_seeded_with_the_image_cache():
         # The image's own tmp/ (not hidden in the init container) is copied, with its content, into the volume.
         assert seed['command'] == ['cp', '-R', RAILS_TMP + '/.', mount['mountPath'] + '/']
     assert rails_pods == 4
+    # An API server rejection of the init container names the variable behind it.
+    field = 'spec.template.spec.initContainers[0].resources.limits.memory'
+    assert origin_of(result.origins, 'Deployment', 'masto-web', field) == 'web_resources'
+    assert origin_of(result.origins, 'Deployment', 'masto-sidekiq-all', field) == 'sidekiq_workers'
+    assert origin_of(result.origins, 'Job', 'masto-migrate-pre-v4-6-5', field) == 'migrations_resources'
 
 
 # ------------------------------------------------------------------------------------------------ probes
