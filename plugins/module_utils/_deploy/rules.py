@@ -283,7 +283,7 @@ def connection_rules(v, now=None):
              'is required with config_db_pgbouncer: true: config_db_host is a PgBouncer pool and the migration Jobs '
              'would run through it, which Mastodon does not support. Set config_db_direct_host (and '
              'config_db_direct_port) to the PostgreSQL server itself')
-    for variable in ('config_env', 'config_extra_env'):
+    for variable in ('config_env', 'config_extra_env', 'migrations_extra_env'):
         # config/database.yml: Rails merges DATABASE_URL over the DB_* settings of every process, the migration
         # Jobs' direct endpoint included; they would migrate wherever it points (a pool, too).
         rule('DATABASE_URL' not in v[variable], variable,
@@ -291,7 +291,8 @@ def connection_rules(v, now=None):
              'so they would migrate wherever it points, a PgBouncer pool included; give the database through '
              'config_db_host, config_db_port, config_db_name, config_db_user, config_db_password (and '
              'config_db_direct_host) or config_do_database_cluster instead')
-        rule('ES_CA_FILE' not in v[variable] or not (v['config_es_ca_pem'] or v['config_do_opensearch_cluster']),
+        rule(variable == 'migrations_extra_env' or 'ES_CA_FILE' not in v[variable]
+             or not (v['config_es_ca_pem'] or v['config_do_opensearch_cluster']),
              variable, 'ES_CA_FILE: it is set to the mounted CA of config_es_ca_pem or config_do_opensearch_cluster; '
                        'remove it here')
     if v['config_es_ca_pem']:

@@ -101,7 +101,7 @@ def test_a_pool_without_a_direct_host_is_refused_naming_it():
     assert problems(config_db_pgbouncer=True, config_db_direct_host='direct.example') == []
 
 
-@pytest.mark.parametrize('variable', ['config_env', 'config_extra_env'])
+@pytest.mark.parametrize('variable', ['config_env', 'config_extra_env', 'migrations_extra_env'])
 def test_database_url_is_refused_naming_where_it_was_given(variable):
     (error,) = problems(**{variable: {'DATABASE_URL': 'postgres://u:secret-pw@pool.example:25061/pool'}})
     assert error.key == variable and 'migration Jobs' in str(error)
