@@ -220,8 +220,9 @@ def confirmed_backup_gate(confirmed_at, now, max_age):
     if age > max_age:
         return (False, 'refusing the post-deployment migrations: the backup confirmed by %s is from %s, %s ago, older '
                        'than %s. Make a new backup and set %s to its time, or raise %s if losing everything since '
-                       'then is acceptable.' % (CONFIRMED_VARIABLE, point['created_at'], _age_text(age),
-                                                 _max_age_text(max_age), CONFIRMED_VARIABLE, MAX_AGE_VARIABLE), point)
+                       'then is acceptable.'
+                % (CONFIRMED_VARIABLE, point['created_at'], _age_text(age), _max_age_text(max_age), CONFIRMED_VARIABLE,
+                   MAX_AGE_VARIABLE), point)
     return (True, 'restore point: the backup confirmed by %s, from %s (%s ago, within %s). To go back, restore it into '
                   'a new database and point the config_db_* variables at it, then deploy the previous version.'
             % (CONFIRMED_VARIABLE, point['created_at'], _age_text(age), _max_age_text(max_age)), point)

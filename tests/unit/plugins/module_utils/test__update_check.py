@@ -48,13 +48,13 @@ class Opener(object):
         return self.result
 
 
-@pytest.mark.parametrize('left,right,expected', [
+@pytest.mark.parametrize('newer,older,expected', [
     ('4.7.6', '4.7.5', 1), ('v4.7.6', '4.7.6', 0), ('4.7.10', '4.7.9', 1), ('4.7', '4.7.0', 0),
     ('4.7.0-beta.1', '4.7.0', -1), ('4.7.0.beta1', '4.7.0.beta2', -1), ('4.7.0.1', '4.7.0', 1),
     ('4.7.0-rc.1', '4.6.9', 1), ('5.0.0', '4.99.99', 1)])
-def test_gem_version_order(left, right, expected):
-    assert compare_versions(left, right) == expected
-    assert compare_versions(right, left) == -expected
+def test_gem_version_order(newer, older, expected):
+    assert compare_versions(newer, older) == expected
+    assert compare_versions(older, newer) == -expected
 
 
 def test_release_sent_as_version():
@@ -118,8 +118,8 @@ def test_unusable_answers_warn_and_never_fail(result, warning):
 
 
 def test_entries_without_a_version_are_left_out_with_a_warning():
-    updates, warning = parse_answer({'updatesAvailable': [{'urgent': True}, 'x', {'version': '4.8.0', 'urgent': 'yes',
-                                                                                   'type': 'huge'}]}, '4.7.6')
+    entries = [{'urgent': True}, 'x', {'version': '4.8.0', 'urgent': 'yes', 'type': 'huge'}]
+    updates, warning = parse_answer({'updatesAvailable': entries}, '4.7.6')
     assert updates == [{'version': '4.8.0', 'urgent': False, 'type': None, 'release_notes': None}]
     assert warning == '2 entries without a version were left out'
 
