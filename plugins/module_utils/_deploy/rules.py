@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 
 from ansible_collections.fediops.mastodon.plugins.module_utils import _manifests
 from ansible_collections.fediops.mastodon.plugins.module_utils import _mastodon_config as mconfig
+from ansible_collections.fediops.mastodon.plugins.module_utils import _backups
 from ansible_collections.fediops.mastodon.plugins.module_utils import _x509
 from ansible_collections.fediops.mastodon.plugins.module_utils._deploy.errors import did_you_mean
 from ansible_collections.fediops.mastodon.plugins.module_utils._deploy.variables import INT_TEXT
@@ -250,6 +251,15 @@ def cross_checks(v, now=None):
     check(check_node_selector, 'migrations_node_selector', v['migrations_node_selector'])
     check(check_tolerations, 'migrations_tolerations', v['migrations_tolerations'])
     rule(v['migrations_active_deadline_seconds'] > 0, 'migrations_active_deadline_seconds', 'must be > 0')
+    # the point-of-no-return gate reads these only after the rollout: a typo must stop the deploy before anything
+    check(_backups.parse_max_age, v['migrations_backup_max_age'])
+    if v['migrations_backup_confirmed_at']:
+        rule(_backups.parse_timestamp(v['migrations_backup_confirmed_at']) is not None, 'migrations_backup_confirmed_at',
+             'must be an ISO 8601 date and time with its zone, such as "2026-12-05T03:00:00Z" (quote it in YAML)')
+    if v['config_update_check_url']:
+        parts = urlsplit(v['config_update_check_url'])
+        rule(parts.scheme in ('http', 'https') and parts.netloc, 'config_update_check_url',
+             'must be an http(s) URL such as https://api.joinmastodon.org/update-check, or empty to disable the check')
     check(check_quantities, 'sidekiq_resources', v['sidekiq_resources'])
     check(check_node_selector, 'sidekiq_node_selector', v['sidekiq_node_selector'])
     check(check_tolerations, 'sidekiq_tolerations', v['sidekiq_tolerations'])

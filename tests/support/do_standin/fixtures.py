@@ -112,6 +112,43 @@ def _rule(cluster, rule_type, value, description=None):
     return rule
 
 
+BACKUP_HOUR, BACKUP_MINUTE = 3, 10
+
+
+def _stamp(when):
+    return when.strftime('%Y-%m-%dT%H:%M:%SZ')
+
+
+def _backups(newest_age_hours, count, now=None, size=0.03357696):
+    """Daily backups as databases_list_backups lists them (models/backup.yml: created_at, size_gigabytes), oldest
+    first like the operation's example; the newest is newest_age_hours old."""
+    now = now or datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
+    newest = now - datetime.timedelta(hours=newest_age_hours)
+    return [dict(created_at=_stamp(newest - datetime.timedelta(days=index)), size_gigabytes=round(size + index * 0.0001, 8))
+            for index in reversed(range(count))]
+
+
+def backup_answers(clusters, now=None):
+    """{cluster id: the databases_list_backups answer} for the PostgreSQL clusters; Valkey has none ("Backups are
+    not supported for Caching or Valkey clusters", databases_list_backups.yml).
+
+    mastodon-pg: a week of daily backups, the newest 5 hours old (fresh); staging-pg: the last one 3 days old
+    (backups stopped: stale); the fillers: new clusters whose first backup is in progress (none yet).
+    """
+    schedule = dict(backup_hour=BACKUP_HOUR, backup_minute=BACKUP_MINUTE, backup_interval_hours=24)
+    answers = {}
+    for cluster in clusters:
+        if cluster['engine'] not in ('pg', 'advanced_pg'):
+            continue
+        if cluster['name'] == 'mastodon-pg':
+            answers[cluster['id']] = dict(backups=_backups(5, 7, now), scheduled_backup_time=schedule)
+        elif cluster['name'] == 'staging-pg':
+            answers[cluster['id']] = dict(backups=_backups(72, 5, now), scheduled_backup_time=schedule)
+        else:
+            answers[cluster['id']] = dict(backups=[], scheduled_backup_time=schedule, backup_progress='36')
+    return answers
+
+
 def generate(extra_clusters=0):
     """A fresh fixture set: two PostgreSQL clusters (one with a standby), one Valkey, one OpenSearch, optional fillers."""
     clusters = [
@@ -153,7 +190,7 @@ def generate(extra_clusters=0):
         'garbage_pem': b64(b'-----BEGIN CERTIFICATE-----\nTm90IGEgY2VydGlmaWNhdGU=\n-----END CERTIFICATE-----\n'),
     }
     return dict(clusters=clusters, pools=pools, cas=cas, variants=variants, firewall=firewall,
-                kubernetes_cluster_id=KUBERNETES_CLUSTER_ID)
+                backups=backup_answers(clusters), kubernetes_cluster_id=KUBERNETES_CLUSTER_ID)
 
 
 def load_or_generate(path):
