@@ -56,6 +56,8 @@ def b64(data):
 def _connection(scheme, user, password, host, port, database, sslmode=True):
     query = '?sslmode=require' if scheme == 'postgresql' else ''
     uri = '%s://%s:%s@%s:%d/%s%s' % (scheme, user, password, host, port, database, query)
+    if scheme == 'https':  # OpenSearch: opensearch_connection.yml's example has no path
+        uri = '%s://%s:%s@%s:%d' % (scheme, user, password, host, port)
     return dict(uri=uri, database=database, host=host, port=port, user=user, password=password, ssl=sslmode)
 
 
@@ -66,6 +68,9 @@ def _cluster(name, engine, version, semver, tags, num_nodes):
     if engine == 'pg':
         scheme, port, user, database = 'postgresql', 25060, 'doadmin', 'defaultdb'
         db_names = ['defaultdb', 'mastodon_production']
+    elif engine == 'opensearch':
+        scheme, port, user, database = 'https', 25060, 'doadmin', ''
+        db_names = None
     else:
         scheme, port, user, database = 'rediss', 25061, 'default', ''
         db_names = None
@@ -145,11 +150,13 @@ def backup_answers(clusters, now=None):
 
 
 def generate(extra_clusters=0):
-    """A fresh fixture set: two PostgreSQL clusters (one with a standby), one Valkey, optional fillers."""
+    """A fresh fixture set: two PostgreSQL clusters (one with a standby), one Valkey, one OpenSearch, optional fillers."""
     clusters = [
         _cluster('mastodon-pg', 'pg', '16', '16.4', ['mastodon', 'production'], 2),
         _cluster('mastodon-valkey', 'valkey', '8', '8.0.1', ['mastodon', 'production'], 1),
         _cluster('staging-pg', 'pg', '15', '15.8', ['staging'], 1),
+        # Managed OpenSearch: its certificate is signed by the project CA too, served at /ca like PostgreSQL's.
+        _cluster('mastodon-search', 'opensearch', '2', '2.17.1', ['search'], 1),
     ]
     for index in range(extra_clusters):
         clusters.append(_cluster('filler-%02d' % index, 'pg', '16', '16.4', [], 1))
