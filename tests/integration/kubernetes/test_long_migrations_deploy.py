@@ -9,7 +9,8 @@ pre-deployment migration that outlives migrations_wait_timeout, against the real
    no rollout of web, streaming or sidekiq; the deploy record says phase config, migrations_running pre;
 2. a deploy of another version meanwhile is refused by the plan, naming config_mastodon_version, before any write;
 3. the re-run re-attaches to the running Job, and once it has finished goes on: rollout, post-deployment Job;
-   the record says phase post, post_migrations done, the schema version the Job's log proved.
+   the record says phase post, post_migrations done, the schema version the Job's log proved;
+4. the next plan reads the record: going back to 4.5 is refused (4.6's post-deployment migrations have run).
 Audit log: the pre Job created once, never deleted."""
 from __future__ import annotations
 
@@ -130,6 +131,15 @@ def test_the_deploy_stops_after_a_long_pre_migration_and_a_rerun_goes_on(kube_cl
     assert (stored['phase'], stored['post_migrations'], stored['outcome'], stored['lines_run']) == \
         ('post', 'done', 'ok', ['4.6'])
     assert stored['schema_version'] == '20260601000100'
+
+    # The record is read by the next plan: back to 4.5 after 4.6's post-deployment migrations is refused, unwritten.
+    before_back = os.path.getsize(audit)
+    with pytest.raises(errors.PlanError) as back:
+        _deploy(kube_cluster, namespace, 'v4.5.15')
+    assert back.value.variables == ['config_mastodon_version']
+    assert 'post-deployment migrations of 4.6 (v4.6.5) have run' in back.value.message()
+    assert 'delete the ConfigMap masto-deploy-record' in back.value.message()
+    assert _writes(audit, before_back, namespace) == []
 
     jobs = [w for w in _writes(audit, offset, namespace) if w['resource'] == 'jobs']
     pre = [w for w in jobs if w['name'] == job_name]
