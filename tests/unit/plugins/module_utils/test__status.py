@@ -193,3 +193,21 @@ def test_an_api_error_is_raised_with_the_path():
 ])
 def test_image_version(image, version):
     assert image_version(image) == version
+
+
+def test_the_version_that_serves_is_the_ready_one():
+    """An upgrade to an image that never becomes ready: the Deployment asks for the new tag, the old ready pods
+    serve; the table says so."""
+    old, new = 'ghcr.io/mastodon/mastodon:v4.6.5', 'ghcr.io/mastodon/mastodon:v4.6.6'
+    ready = [{'type': 'Ready', 'status': 'True'}]
+    pods = [pod('web', old), pod('web', old), pod('web', new), pod('web', old)]
+    for item in pods[:2]:
+        item['status']['conditions'] = ready
+    pods[3]['status']['conditions'] = ready
+    pods[3]['metadata']['deletionTimestamp'] = '2026-11-29T11:00:00Z'
+    status = collect(client_for([deployment('web', new, ready=2, updated=1, deadline_exceeded=True)], pods, []),
+                     NS, 'mastodon', now=NOW)
+    (web,) = status['components']
+    assert web['serving_versions'] == ['v4.6.5'] and web['running_versions'] == ['v4.6.5', 'v4.6.6']
+    assert web['rollout'] == 'failed'
+    assert 'v4.6.6 (serving v4.6.5)' in '\n'.join(render_table(status))
