@@ -154,14 +154,17 @@ def analyse(samples, started, ended, replicas):
                                      and (uid not in last or last[uid][3]))
     rollouts = {}
     for role in ('web', 'streaming', 'sidekiq'):
-        old = set(uid for uid, p in first.items() if p[0] == role and not p[3])
+        # The pods this deploy replaced: there at the start, gone or terminating at the end (an unchanged Sidekiq
+        # group keeps its pods).
+        replaced = set(uid for uid, p in first.items() if p[0] == role and not p[3] and (uid not in last or last[uid][3]))
         new_seen = [t for t, _r, pods in window if any(p[0] == role and uid not in first for uid, p in pods.items())]
         if not new_seen:
             rollouts[role] = None
             continue
-        gone = [t for t, _r, pods in window if not any(uid in pods and not pods[uid][3] for uid in old)
-                and all(p[2] for uid, p in pods.items() if p[0] == role and not p[3])]
-        done = [t for t in gone if t >= new_seen[0]]
+        # Done: every replaced pod terminating or gone, every other pod of the component ready.
+        done = [t for t, _r, pods in window if t >= new_seen[0]
+                and not any(uid in pods and not pods[uid][3] for uid in replaced)
+                and all(p[2] for p in pods.values() if p[0] == role and not p[3])]
         rollouts[role] = round(done[0] - new_seen[0], 1) if done else 'not finished'
     out['rollout_s'] = rollouts
     return out
@@ -175,6 +178,17 @@ def status_of(ansible, workdir, namespace):
         if task['task']['name'] == 'status':
             return result
     raise RuntimeError('mastodon_status did not run: %s' % run['stderr'][-2000:])
+
+
+def plan_says_streaming_restarts(run):
+    """What the deploy's summary announced for streaming: True (restarts), False (no restart), None (no line)."""
+    for _task, result in benchlib.iter_host_results(run['output']):
+        for line in str(result.get('summary') or '').splitlines():
+            if line.strip().startswith('streaming: restarts'):
+                return True
+            if line.strip().startswith('streaming: no restart'):
+                return False
+    return None
 
 
 def failure_message(run):
@@ -214,7 +228,8 @@ def measure(kubeconfig, workdir, collections, scenarios=SCENARIOS):
             # Let the last old pods finish their preStop and grace period before the next scenario.
             time.sleep(4.0)
             figures = analyse(watch.samples, run['started'], time.time(), replicas)
-            figures.update(key=key, scenario=label, deploy_s=round(run['seconds'], 1), failed=bool(run['rc']))
+            figures.update(key=key, scenario=label, deploy_s=round(run['seconds'], 1), failed=bool(run['rc']),
+                           plan_says_streaming_restarts=plan_says_streaming_restarts(run))
             if run['rc']:
                 figures['message'] = failure_message(run)[:400]
                 figures['reported_after_s'] = round(run['seconds'], 1)
