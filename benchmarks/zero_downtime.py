@@ -253,8 +253,8 @@ def table(report):
         roll = s['rollout_s']
         outcome = 'ok'
         if s['failed']:
-            outcome = 'failed after %ss; serving %s' % (s['reported_after_s'],
-                                                         ','.join(s['status']['web_serving'] or []) or '?')
+            serving = ','.join(s['status']['web_serving'] or []) or '?'
+            outcome = 'failed after %ss; serving %s' % (s['reported_after_s'], serving)
         lines.append('%-3s %-32s %-15s %-15s %-10s %-9s %-28s %s' % (
             s['key'], s['scenario'],
             '%d/%d (%.1fs)' % (s['web']['min_ready'], s['web']['replicas'], s['web']['min_lasted_s']),

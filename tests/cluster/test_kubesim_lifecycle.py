@@ -60,6 +60,10 @@ def endpoints(kc, ns, name):
     return [e for s in items for e in s.get("endpoints") or []]
 
 
+def gone(kc, ns, name, pod):
+    return pod["metadata"]["name"] not in [p["metadata"]["name"] for p in pods(kc, ns, name)]
+
+
 def wait_for(what, cond, timeout=30.0, interval=0.1):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -92,17 +96,17 @@ def test_prestop_sleep_keeps_the_pod_serving_while_terminating(kube_cluster, ns)
     deleted = time.monotonic()
     kube_cluster.kubectl("delete", "pod", "-n", ns, pod["metadata"]["name"], "--wait=false")
     # During the preStop sleep: Terminating, still Ready; the endpoint serving and terminating, not ready.
-    ep = wait_for("a terminating endpoint", lambda: [e for e in endpoints(kube_cluster, ns, "web")
-                                                    if e["targetRef"]["name"] == pod["metadata"]["name"]
-                                                    and e["conditions"].get("terminating")])
+    name = pod["metadata"]["name"]
+    ep = wait_for("a terminating endpoint", lambda: [
+        e for e in endpoints(kube_cluster, ns, "web")
+        if e["targetRef"]["name"] == name and e["conditions"].get("terminating")])
     assert ep[0]["conditions"] == {"ready": False, "serving": True, "terminating": True}
     assert time.monotonic() - deleted < 3
     # After the hook (SIGTERM sent) the server stops answering: not serving; then the pod is removed.
-    wait_for("not serving", lambda: [e for e in endpoints(kube_cluster, ns, "web")
-                                     if e["targetRef"]["name"] == pod["metadata"]["name"]
-                                     and e["conditions"] == {"ready": False, "serving": False, "terminating": True}])
-    wait_for("the pod removed", lambda: pod["metadata"]["name"] not in [p["metadata"]["name"]
-                                                                          for p in pods(kube_cluster, ns, "web")])
+    wait_for("not serving", lambda: [
+        e for e in endpoints(kube_cluster, ns, "web")
+        if e["targetRef"]["name"] == name and e["conditions"] == {"ready": False, "serving": False, "terminating": True}])
+    wait_for("the pod removed", lambda: gone(kube_cluster, ns, "web", pod))
     took = time.monotonic() - deleted
     # preStop 3 s + stop 1 s, less up to 1 s as deletionTimestamp has whole seconds.
     assert 3.0 <= took < 10, took
@@ -116,8 +120,7 @@ def test_the_grace_period_cuts_a_long_prestop(kube_cluster, ns):
     (pod,) = pods(kube_cluster, ns, "slowstop")
     deleted = time.monotonic()
     kube_cluster.kubectl("delete", "pod", "-n", ns, pod["metadata"]["name"], "--wait=false")
-    wait_for("the pod removed", lambda: pod["metadata"]["name"] not in [p["metadata"]["name"]
-                                                                          for p in pods(kube_cluster, ns, "slowstop")])
+    wait_for("the pod removed", lambda: gone(kube_cluster, ns, "slowstop", pod))
     took = time.monotonic() - deleted
     # deletionTimestamp has whole seconds (the API server truncates it): the end may come up to 1 s early.
     assert 1.0 <= took < 8, took
@@ -129,8 +132,7 @@ def test_a_pod_without_prestop_goes_at_once(kube_cluster, ns):
     (pod,) = pods(kube_cluster, ns, "plain")
     deleted = time.monotonic()
     kube_cluster.kubectl("delete", "pod", "-n", ns, pod["metadata"]["name"], "--wait=false")
-    wait_for("the pod removed", lambda: pod["metadata"]["name"] not in [p["metadata"]["name"]
-                                                                          for p in pods(kube_cluster, ns, "plain")])
+    wait_for("the pod removed", lambda: gone(kube_cluster, ns, "plain", pod))
     assert time.monotonic() - deleted < 3
 
 

@@ -300,11 +300,9 @@ def shutdown_checks(v):
     grace = 'sidekiq_termination_grace_period_seconds'
     need = v['sidekiq_quiet_seconds'] + v['sidekiq_shutdown_timeout_seconds'] + SHUTDOWN_MARGIN
     if v[grace] < need:
-        errors.append(ConfigError(grace, '(%d) must be at least sidekiq_quiet_seconds (%d) + '
-                                         'sidekiq_shutdown_timeout_seconds (%d) + %d = %d: Sidekiq waits its shutdown '
-                                         'timeout after SIGTERM, then pushes the unfinished jobs back to Redis; a '
-                                         'shorter grace period kills it first, and with Sidekiq\'s basic fetch the '
-                                         'jobs it was running are lost' % (v[grace], v['sidekiq_quiet_seconds'],
-                                                                    v['sidekiq_shutdown_timeout_seconds'],
-                                                                    SHUTDOWN_MARGIN, need)))
+        reason = ('(%d) must be at least sidekiq_quiet_seconds (%d) + sidekiq_shutdown_timeout_seconds (%d) + %d = %d: '
+                  'Sidekiq waits its shutdown timeout after SIGTERM, then pushes the unfinished jobs back to Redis; a '
+                  'shorter grace period kills it first, and with Sidekiq\'s basic fetch the jobs it was running are lost'
+                  % (v[grace], v['sidekiq_quiet_seconds'], v['sidekiq_shutdown_timeout_seconds'], SHUTDOWN_MARGIN, need))
+        errors.append(ConfigError(grace, reason))
     return errors
