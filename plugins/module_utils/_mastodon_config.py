@@ -434,12 +434,19 @@ REFUSED.update(REJECTED)
 REFUSED.update(FORBIDDEN)
 
 
+# Keys the overlay does not know whose name misleads: named like a secret but not one (an endpoint URL and a
+# switch of the OpenID Connect provider, config/initializers/3_omniauth.rb:89,100), or a secret named otherwise
+# (Rails' credentials key, config/environments/production.rb:21 at v4.5.15).
+NOT_SECRET = ('OIDC_TOKEN_ENDPOINT', 'OIDC_SEND_SCOPE_TO_TOKEN_ENDPOINT', 'CACHE_BUSTER_SECRET_HEADER')
+SECRET_NAMED_OTHERWISE = ('RAILS_MASTER_KEY',)
+
 # The schema of every line: the catalogue's keys (less the refused ones) with the overlay's formats. Keys the
 # overlay does not know are plain strings, secret when named like one; they render under "Other" (sorted).
 for _line in versions.LINE_ORDER:
     for _key in env_reads.READS[_line]:
         if _key not in REFUSED and _key not in SCHEMA:
-            SCHEMA[_key] = Setting(secret=bool(_SECRET_NAME_RE.search(_key)) and not _key.endswith('_HEADER'))
+            SCHEMA[_key] = Setting(secret=(bool(_SECRET_NAME_RE.search(_key)) and _key not in NOT_SECRET
+                                           or _key in SECRET_NAMED_OTHERWISE))
 for _key, _setting in SCHEMA.items():
     _where = set(env_reads.READS[_line].get(_key) for _line in versions.LINE_ORDER) - {None}
     if _key in OWN_KEYS:
