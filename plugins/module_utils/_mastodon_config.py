@@ -50,6 +50,7 @@ SUPPORTED_LINES = versions.SUPPORTED_LINES
 LINE_ORDER = versions.LINE_ORDER
 DEFAULT_VERSION = versions.DEFAULT_VERSION
 line_of = versions.line_of
+version_tuple = versions.version_tuple
 zero_downtime_floor = versions.zero_downtime_floor
 schema_line = versions.schema_line
 VERSION_VARIABLE = 'config_mastodon_version'
