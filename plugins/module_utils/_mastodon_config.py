@@ -423,9 +423,9 @@ ROLE_OWNED_KEYS = {
 CONTAINER_SET_KEYS = {
     'DB_POOL': 'web and streaming read config_env\'s (config/database.yml:3, streaming/database.js:105); each '
                'sidekiq group sets its own (its concurrency) and the migration Jobs theirs',
-    'DB_SSLMODE': 'Rails reads config_env\'s (config_db_sslmode by default); the streaming containers set '
-                  'streaming_db_sslmode, as streaming reads the same name with other meanings '
-                  '(streaming/database.js:85-97)',
+    'DB_SSLMODE': 'Rails reads config_env\'s (config_db_sslmode by default); the streaming containers set their '
+                  'own (streaming_db_sslmode, else the one matching Rails\'), as streaming reads the same name with '
+                  'other meanings (streaming/database.js:85-97)',
     'PREPARED_STATEMENTS': 'the application reads config_env\'s; the migration Jobs set true for their direct '
                            '(non-PgBouncer) connection',
 }

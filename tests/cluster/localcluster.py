@@ -76,6 +76,54 @@ def etcd_version() -> str:
     return _gomod_version(HERE / "etcd" / "go.mod", "go.etcd.io/etcd/server/v3")
 
 
+# Gateway API's standard channel (HTTPRoute, Gateway, ...): the CRDs ship in the Go module, under
+# config/crd/standard/; fetched from the Go module proxy into <cache>/gateway-api/<version>/standard/.
+GATEWAY_API_MODULE = "sigs.k8s.io/gateway-api"
+GATEWAY_API_VERSION = "v1.3.0"
+
+
+def gateway_api_crds(cache_dir=None, version: str = GATEWAY_API_VERSION) -> Path:
+    """The directory of the Gateway API standard-channel CRDs (YAML files), fetched once with
+    `go mod download` (the Go module proxy) and kept in the cache."""
+    cache = Path(cache_dir or default_cache_dir()).resolve()
+    target = cache / "gateway-api" / version / "standard"
+    if target.is_dir() and any(target.glob("*.yaml")):
+        return target
+    go = shutil.which("go")
+    if not go:
+        raise ClusterError("`go` not found in PATH; needed to fetch the Gateway API CRDs (Go module "
+                           f"{GATEWAY_API_MODULE})")
+    with _flock(cache / "gateway-api" / ".fetch.lock"):
+        if target.is_dir() and any(target.glob("*.yaml")):
+            return target
+        work = cache / "gateway-api" / f".download-{os.getpid()}"
+        shutil.rmtree(work, ignore_errors=True)
+        work.mkdir(parents=True)
+        try:
+            env = dict(os.environ, GOMODCACHE=str(work / "mod"), GOPATH=str(work / "gopath"), GOFLAGS="-modcacherw",
+                       GOTOOLCHAIN="local")
+            proc = subprocess.run([go, "mod", "download", "-json", f"{GATEWAY_API_MODULE}@{version}"], cwd=work,
+                                  env=env, capture_output=True, text=True, timeout=600, check=False)
+            try:
+                source = Path(json.loads(proc.stdout)["Dir"]) / "config" / "crd" / "standard"
+            except (ValueError, KeyError):
+                raise ClusterError(f"go mod download {GATEWAY_API_MODULE}@{version} failed: "
+                                   f"{proc.stdout.strip()} {proc.stderr.strip()}")
+            files = sorted(source.glob("*.yaml"))
+            if not files:
+                raise ClusterError(f"no CRD in {source}")
+            tmp = target.with_name("standard.tmp")
+            shutil.rmtree(tmp, ignore_errors=True)
+            tmp.mkdir(parents=True)
+            for f in files:
+                shutil.copyfile(f, tmp / f.name)
+            tmp.rename(target)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+    log(f"Gateway API {version} standard CRDs in {target}")
+    return target
+
+
 def default_cache_dir() -> Path:
     base = os.environ.get("FEDIOPS_CACHE") or os.path.join(
         os.path.expanduser("~"), ".cache", "fediops-mastodon")
@@ -316,6 +364,30 @@ class LocalCluster:
     def running(self) -> bool:
         procs = self.processes()
         return bool(procs) and all(p["alive"] for p in procs.values()) and set(procs) == set(COMPONENTS)
+
+    # ------------------------------------------------------------ Gateway API
+    def install_gateway_api(self, version: str = GATEWAY_API_VERSION, timeout: float = 120.0) -> list[str]:
+        """Install the Gateway API standard-channel CRDs into the running cluster (idempotent: server-side
+        apply; the HTTPRoute CRD is too large for a client-side apply's annotation) and wait until the API
+        server serves them. Returns the CRD names."""
+        crds = gateway_api_crds(self.cache_dir, version)
+        kubectl = shutil.which("kubectl")
+        if not kubectl:
+            raise ClusterError("`kubectl` not found in PATH; needed to install the Gateway API CRDs")
+        base = [kubectl, "--kubeconfig", str(self.kubeconfig)]
+        proc = subprocess.run(base + ["apply", "--server-side", "--force-conflicts", "--field-manager",
+                                      "fediops-localcluster", "-o", "name", "-f", str(crds)],
+                              capture_output=True, text=True, timeout=timeout, check=False)
+        if proc.returncode:
+            raise ClusterError(f"installing the Gateway API CRDs failed: {proc.stderr.strip()}")
+        names = [line.split("/", 1)[1] for line in proc.stdout.split() if "/" in line]
+        proc = subprocess.run(base + ["wait", "--for", "condition=Established", f"--timeout={int(timeout)}s"]
+                              + [f"crd/{n}" for n in names], capture_output=True, text=True,
+                              timeout=timeout + 10, check=False)
+        if proc.returncode:
+            raise ClusterError(f"the Gateway API CRDs were not established: {proc.stderr.strip()}")
+        self._say(f"Gateway API {version} CRDs installed: {', '.join(names)}")
+        return names
 
     # ------------------------------------------------------------ http
     def _ssl_ctx(self) -> ssl.SSLContext:
@@ -665,7 +737,10 @@ current-context: {CONTEXT_NAME}
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("command", choices=["build", "start", "stop", "status", "env", "restart", "restart-apiserver"])
+    ap.add_argument("command", choices=["build", "start", "stop", "status", "env", "restart", "restart-apiserver",
+                                        "fetch-gateway-api", "install-gateway-api"],
+                    help="fetch-gateway-api: download the Gateway API CRDs into the cache; install-gateway-api: "
+                         "install them into the running cluster (fetching them first if needed)")
     ap.add_argument("--state-dir", default=os.environ.get("FEDIOPS_CLUSTER_STATE", ".cluster"),
                     help="where kubeconfig, pki, logs and pids live (default: $FEDIOPS_CLUSTER_STATE or ./.cluster)")
     ap.add_argument("--cache-dir", default=None,
@@ -692,6 +767,10 @@ def main(argv=None) -> int:
             print(c.start(timeout=args.timeout))
         elif args.command == "stop":
             c.stop()
+        elif args.command == "fetch-gateway-api":
+            print(gateway_api_crds(args.cache_dir))
+        elif args.command == "install-gateway-api":
+            print("\n".join(c.install_gateway_api(timeout=args.timeout)))
         elif args.command == "restart-apiserver":
             c.restart_apiserver(down=args.down, timeout=args.timeout)
         elif args.command == "status":

@@ -384,7 +384,7 @@ def test_plan_without_a_cluster_builds_the_model():
                          now=NOW).plan()
     model = deploy.model
     assert set(model) == {'vars', 'name', 'namespace', 'version', 'image', 'streaming_image', 'labels', 'web_domain',
-                          'streaming_host', 'env', 'checksums', 'ca_pem', 'redis_ca_pem', 'kept_secrets', 'db_direct',
+                          'streaming_host', 'env', 'checksums', 'ca_pem', 'redis_ca_pem', 'es_ca_pem', 'kept_secrets', 'db_direct',
                           'sidekiq_groups'}
     assert model['image'] == 'ghcr.io/mastodon/mastodon:v4.7.6'  # the default version
     assert set(model['kept_secrets']) == set(guards.KEPT_KEYS)

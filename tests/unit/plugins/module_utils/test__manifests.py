@@ -296,7 +296,7 @@ def test_streaming_on_the_web_host_path_and_on_its_own_host():
     container = dep['spec']['template']['spec']['containers'][0]
     assert container['image'] == 'ghcr.io/mastodon/mastodon-streaming:v4.6.5'
     assert container['command'] == ['node', './streaming']
-    assert env_of(container)['DB_SSLMODE'] == 'require'
+    assert env_of(container)['DB_SSLMODE'] == 'verify-full'  # derived: Rails' default prefer (no DB_SSLMODE in this model)
     path = find(result['streaming'], 'Ingress', 'masto-streaming')['spec']['rules'][0]
     assert path['host'] == 'social.example' and path['http']['paths'][0]['path'] == '/api/v1/streaming'
     model = make_model()
