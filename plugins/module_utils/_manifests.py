@@ -19,7 +19,7 @@
 ``media_storage_problem(model)`` says why uploads would be lost (no object storage and no volume), or None.
 Both raise/return messages that name the variable and the field.
 
-Facts from Mastodon's code (v4.6.5, see ../shared/reference/mastodon/README.md):
+Facts from Mastodon's code (v4.6.5, see tests/data/mastodon/FACTS.md):
 * both images run as uid/gid 991 (Dockerfile:45-47, streaming/Dockerfile:29-31); the working directory is
   /opt/mastodon, so Rails' ``tmp/`` is /opt/mastodon/tmp;
 * the image sets MASTODON_SIDEKIQ_READY_FILENAME (Dockerfile:64-72) and config/initializers/sidekiq.rb:11-18

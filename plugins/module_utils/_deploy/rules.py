@@ -21,9 +21,6 @@ from ansible_collections.fediops.mastodon.plugins.module_utils._deploy.errors im
 from ansible_collections.fediops.mastodon.plugins.module_utils._deploy.variables import INT_TEXT
 from ansible_collections.fediops.mastodon.plugins.module_utils._mastodon_config import ConfigError
 
-# Keys of Mastodon's environment that a variable owns: set through config_env they would bypass its checks
-OWNED_KEYS = {'LOCAL_DOMAIN': 'config_local_domain', 'WEB_DOMAIN': 'config_web_domain'}
-
 _DNS_LABEL = re.compile(r'\A[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?\Z')
 _NAME = re.compile(r'\A[a-z]([-a-z0-9]{0,28}[a-z0-9])?\Z')
 _HOST = re.compile(r'\A(?=.{1,253}\Z)[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?(\.[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)*\Z')
@@ -206,9 +203,8 @@ def cross_checks(v, now=None):
         rule(isinstance(value, str) and _LABEL_KEY.match(str(key)) and _LABEL_VALUE.match(value), 'config_labels',
              '%s: label keys and values must be strings of letters, digits, -, _ and .' % key)
     for variable in ('config_env', 'config_extra_env'):
-        for key, owner in sorted(OWNED_KEYS.items()):
-            rule(key not in v[variable], variable, '%s: set %s instead (the LOCAL_DOMAIN guard and the Ingress hosts '
-                 'read it there)' % (key, owner))
+        for key, (owner, why, dummy) in sorted(mconfig.ROLE_OWNED_KEYS.items()):
+            rule(key not in v[variable], variable, '%s: set %s instead (%s)' % (key, owner, why))
     for key in sorted(set(v['config_secrets']) - set(mconfig.GENERATED), key=str):
         rule(False, 'config_secrets', 'unknown key %s%s (known: %s)' % (
             key, did_you_mean(str(key), mconfig.GENERATED), ', '.join(mconfig.GENERATED)))
@@ -221,8 +217,9 @@ def cross_checks(v, now=None):
     for role in ('web', 'streaming', 'sidekiq', 'migrations'):
         variable = role + '_extra_env'
         for key in sorted(v[variable], key=str):
-            reason = (mconfig.FORBIDDEN.get(key) or mconfig.REJECTED.get(key) or
-                      ('set %s instead' % OWNED_KEYS[key] if key in OWNED_KEYS else None))
+            owner, dummy, owner_role = mconfig.ROLE_OWNED_KEYS.get(key, (None, None, None))
+            reason = (mconfig.FORBIDDEN.get(key) or mconfig.REJECTED.get(key) or mconfig.NOT_FOR_PRODUCTION.get(key) or
+                      ('set %s instead' % owner if owner and owner_role in (None, role) else None))
             rule(reason is None, variable, '%s: %s' % (key, reason))
     for role in ('web', 'streaming'):
         rule(v[role + '_replicas'] >= 0, role + '_replicas', 'must be >= 0')

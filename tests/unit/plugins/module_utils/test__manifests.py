@@ -5,7 +5,7 @@
 
 """The manifest builder (_manifests.py): every component and option, from the roles' real defaults.
 
-Mastodon facts checked here are cited from ../shared/reference/mastodon/README.md (v4.6.5): uid/gid 991
+Mastodon facts checked here are cited from tests/data/mastodon/FACTS.md (v4.6.5): uid/gid 991
 (Dockerfile:45-47, streaming/Dockerfile:29-31), the Sidekiq ready file (Dockerfile:64-72,
 config/initializers/sidekiq.rb:11-18), object storage switches (config/initializers/paperclip.rb:38,118,142,163),
 NODE_EXTRA_CA_CERTS read by node at start, PGSSLROOTCERT read by libpq (config/database.yml:7).
