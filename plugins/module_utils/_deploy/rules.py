@@ -269,6 +269,7 @@ def cross_checks(v, now=None):
         check(check_quantities, 'sidekiq_workers', group['resources'], where)
         check(check_node_selector, 'sidekiq_workers', group['node_selector'], where)
         check(check_tolerations, 'sidekiq_workers', group['tolerations'], where)
+    errors.extend(shutdown_checks(v))
     return errors, groups
 
 
@@ -315,4 +316,48 @@ def connection_rules(v, now=None):
          '(lib/mastodon/redis_configuration.rb:47,60), so they verify a rediss:// server against the system trust '
          'store of the image only, and would fail to connect after the TLS preflight passed. Give Redis a '
          'certificate from a publicly trusted CA (as DigitalOcean\'s Valkey has) and leave config_redis_ca_pem empty')
+    return errors
+
+
+# Seconds a process needs after the preStop hook and SIGTERM (Puma's last requests, Sidekiq pushing its unfinished
+# jobs back to Redis) before the kubelet's SIGKILL at the end of the grace period.
+SHUTDOWN_MARGIN = 5
+# (variable, lowest, highest) of the shutdown and rollout timings.
+SHUTDOWN_BOUNDS = (
+    ('web_prestop_delay_seconds', 0, 300), ('web_termination_grace_period_seconds', 0, 3600),
+    ('web_progress_deadline_seconds', 10, 3600),
+    ('streaming_prestop_delay_seconds', 0, 300), ('streaming_termination_grace_period_seconds', 0, 3600),
+    ('streaming_progress_deadline_seconds', 10, 3600),
+    ('sidekiq_shutdown_timeout_seconds', 1, 3600), ('sidekiq_quiet_seconds', 0, 3600),
+    ('sidekiq_termination_grace_period_seconds', 0, 7200), ('sidekiq_progress_deadline_seconds', 10, 3600),
+)
+
+
+def shutdown_checks(v):
+    """The graceful-shutdown rules: bounds, and a grace period long enough for what runs inside it.
+
+    The kubelet counts terminationGracePeriodSeconds from the start of the termination: the preStop hook runs
+    inside it, then SIGTERM, then SIGKILL when the grace period is over. A grace period shorter than the preStop
+    delay (web, streaming) or than TSTP's wait plus Sidekiq's -t (Sidekiq: after -t it pushes the unfinished jobs
+    back to Redis, which a SIGKILL would prevent) defeats the purpose; refused naming both variables."""
+    errors = []
+    for name, low, high in SHUTDOWN_BOUNDS:
+        if not low <= v[name] <= high:
+            errors.append(ConfigError(name, 'must be between %d and %d seconds' % (low, high)))
+    if errors:
+        return errors
+    for role in ('web', 'streaming'):
+        grace, delay = role + '_termination_grace_period_seconds', role + '_prestop_delay_seconds'
+        if v[grace] < v[delay] + SHUTDOWN_MARGIN:
+            errors.append(ConfigError(grace, '(%d) must be at least %s (%d) + %d: the kubelet kills the pod when the '
+                                             'grace period ends, and the preStop delay is part of it'
+                                      % (v[grace], delay, v[delay], SHUTDOWN_MARGIN)))
+    grace = 'sidekiq_termination_grace_period_seconds'
+    need = v['sidekiq_quiet_seconds'] + v['sidekiq_shutdown_timeout_seconds'] + SHUTDOWN_MARGIN
+    if v[grace] < need:
+        reason = ('(%d) must be at least sidekiq_quiet_seconds (%d) + sidekiq_shutdown_timeout_seconds (%d) + %d = %d: '
+                  'Sidekiq waits its shutdown timeout after SIGTERM, then pushes the unfinished jobs back to Redis; a '
+                  'shorter grace period kills it first, and with Sidekiq\'s basic fetch the jobs it was running are lost'
+                  % (v[grace], v['sidekiq_quiet_seconds'], v['sidekiq_shutdown_timeout_seconds'], SHUTDOWN_MARGIN, need))
+        errors.append(ConfigError(grace, reason))
     return errors
