@@ -19,7 +19,7 @@
 ``media_storage_problem(model)`` says why uploads would be lost (no object storage and no volume), or None.
 Both raise/return messages that name the variable and the field.
 
-Facts from Mastodon's code (v4.6.5, see ../shared/reference/mastodon/README.md):
+Facts from Mastodon's code (v4.6.5, see tests/data/mastodon/FACTS.md):
 * both images run as uid/gid 991 (Dockerfile:45-47, streaming/Dockerfile:29-31); the working directory is
   /opt/mastodon, so Rails' ``tmp/`` is /opt/mastodon/tmp;
 * the image sets MASTODON_SIDEKIQ_READY_FILENAME (Dockerfile:64-72) and config/initializers/sidekiq.rb:11-18
@@ -66,6 +66,29 @@ _GROUP_NAME_RE = re.compile(r'\A[a-z0-9]([-a-z0-9]{0,38}[a-z0-9])?\Z')
 _QUEUE_RE = re.compile(r'\A\s*([a-z0-9_-]+)\s*(?:,\s*([0-9]+)\s*)?\Z')
 # Object storage backends Mastodon knows (paperclip.rb:38, 118, 142): with one of them, nothing is kept on disk.
 OBJECT_STORAGE_SWITCHES = ('S3_ENABLED', 'SWIFT_ENABLED', 'AZURE_ENABLED')
+
+
+# ------------------------------------------------------------------------------------------------ graceful shutdown
+def prestop_sleep(seconds):
+    """The preStop hook of web and streaming: the kubelet's own `sleep` action (no binary needed in the image, so
+    it works with a read-only root and under Pod Security `restricted`; beta and on by default since Kubernetes
+    1.30, GA in 1.34). While it sleeps the pod is already Terminating, so the EndpointSlice controller has marked
+    its endpoint not ready and the ingress/load balancer stop sending new requests; then SIGTERM reaches Puma
+    (which finishes the requests in flight) or node (streaming/index.js:1427-1443 exits at once). None for 0."""
+    return {'preStop': {'sleep': {'seconds': seconds}}} if seconds else None
+
+
+def sidekiq_prestop(quiet_seconds):
+    """Sidekiq's preStop: TSTP (quiet: stop fetching, keep the jobs in flight), then wait `quiet_seconds` before the
+    kubelet sends TERM (which then waits `-t` seconds before pushing unfinished jobs back to Redis).
+
+    The signal goes to PID 1 of the container, which IS Sidekiq: the container's `command` replaces the image's
+    ENTRYPOINT (tini, Dockerfile: ENTRYPOINT ["/usr/bin/tini", "--"]), and `bundle exec` runs Sidekiq in its own
+    process (Kernel#load or exec: same PID). Were tini PID 1, it would still pass TSTP on: tini's
+    wait_and_forward_signal (krallin/tini src/tini.c) forwards every signal but SIGCHLD to its child (SIGTTIN/
+    SIGTTOU are ignored). `sh` (dash) and `sleep` (coreutils) are in every Debian-based image; `kill` is a shell
+    builtin; the same uid may signal PID 1 without any capability."""
+    return {'preStop': {'exec': {'command': ['/bin/sh', '-c', 'kill -TSTP 1; sleep %d' % quiet_seconds]}}}
 
 
 class Manifests(dict):
@@ -228,9 +251,15 @@ def sidekiq_groups(workers, defaults):
     return groups
 
 
-def sidekiq_command(group):
-    """bundle exec sidekiq -c N -q queue[,weight] ... for a parsed group."""
+def sidekiq_command(group, shutdown_timeout=None):
+    """bundle exec sidekiq -c N [-t SECONDS] -q queue[,weight] ... for a parsed group.
+
+    -t is Sidekiq's shutdown timeout (default 25): after TERM it waits that long for the jobs in flight, then
+    pushes the unfinished ones back to Redis. Written explicitly so the pod's grace period can be checked
+    against it (sidekiq_termination_grace_period_seconds)."""
     command = ['bundle', 'exec', 'sidekiq', '-c', str(group['concurrency'])]
+    if shutdown_timeout is not None:
+        command += ['-t', str(shutdown_timeout)]
     for queue in group['queues']:
         command += ['-q', queue['name'] + (',%d' % queue['weight'] if queue.get('weight') is not None else '')]
     return command
@@ -605,7 +634,9 @@ class _Builder(object):
             deployment['spec']['replicas'] = v(role + '_replicas')
             self.origin(deployment, 'spec.replicas', role + '_replicas')
         deployment['spec'].update({'revisionHistoryLimit': 5, 'strategy': strategy,
+                                   'progressDeadlineSeconds': v(role + '_progress_deadline_seconds'),
                                    'selector': {'matchLabels': selector}})
+        self.origin(deployment, 'spec.progressDeadlineSeconds', role + '_progress_deadline_seconds')
         prefix = 'spec.template.spec'
         volumes, mounts = self.volumes(rails=rails, media=rails)
         container = self.container(deployment, prefix, role, image, command, env, mounts, v(role + '_resources'), rails,
@@ -622,8 +653,14 @@ class _Builder(object):
                                           'timeoutSeconds': 5}
         else:
             container['livenessProbe'] = dict(probe, periodSeconds=30, failureThreshold=3, timeoutSeconds=5)
+        lifecycle = prestop_sleep(v(role + '_prestop_delay_seconds'))
+        if lifecycle:
+            container['lifecycle'] = lifecycle
+        self.origin(deployment, prefix + '.containers[0].lifecycle', role + '_prestop_delay_seconds')
         self.template(deployment, role, 'rails' if rails else 'streaming', container, volumes,
-                      v(role + '_node_selector'), v(role + '_tolerations'), v(role + '_affinity'))
+                      v(role + '_node_selector'), v(role + '_tolerations'), v(role + '_affinity'),
+                      extra={'terminationGracePeriodSeconds': v(role + '_termination_grace_period_seconds')})
+        self.origin(deployment, prefix + '.terminationGracePeriodSeconds', role + '_termination_grace_period_seconds')
         return name, labels, selector, [deployment, self.service(name, labels, selector, port_name, port)]
 
     def template(self, obj, role, env_kind, container, volumes, node_selector, tolerations, affinity=None, extra=None):
@@ -763,19 +800,27 @@ class _Builder(object):
                           'metadata': self.meta(name, labels, {'fediops.mastodon/sidekiq-queues':
                                                                ','.join(q['name'] for q in group['queues'])}),
                           'spec': {'replicas': group['replicas'], 'revisionHistoryLimit': 5, 'strategy': strategy,
+                                   'progressDeadlineSeconds': v('sidekiq_progress_deadline_seconds'),
                                    'selector': {'matchLabels': selector}}}
+            self.origin(deployment, 'spec.progressDeadlineSeconds', 'sidekiq_progress_deadline_seconds')
             prefix = 'spec.template.spec'
             volumes, mounts = self.volumes(rails=True, media=True)
             container = self.container(deployment, prefix, 'sidekiq', self.model['image'],
-                                       sidekiq_command(group), env, mounts, group['resources'],
+                                       sidekiq_command(group, v('sidekiq_shutdown_timeout_seconds')), env, mounts,
+                                       group['resources'],
                                        True, 'sidekiq_workers', 'sidekiq_extra_env')
             # config/initializers/sidekiq.rb:11-18 touches tmp/<MASTODON_SIDEKIQ_READY_FILENAME> (on the rails-tmp
             # emptyDir) once Sidekiq processes jobs, and removes it at shutdown.
             container['readinessProbe'] = {'exec': {'command': ['cat', RAILS_TMP + '/' + SIDEKIQ_READY_FILENAME]},
                                            'initialDelaySeconds': 5, 'periodSeconds': 10, 'failureThreshold': 3,
                                            'timeoutSeconds': 5}
+            container['lifecycle'] = sidekiq_prestop(v('sidekiq_quiet_seconds'))
+            self.origin(deployment, prefix + '.containers[0].lifecycle', 'sidekiq_quiet_seconds')
             self.template(deployment, 'sidekiq', 'rails', container, volumes, group['node_selector'],
-                          group['tolerations'], v('sidekiq_affinity'), extra={'terminationGracePeriodSeconds': 60})
+                          group['tolerations'], v('sidekiq_affinity'),
+                          extra={'terminationGracePeriodSeconds': v('sidekiq_termination_grace_period_seconds')})
+            self.origin(deployment, prefix + '.terminationGracePeriodSeconds',
+                        'sidekiq_termination_grace_period_seconds')
             self.origin(deployment, 'spec.replicas', 'sidekiq_workers')
             self.origin(deployment, prefix + '.containers[0].command', 'sidekiq_workers')
             out.append(deployment)

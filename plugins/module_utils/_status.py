@@ -74,6 +74,11 @@ def _component(obj, name):
     return short or (meta.get('labels') or {}).get(COMPONENT_LABEL, '')
 
 
+def _ready(pod):
+    return any(c.get('type') == 'Ready' and c.get('status') == 'True'
+               for c in ((pod.get('status') or {}).get('conditions') or []))
+
+
 def component_status(deployment, pods, name):
     """One Deployment: desired and running versions, replicas and its rollout state."""
     spec = deployment.get('spec') or {}
@@ -81,7 +86,7 @@ def component_status(deployment, pods, name):
     containers = ((spec.get('template') or {}).get('spec') or {}).get('containers') or [{}]
     desired = image_version(containers[0].get('image'))
     selector = (spec.get('selector') or {}).get('matchLabels') or {}
-    running = set()
+    running, serving = set(), set()
     for pod in pods:
         if not _matches(selector, (pod.get('metadata') or {}).get('labels') or {}):
             continue
@@ -89,6 +94,9 @@ def component_status(deployment, pods, name):
             continue
         pod_containers = ((pod.get('spec') or {}).get('containers')) or [{}]
         running.add(image_version(pod_containers[0].get('image')))
+        # Serving: Ready and not terminating, as the EndpointSlice controller counts a ready endpoint.
+        if _ready(pod) and not (pod.get('metadata') or {}).get('deletionTimestamp'):
+            serving.add(image_version(pod_containers[0].get('image')))
     state, message = rollout_state(dict(deployment, kind='Deployment'))
     rollout = {'ok': 'complete', 'pending': 'progressing', 'failed': 'failed'}[state]
     return dict(
@@ -96,6 +104,7 @@ def component_status(deployment, pods, name):
         deployment=(deployment.get('metadata') or {}).get('name'),
         version=desired,
         running_versions=sorted(running),
+        serving_versions=sorted(serving),
         replicas=spec.get('replicas', 1),
         ready_replicas=status.get('readyReplicas', 0),
         updated_replicas=status.get('updatedReplicas', 0),
@@ -276,6 +285,10 @@ def _table(headers, rows):
 
 
 def _version_cell(component):
+    serving = component.get('serving_versions') or []
+    if serving and component['version'] not in serving:
+        # The new pods are not ready (yet, or ever): the old version is what users get.
+        return '%s (serving %s)' % (component['version'], ', '.join(serving))
     others = [v for v in component['running_versions'] if v != component['version']]
     if not others:
         return component['version']

@@ -119,6 +119,13 @@ components:
       description: The image tags the component's running or starting pods have.
       type: list
       elements: str
+    serving_versions:
+      description:
+        - The image tags of the component's ready pods that are not terminating (those that receive traffic).
+        - During a rollout to an image that never becomes ready, the old tag only; the RV(table) then shows
+          C(<new> (serving <old>)).
+      type: list
+      elements: str
     replicas:
       description: Desired replicas.
       type: int

@@ -196,7 +196,7 @@ class LocalCluster:
 
     def __init__(self, state_dir, cache_dir=None, *, audit: bool | None = None,
                  nodes: int = 1, job_duration: str = "1s", verbose: bool = True,
-                 authorization: str | None = None):
+                 authorization: str | None = None, ready_delay: str = "0s"):
         self.state_dir = Path(state_dir).resolve()
         self.cache_dir = Path(cache_dir or default_cache_dir()).resolve()
         self.version = k8s_version()
@@ -210,6 +210,7 @@ class LocalCluster:
         self.authorization = authorization
         self.nodes = nodes
         self.job_duration = job_duration
+        self.ready_delay = ready_delay
         self.verbose = verbose
         self._procs: dict[str, subprocess.Popen] = {}
 
@@ -613,7 +614,7 @@ current-context: {CONTEXT_NAME}
         ], pids)
         self._spawn("kubesim", [
             str(self.binary("kubesim")), f"--kubeconfig={kc}", f"--nodes={self.nodes}",
-            f"--job-duration={self.job_duration}", "--v=1",
+            f"--job-duration={self.job_duration}", f"--ready-delay={self.ready_delay}", "--v=1",
         ], pids)
 
         def sa_and_node():
@@ -748,6 +749,8 @@ def main(argv=None) -> int:
     ap.add_argument("--no-audit", action="store_true", help="disable the API server audit log")
     ap.add_argument("--nodes", type=int, default=1, help="number of simulated nodes")
     ap.add_argument("--job-duration", default="1s", help="how long Job pods run (Go duration)")
+    ap.add_argument("--ready-delay", default="0s",
+                    help="how long Deployment (restartPolicy Always) pods take to become Ready (Go duration)")
     ap.add_argument("--force", action="store_true", help="build: rebuild even if cached")
     ap.add_argument("--timeout", type=float, default=120.0)
     ap.add_argument("--authorization", choices=sorted(AUTHORIZATION_MODES), default=None,
@@ -757,7 +760,8 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
 
     c = LocalCluster(args.state_dir, args.cache_dir, audit=False if args.no_audit else None,
-                     nodes=args.nodes, job_duration=args.job_duration, authorization=args.authorization)
+                     nodes=args.nodes, job_duration=args.job_duration, authorization=args.authorization,
+                     ready_delay=args.ready_delay)
     try:
         if args.command == "build":
             print(c.build(force=args.force))

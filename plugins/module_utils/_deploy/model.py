@@ -66,8 +66,7 @@ def environment(v, endpoints, kept_known, version):
     known.update(dict((k, val) for k, val in env.items() if k in mconfig.GENERATED and val))
     secrets, generated = mconfig.fill_secrets(known, v['config_generate_secrets'])
     env.update(secrets)
-    more, warnings = mconfig.validate(env, endpoints['db']['pgbouncer'], version=version)
-    warnings = mconfig.version_warnings(version) + warnings
+    more, warnings = mconfig.validate(env, endpoints['db']['pgbouncer'], version=version)  # version warnings included
     errors += more
     if errors:
         raise PlanError([ConfigError('config_env', str(e)) for e in errors], "Mastodon's environment is invalid")

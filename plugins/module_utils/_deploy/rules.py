@@ -21,9 +21,6 @@ from ansible_collections.fediops.mastodon.plugins.module_utils._deploy.errors im
 from ansible_collections.fediops.mastodon.plugins.module_utils._deploy.variables import INT_TEXT
 from ansible_collections.fediops.mastodon.plugins.module_utils._mastodon_config import ConfigError
 
-# Keys of Mastodon's environment that a variable owns: set through config_env they would bypass its checks
-OWNED_KEYS = {'LOCAL_DOMAIN': 'config_local_domain', 'WEB_DOMAIN': 'config_web_domain'}
-
 _DNS_LABEL = re.compile(r'\A[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?\Z')
 _NAME = re.compile(r'\A[a-z]([-a-z0-9]{0,28}[a-z0-9])?\Z')
 _HOST = re.compile(r'\A(?=.{1,253}\Z)[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?(\.[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)*\Z')
@@ -206,9 +203,8 @@ def cross_checks(v, now=None):
         rule(isinstance(value, str) and _LABEL_KEY.match(str(key)) and _LABEL_VALUE.match(value), 'config_labels',
              '%s: label keys and values must be strings of letters, digits, -, _ and .' % key)
     for variable in ('config_env', 'config_extra_env'):
-        for key, owner in sorted(OWNED_KEYS.items()):
-            rule(key not in v[variable], variable, '%s: set %s instead (the LOCAL_DOMAIN guard and the Ingress hosts '
-                 'read it there)' % (key, owner))
+        for key, (owner, why, dummy) in sorted(mconfig.ROLE_OWNED_KEYS.items()):
+            rule(key not in v[variable], variable, '%s: set %s instead (%s)' % (key, owner, why))
     for key in sorted(set(v['config_secrets']) - set(mconfig.GENERATED), key=str):
         rule(False, 'config_secrets', 'unknown key %s%s (known: %s)' % (
             key, did_you_mean(str(key), mconfig.GENERATED), ', '.join(mconfig.GENERATED)))
@@ -221,8 +217,9 @@ def cross_checks(v, now=None):
     for role in ('web', 'streaming', 'sidekiq', 'migrations'):
         variable = role + '_extra_env'
         for key in sorted(v[variable], key=str):
-            reason = (mconfig.FORBIDDEN.get(key) or mconfig.REJECTED.get(key) or
-                      ('set %s instead' % OWNED_KEYS[key] if key in OWNED_KEYS else None))
+            owner, dummy, owner_role = mconfig.ROLE_OWNED_KEYS.get(key, (None, None, None))
+            reason = (mconfig.FORBIDDEN.get(key) or mconfig.REJECTED.get(key) or mconfig.NOT_FOR_PRODUCTION.get(key) or
+                      ('set %s instead' % owner if owner and owner_role in (None, role) else None))
             rule(reason is None, variable, '%s: %s' % (key, reason))
     for role in ('web', 'streaming'):
         rule(v[role + '_replicas'] >= 0, role + '_replicas', 'must be >= 0')
@@ -273,6 +270,7 @@ def cross_checks(v, now=None):
         check(check_quantities, 'sidekiq_workers', group['resources'], where)
         check(check_node_selector, 'sidekiq_workers', group['node_selector'], where)
         check(check_tolerations, 'sidekiq_workers', group['tolerations'], where)
+    errors.extend(shutdown_checks(v))
     return errors, groups
 
 
@@ -319,4 +317,48 @@ def connection_rules(v, now=None):
          '(lib/mastodon/redis_configuration.rb:47,60), so they verify a rediss:// server against the system trust '
          'store of the image only, and would fail to connect after the TLS preflight passed. Give Redis a '
          'certificate from a publicly trusted CA (as DigitalOcean\'s Valkey has) and leave config_redis_ca_pem empty')
+    return errors
+
+
+# Seconds a process needs after the preStop hook and SIGTERM (Puma's last requests, Sidekiq pushing its unfinished
+# jobs back to Redis) before the kubelet's SIGKILL at the end of the grace period.
+SHUTDOWN_MARGIN = 5
+# (variable, lowest, highest) of the shutdown and rollout timings.
+SHUTDOWN_BOUNDS = (
+    ('web_prestop_delay_seconds', 0, 300), ('web_termination_grace_period_seconds', 0, 3600),
+    ('web_progress_deadline_seconds', 10, 3600),
+    ('streaming_prestop_delay_seconds', 0, 300), ('streaming_termination_grace_period_seconds', 0, 3600),
+    ('streaming_progress_deadline_seconds', 10, 3600),
+    ('sidekiq_shutdown_timeout_seconds', 1, 3600), ('sidekiq_quiet_seconds', 0, 3600),
+    ('sidekiq_termination_grace_period_seconds', 0, 7200), ('sidekiq_progress_deadline_seconds', 10, 3600),
+)
+
+
+def shutdown_checks(v):
+    """The graceful-shutdown rules: bounds, and a grace period long enough for what runs inside it.
+
+    The kubelet counts terminationGracePeriodSeconds from the start of the termination: the preStop hook runs
+    inside it, then SIGTERM, then SIGKILL when the grace period is over. A grace period shorter than the preStop
+    delay (web, streaming) or than TSTP's wait plus Sidekiq's -t (Sidekiq: after -t it pushes the unfinished jobs
+    back to Redis, which a SIGKILL would prevent) defeats the purpose; refused naming both variables."""
+    errors = []
+    for name, low, high in SHUTDOWN_BOUNDS:
+        if not low <= v[name] <= high:
+            errors.append(ConfigError(name, 'must be between %d and %d seconds' % (low, high)))
+    if errors:
+        return errors
+    for role in ('web', 'streaming'):
+        grace, delay = role + '_termination_grace_period_seconds', role + '_prestop_delay_seconds'
+        if v[grace] < v[delay] + SHUTDOWN_MARGIN:
+            errors.append(ConfigError(grace, '(%d) must be at least %s (%d) + %d: the kubelet kills the pod when the '
+                                             'grace period ends, and the preStop delay is part of it'
+                                      % (v[grace], delay, v[delay], SHUTDOWN_MARGIN)))
+    grace = 'sidekiq_termination_grace_period_seconds'
+    need = v['sidekiq_quiet_seconds'] + v['sidekiq_shutdown_timeout_seconds'] + SHUTDOWN_MARGIN
+    if v[grace] < need:
+        reason = ('(%d) must be at least sidekiq_quiet_seconds (%d) + sidekiq_shutdown_timeout_seconds (%d) + %d = %d: '
+                  'Sidekiq waits its shutdown timeout after SIGTERM, then pushes the unfinished jobs back to Redis; a '
+                  'shorter grace period kills it first, and with Sidekiq\'s basic fetch the jobs it was running are lost'
+                  % (v[grace], v['sidekiq_quiet_seconds'], v['sidekiq_shutdown_timeout_seconds'], SHUTDOWN_MARGIN, need))
+        errors.append(ConfigError(grace, reason))
     return errors

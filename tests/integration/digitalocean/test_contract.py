@@ -36,19 +36,15 @@ OPERATIONS = {
 NOT_FOUND_ID = '00000000-0000-4000-8000-000000000000'
 
 
+# The excerpt of DigitalOcean's OpenAPI description that this test needs (tests/data/digitalocean-openapi/ORIGIN.md).
+SPEC_ROOT = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), 'data',
+                         'digitalocean-openapi', 'specification')
+
+
 def _spec_root():
-    here = os.path.dirname(os.path.abspath(__file__))
-    candidates = [os.environ.get('FEDIOPS_DO_OPENAPI', '')]
-    for base in (here, os.environ.get('FEDIOPS_REPO', ''), '/work/main'):
-        path = base
-        for _dummy in range(8):
-            candidates.append(os.path.join(path, 'shared', 'reference', 'digitalocean-openapi'))
-            path = os.path.dirname(path)
-    for candidate in candidates:
-        if candidate and os.path.isdir(os.path.join(candidate, 'specification')):
-            return os.path.join(candidate, 'specification')
-    pytest.fail('DigitalOcean OpenAPI excerpt not found; set FEDIOPS_DO_OPENAPI to shared/reference/digitalocean-openapi')
-    return None
+    if not os.path.isdir(SPEC_ROOT):
+        pytest.fail('DigitalOcean OpenAPI excerpt not found at %s' % SPEC_ROOT)
+    return SPEC_ROOT
 
 
 class Contract(object):
@@ -88,8 +84,9 @@ class Contract(object):
         for error in self._validator(response_uri + '#/content/application~1json/schema').iter_errors(body):
             problems.append('body %s: %s' % ('/'.join(str(p) for p in error.absolute_path), error.message))
         headers = dict(spec.get('headers') or {})
-        headers['x-request-id'] = {'$ref': urljoin(op_uri, '../../shared/headers.yml#/x-request-id')}
-        headers['content-type'] = {'$ref': urljoin(op_uri, '../../shared/headers.yml#/content-type')}
+        common = 'file://' + os.path.join(self.root, 'shared', 'headers.yml')  # the excerpt's own shared headers
+        headers['x-request-id'] = {'$ref': common + '#/x-request-id'}
+        headers['content-type'] = {'$ref': common + '#/content-type'}
         for name, header in sorted(headers.items()):
             header_uri = urljoin(response_uri, header['$ref']) if '$ref' in header else None
             resolved = self.registry.resolver(base_uri=response_uri).lookup(header_uri).contents if header_uri else header

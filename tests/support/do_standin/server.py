@@ -11,7 +11,7 @@ writes change this stand-in's own copy of the fixtures; refusals (duplicate, unk
 mode/size/name) answer 422 {id, message, request_id} (the excerpt's `default` error response). The request log
 (GET /_standin/requests, StandinServer.requests) records method, path, query and the JSON body of each request.
 
-Answers as the OpenAPI excerpt in shared/reference/digitalocean-openapi describes (checked by
+Answers as the OpenAPI excerpt in tests/data/digitalocean-openapi describes (checked by
 tests/integration/digitalocean/test_contract.py), with DigitalOcean's headers (ratelimit-*,
 x-request-id) and error bodies {id, message, request_id}. Faults are injected with rules, either
 in-process (StandinServer.set_faults) or over HTTP (POST /_standin/faults, no token needed):

@@ -298,3 +298,21 @@ def test_no_update_check_url_asks_nothing():
     status = collect(healthy_client(), NS, 'mastodon', now=NOW, update_check_url='', check=check)
     assert status['updates'] == dict(available=[], urgent=False, warning=None, checked=False, running_version='v4.5.2')
     assert not any(line.startswith('UPDATES') for line in render_table(status))
+
+
+def test_the_version_that_serves_is_the_ready_one():
+    """An upgrade to an image that never becomes ready: the Deployment asks for the new tag, the old ready pods
+    serve; the table says so."""
+    old, new = 'ghcr.io/mastodon/mastodon:v4.6.5', 'ghcr.io/mastodon/mastodon:v4.6.6'
+    ready = [{'type': 'Ready', 'status': 'True'}]
+    pods = [pod('web', old), pod('web', old), pod('web', new), pod('web', old)]
+    for item in pods[:2]:
+        item['status']['conditions'] = ready
+    pods[3]['status']['conditions'] = ready
+    pods[3]['metadata']['deletionTimestamp'] = '2026-11-29T11:00:00Z'
+    status = collect(client_for([deployment('web', new, ready=2, updated=1, deadline_exceeded=True)], pods, []),
+                     NS, 'mastodon', now=NOW)
+    (web,) = status['components']
+    assert web['serving_versions'] == ['v4.6.5'] and web['running_versions'] == ['v4.6.5', 'v4.6.6']
+    assert web['rollout'] == 'failed'
+    assert 'v4.6.6 (serving v4.6.5)' in '\n'.join(render_table(status))
