@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import re
 
+from ansible_collections.fediops.mastodon.plugins.module_utils import _mastodon_versions as _versions
 from ansible_collections.fediops.mastodon.plugins.module_utils._deploy.errors import PlanError
 from ansible_collections.fediops.mastodon.plugins.module_utils._mastodon_config import ConfigError
 
@@ -53,14 +54,11 @@ def version_lines():
     """Mastodon's release lines in order, each with its zero-downtime floor (the schema version below which
     `db:migrate` with SKIP_POST_DEPLOYMENT_MIGRATIONS refuses), None where this collection does not know it.
 
-    The one place this module reads version data. The same data lives in _mastodon_config.py (lines, newest
-    patches, floors); once that has the floors this function should return them from there."""
-    return (
-        ((4, 2), None), ((4, 3), None), ((4, 4), None),
-        ((4, 5), '20230907150100'),   # lib/tasks/db.rake:69 at v4.5.15
-        ((4, 6), '20230907150100'),   # lib/tasks/db.rake:69 at v4.6.5
-        ((4, 7), '20241007071624'),   # lib/tasks/db.rake:68-72 at the 4.7 branch point
-    )
+    The supported lines and their floors are _mastodon_versions' data (lib/tasks/db.rake of each line); the older
+    lines only give the order (a deploy from one of them still has to go one minor at a time)."""
+    supported = [(_parse_line(line), _versions.zero_downtime_floor(line)[0]) for line in _versions.LINE_ORDER]
+    older = [((4, minor), None) for minor in range(2, 8) if (4, minor) < supported[0][0]]
+    return tuple(older + supported)
 
 
 def parse_release(version):
