@@ -79,7 +79,9 @@ class ActionModule(ActionBase):
         staged = self.read_staged(params['staged_dir']) if params['staged_dir'] else None
         deploy = plan.Deploy(raw, specs, params['components'], kube_client=kube_client, do_client=do_client,
                              check_endpoint=check_endpoint, check_mode=bool(self._task.check_mode) or params['stage_files'],
-                             diff=bool(self._task.diff), staged=staged)
+                             diff=bool(self._task.diff), staged=staged,
+                             # '<component>: <what the wait sees>', once per change (AWX shows it as it comes)
+                             progress=self._display.display)
         try:
             deploy.plan()
             if staged is not None and staged['env'] != deploy.files()['env.production']:

@@ -13,9 +13,11 @@ Deployments, StatefulSets and Jobs with watches.
 from __future__ import annotations
 
 import base64
+import calendar
 import concurrent.futures
 import copy
 import hashlib
+import json
 import queue
 import threading
 import time
@@ -60,6 +62,19 @@ LIST_TIMEOUT = 30
 
 class ApplyError(KubeError):
     """A failure that names the object and what was already done."""
+
+
+class RunningJobError(ApplyError):
+    """An ApplySet would prune Jobs that are still running; ``jobs`` are the live Jobs, ``activities`` says what
+    each is doing."""
+
+    def __init__(self, jobs, activities):
+        self.jobs = jobs
+        self.activities = activities
+        super(RunningJobError, self).__init__(
+            'not pruning %s: still running, and deleting a Job kills its pod (a migration killed half-way may leave '
+            'work that does not re-run cleanly): wait until it has finished, then apply again'
+            % '; '.join(activities))
 
 
 def tier(kind):
@@ -314,14 +329,134 @@ def watch_backoff(retries):
     return min(WATCH_BACKOFF_MAX, 0.25 * 2 ** min(retries, 10))
 
 
+def _timestamp(text):
+    """Seconds since the epoch of an RFC 3339 time as the API server writes it (2026-12-05T17:25:32Z), or None."""
+    try:
+        return calendar.timegm(time.strptime((text or '').replace('Z', ''), '%Y-%m-%dT%H:%M:%S'))
+    except ValueError:
+        return None
+
+
+def job_elapsed(job, now=None):
+    """Seconds a Job has been running (since status.startTime, else its creation; until its completionTime once
+    complete), or None."""
+    meta = (job or {}).get('metadata') or {}
+    status = (job or {}).get('status') or {}
+    start = _timestamp(status.get('startTime') or meta.get('creationTimestamp'))
+    if start is None:
+        return None
+    end = _timestamp(status.get('completionTime')) if status.get('completionTime') else None
+    return max(0, (end or (time.time() if now is None else now)) - start)
+
+
+def duration_text(seconds):
+    """'40 s', '12 min', '2 h 05 min'."""
+    seconds = int(seconds or 0)
+    if seconds < 90:
+        return '%d s' % seconds
+    if seconds < 7200:
+        return '%d min' % (seconds // 60)
+    return '%d h %02d min' % (seconds // 3600, seconds % 3600 // 60)
+
+
+def job_pods(client, job):
+    """The Job's pods (label batch.kubernetes.io/controller-uid, else job-name), oldest first."""
+    meta = (job or {}).get('metadata') or {}
+    uid = meta.get('uid')
+    selector = 'batch.kubernetes.io/controller-uid=%s' % uid if uid else 'job-name=%s' % meta.get('name')
+    status, body = client.request('GET', '/api/v1/namespaces/%s/pods' % meta.get('namespace'),
+                                  {'labelSelector': selector}, timeout=10)
+    if status != 200 or not isinstance(body, dict):
+        return []
+    return sorted(body.get('items') or [], key=lambda p: (p.get('metadata') or {}).get('creationTimestamp') or '')
+
+
+def job_log(client, job, tail_lines=None):
+    """The log of the Job's newest pod, as text; None when there is no pod yet or its node serves no log (a
+    failure to read it never fails a wait)."""
+    try:
+        pods = job_pods(client, job)
+        if not pods:
+            return None
+        meta = pods[-1]['metadata']
+        query = {'tailLines': str(tail_lines)} if tail_lines else {'limitBytes': str(4 * 1024 * 1024)}
+        status, log = client.request('GET', '/api/v1/namespaces/%s/pods/%s/log' % (meta['namespace'], meta['name']),
+                                     query, timeout=10)
+    except KubeError:
+        return None
+    if status != 200 or log is None:
+        return None
+    return log if isinstance(log, str) else json.dumps(log)
+
+
+class _ProgressReporter(object):
+    """Calls applier.progress once per change of what a waited object shows (a Job: the migration its log names;
+    others: their rollout message), and every HEARTBEAT seconds while nothing changes."""
+
+    def __init__(self, applier, single):
+        self.applier = applier
+        self.single = single
+        self.shown = {}  # ref -> (key, monotonic time shown)
+        self.logs = {}  # ref -> (monotonic time read, description)
+
+    def _say(self, obj, key, text, force=False):
+        what = ref(obj)
+        now = time.monotonic()
+        shown = self.shown.get(what)
+        if not force and shown and shown[0] == key and now - shown[1] < self.applier.HEARTBEAT:
+            return
+        self.shown[what] = (key, now)
+        self.applier.progress(text if self.single or obj['kind'] != 'Job' else '%s: %s' % (what, text))
+
+    def tick(self, seen):
+        if self.applier.progress is None:
+            return
+        for obj, current in seen:
+            if obj['kind'] != 'Job':
+                self._say(obj, WAIT_STATES[obj['kind']](current)[1], WAIT_STATES[obj['kind']](current)[1])
+                continue
+            what = ref(obj)
+            now = time.monotonic()
+            read_at, activity = self.logs.get(what, (None, None))
+            if read_at is None or now - read_at >= self.applier.LOG_POLL:
+                activity = self.applier.describe(current)
+                self.logs[what] = (now, activity)
+            elapsed = job_elapsed(current)
+            text = 'running%s%s' % (' %s' % activity if activity else '',
+                                    ' (%s)' % duration_text(elapsed) if elapsed is not None else '')
+            self._say(obj, activity or 'running', text)
+
+    def done(self, obj, current):
+        if self.applier.progress is None or ref(obj) not in self.shown:
+            return
+        if obj['kind'] == 'Job':
+            elapsed = job_elapsed(current)
+            self._say(obj, 'complete', 'complete%s' % (' after %s' % duration_text(elapsed) if elapsed is not None else ''),
+                      force=True)
+        else:
+            self._say(obj, 'ok', WAIT_STATES[obj['kind']](current)[1], force=True)
+
+
 class Applier(object):
     """One k8s_apply call."""
 
     def __init__(self, client, namespace=None, apply_set=None, field_manager='fediops.mastodon',
                  force_conflicts=False, check_mode=False, diff=False, wait=False, wait_timeout=300,
-                 replace_failed_jobs=True):
+                 replace_failed_jobs=True, progress=None, detach_running_jobs=False, prune_running_jobs=False,
+                 describe_job_log=None):
         self.client = client
         self.replace_failed_jobs = replace_failed_jobs
+        # progress(text): called once per change of what the wait sees (and every HEARTBEAT seconds without one).
+        self.progress = progress
+        # A Job still running when wait_timeout is spent: with detach_running_jobs the wait ends without an error
+        # and the Job keeps running (listed in the result's `running_jobs`); a later run re-attaches to it.
+        self.detach_running_jobs = detach_running_jobs
+        # A running Job that is no longer declared is not pruned (that would kill it) unless prune_running_jobs.
+        self.prune_running_jobs = prune_running_jobs
+        # describe_job_log(text) -> short text or None: what a waited Job's log says it is doing (for migrations,
+        # _migrations.describe_progress); without it, no log is read while waiting.
+        self.describe_job_log = describe_job_log
+        self.running_jobs = []
         self.namespace = namespace
         self.apply_set = apply_set
         self.field_manager = field_manager
@@ -652,6 +787,9 @@ class Applier(object):
         if self.set_id:
             self.load_parent()
             self.list_members(objects)
+        if self.set_id:
+            declared = set(key_of(o) for o in objects)
+            self.check_prunable([item for key, item in self.live.items() if key not in declared])
         tiers = order_objects(objects)
         applied = []
         for group in tiers:
@@ -695,9 +833,21 @@ class Applier(object):
             changed = True
         return self.result(changed)
 
+    def check_prunable(self, strays):
+        """Refuse (before anything is written) to prune a Job that is still running: deleting it kills its pod,
+        and a migration killed half-way may leave work that does not re-run cleanly."""
+        if self.prune_running_jobs:
+            return
+        running = [item for item in strays if item.get('kind') == 'Job' and isinstance(item.get('status'), dict)
+                   and job_state(item)[0] == 'pending']
+        if running:
+            raise RunningJobError(running, ['%s: %s' % (ref(job), self.job_activity(job)) for job in running])
+
     def result(self, changed):
         out = dict(changed=changed, objects=self.results, pruned=self.pruned,
                    applied=sum(1 for r in self.results if r['action'] != 'deleted'))
+        if self.running_jobs:
+            out['running_jobs'] = list(self.running_jobs)
         if self.set_id:
             out['apply_set'] = {'name': self.apply_set, 'namespace': self.parent_ns, 'id': self.set_id}
         if self.want_diff:
@@ -705,38 +855,87 @@ class Applier(object):
         return out
 
     # ---------------------------------------------------------------- wait
+    # Seconds between two looks at the progress of what is waited for, between two reads of a waited Job's log,
+    # and the longest silence of progress() while nothing changes (so a long migration is seen to be alive).
+    PROGRESS_TICK = 2.0
+    LOG_POLL = 15.0
+    HEARTBEAT = 300.0
+
     def wait_for(self, applied):
-        """Wait for Deployments, StatefulSets and Jobs concurrently; fail at once on a failure."""
+        """Wait for Deployments, StatefulSets and Jobs concurrently; fail at once on a failure. With
+        detach_running_jobs, Jobs still running at the deadline are left running (self.running_jobs)."""
         todo = [(obj, body) for obj, body in applied if obj['kind'] in WAIT_STATES and isinstance(body, dict)]
         if not todo:
             return
         deadline = time.monotonic() + self.wait_timeout
         results = queue.Queue()
-        pending = 0
+        pending = {}
+        self._seen = {}
         for obj, body in todo:
             state, msg = WAIT_STATES[obj['kind']](body)
             if state == 'ok':
                 continue
             if state == 'failed':
                 raise ApplyError(self._failure_message(obj, body, msg), applied_objects=self.done_refs())
-            pending += 1
+            pending[ref(obj)] = obj
+            self._seen[ref(obj)] = (obj, body)
             thread = threading.Thread(target=self._wait_thread, args=(obj, body, deadline, results))
             thread.daemon = True  # a failure elsewhere must not wait for this watch to end
             thread.start()
+        reporter = _ProgressReporter(self, single=len(pending) == 1)
         last = {}
         while pending:
             try:
-                obj, state, msg, current = results.get(timeout=max(0.1, deadline - time.monotonic() + 2))
+                timeout = max(0.1, min(self.PROGRESS_TICK, deadline - time.monotonic() + 2))
+                obj, state, msg, current = results.get(timeout=timeout)
             except queue.Empty:
-                break
-            pending -= 1
+                if time.monotonic() > deadline + 2:
+                    break
+                reporter.tick([self._seen[key] for key in pending])
+                continue
+            pending.pop(ref(obj), None)
             if state == 'failed':
                 raise ApplyError(self._failure_message(obj, current, msg), applied_objects=self.done_refs())
             if state != 'ok':
-                last[ref(obj)] = msg
+                last[ref(obj)] = (obj, msg, current)
+            else:
+                reporter.done(obj, current)
+        if not pending and last and self.detach_running_jobs and all(o['kind'] == 'Job' for o, m, c in last.values()):
+            for obj, msg, current in last.values():
+                self.running_jobs.append(self._running_job(obj, current))
+            return
         if pending or last:
-            waiting = '; '.join(last.values()) or '%d object(s)' % pending
+            waiting = '; '.join(m for o, m, c in last.values()) or '%d object(s)' % len(pending)
             raise ApplyError('timed out after %ss waiting for: %s' % (self.wait_timeout, waiting), applied_objects=self.done_refs())
+
+    def _running_job(self, obj, current):
+        """What the result says of a Job left running: its name, how long it has run, what it is doing."""
+        meta = obj['metadata']
+        elapsed = job_elapsed(current)
+        activity = self.describe(current)
+        out = {'kind': 'Job', 'namespace': meta.get('namespace'), 'name': meta['name'],
+               'elapsed_seconds': int(elapsed) if elapsed is not None else None, 'activity': activity,
+               'msg': '%s is still running%s%s; it was left running (a later run re-attaches to it)' % (
+                   ref(obj), ' for %s' % duration_text(elapsed) if elapsed is not None else '',
+                   ', now at %s' % activity if activity else '')}
+        return out
+
+    def job_activity(self, job):
+        """'running for 12 min, now at migration X' of a live Job (what its log says, when the node serves it)."""
+        elapsed = job_elapsed(job)
+        activity = self.describe(job)
+        return 'running%s%s' % (' for %s' % duration_text(elapsed) if elapsed is not None else '',
+                                ', now at %s' % activity if activity else '')
+
+    def describe(self, job):
+        """What the Job's log says it is doing (through describe_job_log), or None."""
+        if self.describe_job_log is None:
+            return None
+        return self.describe_job_log(self.job_log(job, tail_lines=200))
+
+    def job_log(self, job, tail_lines=None):
+        """The log of the Job's newest pod (text), or None when there is no pod or its node serves no log."""
+        return job_log(self.client, job, tail_lines)
 
     def _wait_thread(self, obj, body, deadline, results):
         """Watch one object until its state is no longer pending, the deadline passes or an error is final.
@@ -770,6 +969,7 @@ class Applier(object):
                         rv = (current.get('metadata') or {}).get('resourceVersion') or rv
                         retries = 0
                         state, msg = check(current)
+                        getattr(self, '_seen', {})[ref(obj)] = (obj, current)
                         if state != 'pending':
                             break
                 except KubeError as exc:
@@ -849,6 +1049,8 @@ class Applier(object):
                                               {'tailLines': '20'}, timeout=(1, 2))
             if status == 200 and isinstance(log, str) and log.strip():
                 out += '. Last log lines:\n' + log.rstrip()
+            elif status == 200:
+                out += '. (its log is empty)'
             else:
                 out += '. (log not available: %s)' % (status_message(log)[:200] if log else 'HTTP %s' % status)
         except KubeError as exc:

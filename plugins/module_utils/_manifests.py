@@ -838,9 +838,12 @@ class _Builder(object):
         labels = self.labels('migrations-' + phase, {'fediops.mastodon/migrations': 'true'})
         env = self.ca_env(rails=True)
         env.update(job_container['env'])
-        job = {'apiVersion': 'batch/v1', 'kind': 'Job', 'metadata': self.meta(name, labels),
-               'spec': {'backoffLimit': 0, 'activeDeadlineSeconds': v('migrations_active_deadline_seconds')}}
-        self.origin(job, 'spec.activeDeadlineSeconds', 'migrations_active_deadline_seconds')
+        job = {'apiVersion': 'batch/v1', 'kind': 'Job', 'metadata': self.meta(name, labels), 'spec': {'backoffLimit': 0}}
+        # No deadline unless asked for: the Job controller would kill the pod at the deadline, and a migration
+        # killed half-way (4.7's run outside a transaction, building indexes concurrently) leaves half-done work.
+        if v('migrations_active_deadline_seconds'):
+            job['spec']['activeDeadlineSeconds'] = v('migrations_active_deadline_seconds')
+            self.origin(job, 'spec.activeDeadlineSeconds', 'migrations_active_deadline_seconds')
         prefix = 'spec.template.spec'
         volumes, mounts = self.volumes(rails=True)
         container = self.container(job, prefix, 'migrate', self.model['image'], list(job_container['command']), env,

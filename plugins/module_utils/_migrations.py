@@ -36,6 +36,8 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import re
+
 PHASES = ('pre', 'post')
 SKIP_VARIABLE = 'SKIP_POST_DEPLOYMENT_MIGRATIONS'
 
@@ -60,6 +62,7 @@ unless c.select_value("SELECT pg_has_role(current_user, #{c.quote(owner)}, #{c.q
 end
 count, newest = c.select_rows("SELECT count(*), max(version) FROM schema_migrations").first
 puts "fediops migrations: schema_migrations holds #{count} versions, the newest #{newest.inspect}"
+puts "fediops: schema_version=#{newest || "none"}"
 exit %(initialized)d
 ''' % dict(empty=_EMPTY, foreign=_FOREIGN_OWNER, initialized=_INITIALIZED)
 
@@ -130,3 +133,62 @@ def job_container(phase, extra_env=None):
         env[str(key)] = str(value)
     script = PRE_SCRIPT if phase == 'pre' else POST_SCRIPT
     return {'command': ['/bin/sh', '-c', script], 'env': env}
+
+
+# ------------------------------------------------------------------------------------------- reading the Job's log
+# ActiveRecord::Migration#announce (activerecord/lib/active_record/migration.rb, `announce`: text =
+# "#{version} #{name}: #{message}", written as "== %s %s" % [text, "=" * [0, 75 - text.length].max]) around each
+# migration: "migrating" before it runs, "migrated (1.2345s)" after it was recorded in schema_migrations
+# (Migration#migrate). Written only while Migration.verbose, which `db:migrate` sets unless VERBOSE=false
+# (ActiveRecord::Tasks::DatabaseTasks.migrate). The same lines in ActiveRecord 6.1 and Rails 8.
+ANNOUNCE_LINE = re.compile(r'^== (\d+) ([A-Za-z0-9_:]+): (migrating|migrated|reverting|reverted)\b', re.MULTILINE)
+# The pre-deployment script's own line (PRE_SCRIPT): the newest version in schema_migrations before it migrates.
+SCHEMA_LINE = re.compile(r'^fediops: schema_version=(\d+|none)\s*$', re.MULTILINE)
+
+
+def log_text(log):
+    """The log as text: the API server's answer may have been decoded as JSON (a log of one number)."""
+    if log is None:
+        return ''
+    return log if isinstance(log, str) else str(log)
+
+
+def migration_progress(log):
+    """What a migration Job's log says so far: {'current': (version, name) of the migration announced as
+    migrating and not yet migrated, or None; 'done': [(version, name)...] in order; 'found': the schema version
+    the pre-deployment script found (str, or None when none was printed or the database was empty)}."""
+    text = log_text(log)
+    current, done = None, []
+    for version, name, what in ANNOUNCE_LINE.findall(text):
+        if what in ('migrating', 'reverting'):
+            current = (version, name)
+        else:
+            done.append((version, name))
+            if current and current[0] == version:
+                current = None
+    found = [value for value in SCHEMA_LINE.findall(text) if value != 'none']
+    return {'current': current, 'done': done, 'found': found[-1] if found else None}
+
+
+def describe_progress(log):
+    """One short phrase for the deploy's progress output: 'migration 20260728145403 UpdateAccountSummaries...'
+    (the one running), 'migration X done, N so far' between two, or None when the log names none yet."""
+    progress = migration_progress(log)
+    if progress['current']:
+        return 'migration %s %s' % progress['current']
+    if progress['done']:
+        return 'migration %s %s done, %d so far' % (progress['done'][-1] + (len(progress['done']),))
+    return None
+
+
+def schema_version_from_log(log):
+    """The newest schema version a migration Job's log proves (a string of digits), or None: the newest of the
+    version the pre-deployment script found (`fediops: schema_version=...`) and every migration the log shows as
+    migrated. That is `max(schema_migrations.version)` after the Job (what Mastodon's zero-downtime floor in
+    lib/tasks/db.rake compares), as far as the log tells; None for a log without either (a schema load on an
+    empty database prints neither)."""
+    progress = migration_progress(log)
+    versions = [int(v) for v, dummy in progress['done']]
+    if progress['found']:
+        versions.append(int(progress['found']))
+    return str(max(versions)) if versions else None

@@ -24,6 +24,8 @@ description:
   - With O(apply_set), the objects form a kubectl ApplySet (KEP-3659) whose parent is a Secret named O(apply_set)
     in O(namespace); members of the set that are no longer declared are deleted (pruned). C(kubectl) understands
     the set (C(KUBECTL_APPLYSET=true kubectl apply --prune --applyset=<name> -n <namespace> ...)).
+    A C(Job) that is still running is never pruned, since deleting it kills its pod; the call is then refused before
+    anything is written (apply again once it has finished).
 author:
   - Fediops maintainers (@fediops)
 extends_documentation_fragment:

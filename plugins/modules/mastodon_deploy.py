@@ -170,4 +170,16 @@ version:
   description: The Mastodon version deployed.
   returned: success
   type: str
+migrations_running:
+  description:
+    - A migration Job was still running when C(migrations_wait_timeout) was spent. It was left running (never killed)
+      and no later component was applied; C(msg) and a warning say how long it has run and which migration it is at.
+      Run the deploy again later, which re-attaches to the Job.
+  returned: when a migration Job was left running
+  type: bool
+  sample: true
+msg:
+  description: With C(migrations_running), what is still running and what was not started.
+  returned: when a migration Job was left running
+  type: str
 '''

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from ansible_collections.fediops.mastodon.plugins.module_utils import _manifests
 from ansible_collections.fediops.mastodon.plugins.module_utils._deploy.errors import PlanError
-from ansible_collections.fediops.mastodon.plugins.module_utils._k8s_apply import Applier, ApplyError, key_of, order_objects
+from ansible_collections.fediops.mastodon.plugins.module_utils._k8s_apply import (
+    Applier, ApplyError, RunningJobError, key_of, order_objects)
 from ansible_collections.fediops.mastodon.plugins.module_utils._kube import status_message
 from ansible_collections.fediops.mastodon.plugins.module_utils._mastodon_config import ConfigError
 
@@ -65,6 +66,8 @@ class ComponentApplier(Applier):
         """Dry-run: {key: action}; PlanError naming the variables on a rejection."""
         try:
             result = self.present(objects)
+        except RunningJobError as exc:
+            raise PlanError(running_job_errors(self.component, exc), 'a migration is still running')
         except ApplyError as exc:
             errors = self.rejection_errors() or [ConfigError(self.component_variable(), exc.msg)]
             raise PlanError(errors, 'the API server rejects objects of %s (server-side dry-run)' % self.component)
@@ -123,6 +126,20 @@ class ComponentApplier(Applier):
         out = self.result(changed)
         out['unchanged'] = len(settled)
         return out
+
+
+def running_job_errors(component, exc):
+    """The plan's refusal when a component's ApplySet would prune a running Job: a migration Job of another version
+    (the Job's name carries the version), so it names config_mastodon_version."""
+    phase = {'migrate-pre': 'pre-deployment', 'migrate-post': 'post-deployment'}.get(component, component)
+    errors = []
+    for job, activity in zip(exc.jobs, exc.activities):
+        version = ((job.get('metadata') or {}).get('labels') or {}).get('app.kubernetes.io/version') or 'another version'
+        errors.append(ConfigError('config_mastodon_version', 'a %s migration of %s is still running (%s); deploying '
+                                  'another version now would delete its Job and kill it. Wait until it has finished (a '
+                                  're-run with config_mastodon_version: %s re-attaches to it and goes on), then deploy '
+                                  'the new version' % (phase, version, activity, version)))
+    return errors
 
 
 # What a restart of a component's pods means for its users (streaming/index.js:1427-1443: node exits at once on

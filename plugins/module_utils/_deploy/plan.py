@@ -10,6 +10,7 @@ PRIVATE: no API guarantees; the map is docs/dev/ARCHITECTURE.md."""
 from __future__ import annotations
 
 import copy
+import datetime
 
 from ansible_collections.fediops.mastodon.plugins.module_utils import _manifests
 from ansible_collections.fediops.mastodon.plugins.module_utils import _mastodon_config as mconfig
@@ -17,12 +18,15 @@ from ansible_collections.fediops.mastodon.plugins.module_utils._deploy.applier i
 from ansible_collections.fediops.mastodon.plugins.module_utils._deploy.endpoints import do_endpoints, explicit_endpoints
 from ansible_collections.fediops.mastodon.plugins.module_utils._deploy.errors import PlanError
 from ansible_collections.fediops.mastodon.plugins.module_utils._deploy.guards import backup_secret, kept_secrets, local_domain_guard
+from ansible_collections.fediops.mastodon.plugins.module_utils._deploy.guards_upgrade import check_upgrade_path
+from ansible_collections.fediops.mastodon.plugins.module_utils._deploy.record import RecordKeeper, keeper_failed
 from ansible_collections.fediops.mastodon.plugins.module_utils._deploy.model import build_model, dotenv_text, environment
 from ansible_collections.fediops.mastodon.plugins.module_utils._deploy.preflight import in_cluster_preflight, tls_preflight
 from ansible_collections.fediops.mastodon.plugins.module_utils._deploy.rules import cross_checks
 from ansible_collections.fediops.mastodon.plugins.module_utils._deploy.state import catching, concurrently, read_state
 from ansible_collections.fediops.mastodon.plugins.module_utils._deploy.variables import check_variables
-from ansible_collections.fediops.mastodon.plugins.module_utils._k8s_apply import Applier, KubeError
+from ansible_collections.fediops.mastodon.plugins.module_utils import _migrations
+from ansible_collections.fediops.mastodon.plugins.module_utils._k8s_apply import Applier, KubeError, job_log
 from ansible_collections.fediops.mastodon.plugins.module_utils._mastodon_config import ConfigError
 
 COMPONENTS = _manifests.COMPONENTS
@@ -53,7 +57,7 @@ class Deploy(object):
     """One mastodon_deploy call: plan(), then apply() unless check mode."""
 
     def __init__(self, raw_vars, specs, components, kube_client=None, do_client=None, check_endpoint=None,
-                 check_mode=False, diff=False, staged=None, now=None):
+                 check_mode=False, diff=False, staged=None, now=None, progress=None):
         self.raw_vars = raw_vars
         self.specs = specs
         self.components = [c for c in COMPONENTS if c in components]
@@ -64,6 +68,7 @@ class Deploy(object):
         self.diff = diff
         self.staged = staged or {}
         self.now = now
+        self.progress = progress  # progress(text): '<component>: <what its wait sees>' while applying
         self.v = None
         self.appliers = []
         self.warnings = []
@@ -117,6 +122,7 @@ class Deploy(object):
         if v['config_kubernetes']:
             self.state = found['state']
             local_domain_guard(v, self.state)
+        self.warnings += check_upgrade_path(v, self.state.get('record'))
         known, self.backup = kept_secrets(v, self.state)
         staged = dict(self.staged.get('kept') or {})
         staged.update(known)
@@ -162,10 +168,15 @@ class Deploy(object):
         errors = []
         for component in self.components:
             wait_var, timeout_var = WAITS[component]
+            # A migration Job still running at migrations_wait_timeout is left running (never killed), its log read
+            # for the migration it is at.
+            jobs = dict(detach_running_jobs=True, describe_job_log=_migrations.describe_progress) \
+                if component in ('migrate-pre', 'migrate-post') else {}
             self.appliers.append(ComponentApplier(
                 client, component, v['config_namespace'], '%s-set-%s' % (v['config_name'], component),
                 self.manifests.origins, new_namespace=namespace_missing, diff=self.diff,
-                wait=v[wait_var] if wait_var else True, wait_timeout=v[timeout_var]))
+                wait=v[wait_var] if wait_var else True, wait_timeout=v[timeout_var],
+                progress=self._progress_of(component), **jobs))
         # Dry-runs change nothing, so the components are planned at the same time (the apply keeps the order).
         outcomes = concurrently(dict((a.component, catching(PlanError, a.plan, self.manifests[a.component]))
                                       for a in self.appliers))
@@ -174,6 +185,11 @@ class Deploy(object):
                 errors += outcomes[applier.component].errors
         if errors:
             raise PlanError(errors, 'the API server rejects objects (server-side dry-run)')
+
+    def _progress_of(self, component):
+        if self.progress is None:
+            return None
+        return lambda text: self.progress('%s: %s' % (component, text))
 
     def summaries(self):
         return [(a.component, a.summary()) for a in self.appliers]
@@ -197,20 +213,46 @@ class Deploy(object):
             backup = backup_secret(self.v['config_name'], self.v['config_namespace'], self.model['labels'], self.backup)
             saver = Applier(client, namespace=self.v['config_namespace'])
             saver.present([backup])
-        for applier in self.appliers:
+        keeper = RecordKeeper(client, self.v['config_namespace'], self.v['config_name'], self.model['labels'],
+                              self.state.get('record'), self.model['version'],
+                              {'web': self.model['image'], 'streaming': self.model['streaming_image']},
+                              self._utcnow, job_log=lambda job: job_log(client, job))
+        running = None
+        for index, applier in enumerate(self.appliers):
             try:
-                out[applier.component] = self.brief(applier.apply())
+                keeper.before(applier.component)
+                result = applier.apply()
+                keeper.after(applier.component, result, self.manifests[applier.component])
             except KubeError as exc:
                 done = ', '.join(a.component for a in self.appliers if a.component in out) or 'nothing'
+                keeper_failed(keeper)
                 raise KubeError('%s: %s (components done: %s; later ones not started)' % (applier.component, exc.msg, done),
                                 status=exc.status)
+            out[applier.component] = self.brief(result)
+            if result.get('running_jobs'):
+                # Never past a migration still running: the new version's pods need the pre-deployment migrations,
+                # and the post-deployment ones are the last step anyway. Not a failure: re-run later to re-attach.
+                out[applier.component]['running_jobs'] = result['running_jobs']
+                later = [a.component for a in self.appliers[index + 1:]]
+                running = '%s: %s. %s; run the deploy again later: it re-attaches to the Job and goes on once it has ' \
+                          'finished' % (applier.component, '; '.join(j['msg'] for j in result['running_jobs']),
+                                        'Not started: %s' % ', '.join(later) if later else 'Nothing else was to be done')
+                self.warnings.append(running)
+                break
+        keeper.finish('running' if running else 'ok')
         changed = any(r['changed'] for r in out.values()) or bool(self.backup)
         diffs = None
         if self.diff:
             diffs = [{'prepared': summary_text(self.summaries(), self.restarts())}]
             for applier in self.appliers:
                 diffs += applier.diffs
-        return self.result(changed, out, diffs)
+        out = self.result(changed, out, diffs)
+        if running:
+            out.update(migrations_running=True, msg=running)
+        return out
+
+    def _utcnow(self):
+        return self.now or datetime.datetime.now(datetime.timezone.utc)
 
     @staticmethod
     def brief(result):

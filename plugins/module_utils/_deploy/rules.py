@@ -247,7 +247,8 @@ def cross_checks(v, now=None):
     check(check_quantities, 'migrations_resources', v['migrations_resources'])
     check(check_node_selector, 'migrations_node_selector', v['migrations_node_selector'])
     check(check_tolerations, 'migrations_tolerations', v['migrations_tolerations'])
-    rule(v['migrations_active_deadline_seconds'] > 0, 'migrations_active_deadline_seconds', 'must be > 0')
+    rule(v['migrations_active_deadline_seconds'] >= 0, 'migrations_active_deadline_seconds',
+         'must be >= 0 (0: no deadline)')
     # the point-of-no-return gate reads these only after the rollout: a typo must stop the deploy before anything
     check(_backups.parse_max_age, v['migrations_backup_max_age'])
     if v['migrations_backup_confirmed_at']:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import threading
 
+from ansible_collections.fediops.mastodon.plugins.module_utils._deploy.record import read_record
 from ansible_collections.fediops.mastodon.plugins.module_utils._k8s_apply import KubeError
 from ansible_collections.fediops.mastodon.plugins.module_utils._k8s_secret_info import read_secret
 from ansible_collections.fediops.mastodon.plugins.module_utils._kube import status_message
@@ -56,6 +57,7 @@ def read_state(client, v):
         'env_configmap': lambda: get(client, client.path('v1', 'ConfigMap', ns, name + '-env')),
         'web': lambda: get(client, client.path('apps/v1', 'Deployment', ns, name + '-web')),
         'marker': lambda: get(client, client.path('v1', 'Secret', ns, name + '-set-config')),
+        'record': lambda: read_record(client, ns, name),
     }
     out = concurrently(todo)
     out['kept_exists'] = out['kept']['exists']

@@ -14,6 +14,7 @@
 //     CrashLoopBackOff, lastState terminated with exit code 1).
 //   - annotation sim.fediops.test/never-ready: "true", or an image containing
 //     "never-ready": Running, never Ready.
+//   - annotation sim.fediops.test/log: the container's log, served through pods/log (logs.go).
 //
 // Deleted pods bound to a simulated node terminate as on a kubelet (preStop,
 // SIGTERM, grace period; lifecycle.go), then are removed with a grace-0 delete.
@@ -125,6 +126,9 @@ func main() {
 		s.nodes = append(s.nodes, name)
 		s.nodeSet[name] = true
 	}
+	if err := startLogServer(ctx, s); err != nil { // logs.go: pods/log
+		klog.Fatalf("log endpoint: %v", err)
+	}
 	if err := s.registerNodes(ctx); err != nil {
 		klog.Fatalf("registering nodes: %v", err)
 	}
@@ -206,7 +210,7 @@ func (s *sim) nodeStatus() corev1.NodeStatus {
 		Addresses: []corev1.NodeAddress{
 			{Type: corev1.NodeInternalIP, Address: s.hostIP},
 		},
-		DaemonEndpoints: corev1.NodeDaemonEndpoints{KubeletEndpoint: corev1.DaemonEndpoint{Port: 0}},
+		DaemonEndpoints: corev1.NodeDaemonEndpoints{KubeletEndpoint: corev1.DaemonEndpoint{Port: kubeletPort}},
 		NodeInfo: corev1.NodeSystemInfo{
 			Architecture:            "amd64",
 			OperatingSystem:         "linux",

@@ -76,6 +76,8 @@ def test_fresh_install(job, trees, database, release):
     assert pre.returncode == 0, pre
     assert 'empty database, fresh install: rails db:prepare without SKIP_POST_DEPLOYMENT_MIGRATIONS' in pre.output
     assert pre.migrated == []  # schema load, no migration run
+    assert 'fediops: schema_version=' not in pre.output  # an empty database: nothing found, nothing claimed
+    assert _migrations.schema_version_from_log(pre.output) is None
     assert database.versions() == sorted(PRE_VERSIONS + POST_VERSIONS)
     assert database.sql('SELECT username FROM accounts WHERE id = -99').strip() == 'mastodon.internal'  # seeds
 
@@ -126,6 +128,12 @@ def test_upgrade(job, tree_current, database):
     assert pre.returncode == 0, pre
     assert 'existing database, upgrade: rails db:migrate with SKIP_POST_DEPLOYMENT_MIGRATIONS=true' in pre.output
     assert pre.migrated == NEW_PRE and NEW_PRE
+    # The schema version the pre script found (its own line), and what the deploy record learns from the log:
+    # the newest migration run, as real ActiveRecord announces it.
+    assert 'fediops: schema_version=%s\n' % PREVIOUS_RELEASE in pre.output
+    assert _migrations.migration_progress(pre.output)['found'] == PREVIOUS_RELEASE
+    assert _migrations.schema_version_from_log(pre.output) == max(NEW_PRE) == max(database.versions())
+    assert _migrations.describe_progress(pre.output).startswith('migration %s ' % max(NEW_PRE))
     assert {'text', 'content'} <= set(database.columns('statuses'))
     assert database.sql("SELECT content FROM statuses").strip() == 'hello'
 

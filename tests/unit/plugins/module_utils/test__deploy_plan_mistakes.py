@@ -123,7 +123,7 @@ MISTAKES = [
     ('sidekiq-group-selector', {'sidekiq_workers': group(node_selector={'pool': True})}, 'sidekiq_workers'),
     ('sidekiq-max-zero', {'sidekiq_max_concurrency': 0}, 'sidekiq_max_concurrency'),
     ('wait-timeout-zero', {'web_wait_timeout': 0}, 'web_wait_timeout'),
-    ('deadline-zero', {'migrations_active_deadline_seconds': 0}, 'migrations_active_deadline_seconds'),
+    ('deadline-negative', {'migrations_active_deadline_seconds': -1}, 'migrations_active_deadline_seconds'),
     ('migrations-phase', {'migrations_phase': 'before'}, 'migrations_phase'),
     ('env-unknown-key', {'config_env': {'SINGLE_USER': True}}, 'config_env'),
     ('env-bad-bool', {'config_env': {'SINGLE_USER_MODE': 'maybe'}}, 'config_env'),

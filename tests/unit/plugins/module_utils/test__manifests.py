@@ -402,10 +402,13 @@ def test_migration_jobs_use_job_container_and_the_direct_endpoint():
         assert env['EXTRA'] == '1' and env['PREPARED_STATEMENTS'] == 'true'
         assert env['PGSSLROOTCERT'] == '/etc/mastodon/db-ca/ca.crt'
         assert container['envFrom'][-1] == {'secretRef': {'name': 'masto-db-direct'}}
-        assert job['spec']['backoffLimit'] == 0 and job['spec']['activeDeadlineSeconds'] == 3600
+        # No deadline by default: the Job controller would kill a long migration half-way.
+        assert job['spec']['backoffLimit'] == 0 and 'activeDeadlineSeconds' not in job['spec']
         assert job['spec']['template']['spec']['restartPolicy'] == 'Never'
         assert job['spec']['template']['metadata']['annotations'] == {'x': 'y'}
         assert job['metadata']['labels']['app.kubernetes.io/component'] == 'migrations-' + phase
+    with_deadline = build(make_model(migrations_active_deadline_seconds=7200), components=('migrate-pre',))
+    assert with_deadline['migrate-pre'][0]['spec']['activeDeadlineSeconds'] == 7200
 
 
 # ------------------------------------------------------------------------------------------------ media
