@@ -17,7 +17,7 @@ from ansible.errors import AnsibleActionFail
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 from ansible.plugins.action import ActionBase
 
-from ansible_collections.fediops.mastodon.plugins.module_utils._deploy import plan, variables
+from ansible_collections.fediops.mastodon.plugins.module_utils._deploy import plan, steps, variables
 from ansible_collections.fediops.mastodon.plugins.module_utils._deploy.errors import PlanError
 from ansible_collections.fediops.mastodon.plugins.module_utils._deploy.guards import KEPT_KEYS
 from ansible_collections.fediops.mastodon.plugins.module_utils._mastodon_config import ConfigError
@@ -36,8 +36,19 @@ def argument_spec():
         components=dict(type='list', elements='str', choices=list(plan.COMPONENTS), default=list(plan.COMPONENTS)),
         stage_files=dict(type='bool', default=False),
         staged_dir=dict(type='path'),
+        step=dict(type='str', choices=['all', 'plan'] + list(steps.STEP_ORDER), default='all'),
+        outcome=dict(type='str', choices=['ok', 'failed'], default='ok'),
     )
     return spec
+
+
+FACT = 'mastodon_deploy_plan'
+
+
+def plan_fact(task_vars):
+    """The fact set by a plan task earlier in the play ({path, steps, version, summary}), or None."""
+    task_vars = task_vars or {}
+    return (task_vars.get('ansible_facts') or {}).get(FACT) or task_vars.get(FACT) or None
 
 
 class ActionModule(ActionBase):
@@ -76,10 +87,15 @@ class ActionModule(ActionBase):
                                       max_retries=params['max_retries'], max_wait=params['max_wait'],
                                       user_agent='fediops.mastodon mastodon_deploy')
 
+        step = params['step']
+        if step not in ('all', 'plan'):
+            return self.run_step(result, step, raw, plan_fact(task_vars), params, specs, kube_client, do_client)
         staged = self.read_staged(params['staged_dir']) if params['staged_dir'] else None
         deploy = plan.Deploy(raw, specs, params['components'], kube_client=kube_client, do_client=do_client,
                              check_endpoint=check_endpoint, check_mode=bool(self._task.check_mode) or params['stage_files'],
                              diff=bool(self._task.diff), staged=staged)
+        if step == 'plan':
+            return self.run_plan(result, deploy, raw)
         try:
             deploy.plan()
             if staged is not None and staged['env'] != deploy.files()['env.production']:
@@ -102,6 +118,77 @@ class ActionModule(ActionBase):
             return result
         for warning in out.pop('warnings', []):
             self._display.warning(warning)
+        result.update(out)
+        return result
+
+    def fail(self, result, exc):
+        if isinstance(exc, PlanError):
+            result.update(failed=True, msg=exc.message(), errors=[str(e) for e in exc.errors], variables=exc.variables)
+        else:
+            result.update(failed=True, **exc.fail_kwargs())
+        return result
+
+    def run_plan(self, result, deploy, raw):
+        """step=plan: every check, then the handoff file; the fact names only its path."""
+        try:
+            deploy.plan()
+            lease = steps.lease_take(deploy.kube_client() if deploy.v['config_kubernetes'] else None, deploy.v,
+                                     deploy.check_mode)
+        except (PlanError, KubeError, DigitalOceanError) as exc:
+            return self.fail(result, exc)
+        data = steps.PlanContext.data_of(deploy, raw, os.urandom(32))
+        data['lease'] = lease
+        files = deploy.files() if deploy.v['config_files_hosts'] else None
+        dummy, path = steps.write_handoff(data, files)
+        for warning in deploy.warnings:
+            self._display.warning(warning)
+        self._display.display(data['summary'].rstrip(), stderr=True)
+        result.update(changed=False, summary=data['summary'], plan=list(plan.PLAN_STEPS), warnings=[],
+                      generated_secrets=data['generated'], version=data['version'], name=deploy.v['config_name'],
+                      namespace=deploy.v['config_namespace'], config_out=deploy.config_out(),
+                      ansible_facts={FACT: {'path': path, 'steps': list(steps.STEP_ORDER), 'version': data['version'],
+                                            'summary': data['summary']}})
+        if deploy.diff:
+            result['diff'] = [{'prepared': data['summary']}]
+        return result
+
+    def run_step(self, result, step, raw, fact, params, specs, kube_client, do_client):
+        """One step, from the plan task's handoff file, or from a plan of its own when no plan task ran."""
+        check_mode, diff = bool(self._task.check_mode), bool(self._task.diff)
+        if step == 'finish':
+            if fact:
+                try:
+                    steps.finish(steps.PlanContext.load(fact['path'], raw, kube_client(), verify=False), params['outcome'])
+                except steps.HandoffError:
+                    pass  # nothing left to record: the plan's directory is gone already
+                steps.remove_handoff(fact['path'])
+            result.update(changed=False, step=step)
+            return result
+        own = None
+        try:
+            if fact:
+                ctx = steps.PlanContext.load(fact['path'], raw, kube_client(), check_mode, diff)
+            else:
+                component = steps.COMPONENT_OF.get(step)
+                own = plan.Deploy(raw, specs, [component] if component else [], kube_client=kube_client,
+                                  do_client=do_client, check_endpoint=check_endpoint, check_mode=check_mode, diff=diff)
+                own.plan()
+                for warning in own.warnings:
+                    self._display.warning(warning)
+                ctx = steps.PlanContext.of_deploy(own, raw, kube_client())
+                ctx.lease = steps.lease_take(ctx.client, ctx.v, check_mode)
+            try:
+                out = steps.run_step(step, ctx, lambda text: self._display.display('%s: %s' % (step, text), stderr=True))
+            finally:
+                if own is not None:
+                    steps.lease_release(ctx)
+        except steps.HandoffError as exc:
+            result.update(failed=True, msg='mastodon_deploy step %s: %s' % (step, exc))
+            return result
+        except (PlanError, KubeError, DigitalOceanError) as exc:
+            return self.fail(result, exc)
+        if out.get('msg'):
+            self._display.display('%s: %s' % (step, out['msg']), stderr=True)
         result.update(out)
         return result
 

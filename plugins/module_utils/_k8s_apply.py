@@ -300,6 +300,21 @@ def job_state(obj):
     return 'pending', '%s: running' % ref(obj)
 
 
+def progress_text(obj):
+    """A short state of a waited-for object for progress lines: '1/3 updated, 2/3 ready' or 'running'."""
+    if obj.get('kind') == 'Job':
+        status = obj.get('status') or {}
+        return 'running' if status.get('active') else ('failed' if status.get('failed') else 'pending')
+    want = (obj.get('spec') or {}).get('replicas', 1)
+    status = obj.get('status') or {}
+    return '%d/%d updated, %d/%d ready' % (status.get('updatedReplicas', 0), want, status.get('readyReplicas', 0), want)
+
+
+def elapsed_text(seconds):
+    """'45 s' below two minutes, else '12 min'."""
+    return '%d s' % seconds if seconds < 120 else '%d min' % (seconds // 60)
+
+
 WAIT_STATES = {'Deployment': rollout_state, 'StatefulSet': rollout_state, 'Job': job_state}
 
 # Answers after which a wait lists the object again and watches anew (until the wait's deadline): 0 = no
@@ -319,8 +334,11 @@ class Applier(object):
 
     def __init__(self, client, namespace=None, apply_set=None, field_manager='fediops.mastodon',
                  force_conflicts=False, check_mode=False, diff=False, wait=False, wait_timeout=300,
-                 replace_failed_jobs=True):
+                 replace_failed_jobs=True, progress=None):
         self.client = client
+        # progress(text): called from the caller's thread while waiting, once per change of an object's state
+        # (mastodon_deploy prints it, so a long rollout or migration shows where it is).
+        self.progress = progress
         self.replace_failed_jobs = replace_failed_jobs
         self.namespace = namespace
         self.apply_set = apply_set
@@ -720,15 +738,24 @@ class Applier(object):
             if state == 'failed':
                 raise ApplyError(self._failure_message(obj, body, msg), applied_objects=self.done_refs())
             pending += 1
+            if self.progress is not None:
+                results.put((obj, 'progress', msg, body))
             thread = threading.Thread(target=self._wait_thread, args=(obj, body, deadline, results))
             thread.daemon = True  # a failure elsewhere must not wait for this watch to end
             thread.start()
         last = {}
+        started, shown = time.monotonic(), {}
         while pending:
             try:
                 obj, state, msg, current = results.get(timeout=max(0.1, deadline - time.monotonic() + 2))
             except queue.Empty:
                 break
+            if state == 'progress':  # from a wait thread: shown here, in the caller's thread
+                text = progress_text(current)
+                if self.progress is not None and shown.get(ref(obj)) != text:
+                    shown[ref(obj)] = text
+                    self.progress('%s %s (%s)' % (obj['metadata']['name'], text, elapsed_text(time.monotonic() - started)))
+                continue
             pending -= 1
             if state == 'failed':
                 raise ApplyError(self._failure_message(obj, current, msg), applied_objects=self.done_refs())
@@ -770,6 +797,8 @@ class Applier(object):
                         rv = (current.get('metadata') or {}).get('resourceVersion') or rv
                         retries = 0
                         state, msg = check(current)
+                        if state == 'pending' and self.progress is not None:
+                            results.put((obj, 'progress', msg, current))
                         if state != 'pending':
                             break
                 except KubeError as exc:
