@@ -61,6 +61,12 @@ class ActionModule(ActionBase):
         if validated.error_messages:
             raise AnsibleActionFail('mastodon_deploy: %s' % '; '.join(validated.error_messages))
         params = validated.validated_parameters
+        for defaults in self._task.module_defaults or []:
+            if isinstance(defaults, dict) and 'validate_certs' in (defaults.get('group/fediops.mastodon.digitalocean') or {}):
+                # validate_certs of this module is the Kubernetes API's: a DigitalOcean default must not turn it off
+                raise AnsibleActionFail('mastodon_deploy: validate_certs in the module_defaults of '
+                                        'group/fediops.mastodon.digitalocean would apply to the Kubernetes API here; '
+                                        'set config_do_validate_certs for DigitalOcean instead')
         specs = variables.load_role_specs(ROLES_DIR, self._loader.load)
         names = set(n for options in specs.values() for n in options)
         prefixes = tuple(role + '_' for role in specs)
@@ -136,7 +142,7 @@ class ActionModule(ActionBase):
                                      deploy.check_mode)
         except (PlanError, KubeError, DigitalOceanError) as exc:
             return self.fail(result, exc)
-        data = steps.PlanContext.data_of(deploy, raw, os.urandom(32))
+        data = steps.PlanContext.data_of(deploy, steps.effective(raw, deploy.specs), os.urandom(32))
         data['lease'] = lease
         files = deploy.files() if deploy.v['config_files_hosts'] else None
         dummy, path = steps.write_handoff(data, files)
@@ -158,7 +164,7 @@ class ActionModule(ActionBase):
         if step == 'finish':
             if fact:
                 try:
-                    steps.finish(steps.PlanContext.load(fact['path'], raw, kube_client(), verify=False), params['outcome'])
+                    steps.finish(steps.PlanContext.load(fact['path'], None, kube_client(), verify=False), params['outcome'])
                 except steps.HandoffError:
                     pass  # nothing left to record: the plan's directory is gone already
                 steps.remove_handoff(fact['path'])
@@ -167,7 +173,7 @@ class ActionModule(ActionBase):
         own = None
         try:
             if fact:
-                ctx = steps.PlanContext.load(fact['path'], raw, kube_client(), check_mode, diff)
+                ctx = steps.PlanContext.load(fact['path'], steps.effective(raw, specs), kube_client(), check_mode, diff)
             else:
                 component = steps.COMPONENT_OF.get(step)
                 own = plan.Deploy(raw, specs, [component] if component else [], kube_client=kube_client,
@@ -175,7 +181,7 @@ class ActionModule(ActionBase):
                 own.plan()
                 for warning in own.warnings:
                     self._display.warning(warning)
-                ctx = steps.PlanContext.of_deploy(own, raw, kube_client())
+                ctx = steps.PlanContext.of_deploy(own, steps.effective(raw, specs), kube_client())
                 ctx.lease = steps.lease_take(ctx.client, ctx.v, check_mode)
             try:
                 out = steps.run_step(step, ctx, lambda text: self._display.display('%s: %s' % (step, text), stderr=True))
@@ -187,6 +193,7 @@ class ActionModule(ActionBase):
             return result
         except (PlanError, KubeError, DigitalOceanError) as exc:
             return self.fail(result, exc)
+        out['planned_here'] = own is not None  # False: applied from the plan task's plan
         if out.get('msg'):
             self._display.display('%s: %s' % (step, out['msg']), stderr=True)
         result.update(out)

@@ -23,6 +23,7 @@ import time
 from ansible_collections.fediops.mastodon.plugins.module_utils._deploy.applier import ComponentApplier, summary_text
 from ansible_collections.fediops.mastodon.plugins.module_utils._deploy.errors import PlanError
 from ansible_collections.fediops.mastodon.plugins.module_utils._deploy.guards import backup_secret
+from ansible_collections.fediops.mastodon.plugins.module_utils._deploy.variables import check_variables
 from ansible_collections.fediops.mastodon.plugins.module_utils._k8s_apply import APPLYSET_PART_OF, Applier, KubeError, applyset_id
 from ansible_collections.fediops.mastodon.plugins.module_utils._mastodon_config import ConfigError
 
@@ -47,10 +48,19 @@ class HandoffError(Exception):
     """The handoff file cannot be used (missing, unreadable, or made from other variables)."""
 
 
-def fingerprint(key, raw_vars):
-    """HMAC-SHA256 of the canonical JSON of the templated role variables: equal variables, equal fingerprint,
+def effective(raw_vars, specs):
+    """The templated role variables as the plan sees them: typed, and the specs' defaults where unset (a role's
+    step sees its role's defaults, the plan task outside the role does not: the same deploy either way), plus
+    the names of the variables the plan refuses."""
+    values, errors = check_variables(raw_vars, specs)
+    values.pop('migrations_phase', None)  # it picks the migrations role's step; the plan renders both phases
+    return {'values': values, 'refused': sorted(set(e.key for e in errors))}
+
+
+def fingerprint(key, variables):
+    """HMAC-SHA256 of the canonical JSON of the effective role variables: equal variables, equal fingerprint,
     and nothing about the values can be learnt from it without the key (which stays in the 0600 file)."""
-    text = json.dumps(raw_vars, sort_keys=True, separators=(',', ':'), default=repr)
+    text = json.dumps(variables, sort_keys=True, separators=(',', ':'), default=repr)
     return hmac.new(key, text.encode('utf-8'), hashlib.sha256).hexdigest()
 
 
@@ -89,9 +99,9 @@ class PlanContext(object):
         self.path = path
 
     @staticmethod
-    def data_of(deploy, raw_vars, key):
+    def data_of(deploy, variables, key):
         """The serialisable plan of a Deploy whose plan() succeeded."""
-        return {'format': HANDOFF_FORMAT, 'fingerprint': fingerprint(key, raw_vars), 'key': key.hex(),
+        return {'format': HANDOFF_FORMAT, 'fingerprint': fingerprint(key, variables), 'key': key.hex(),
                 'vars': deploy.v, 'manifests': labelled(deploy.manifests, deploy.v),
                 'origins': [[kind, name, path, variable] for (kind, name, path), variable in deploy.manifests.origins.items()],
                 'namespace_missing': deploy.state.get('namespace') is None and bool(deploy.v['config_kubernetes']),
@@ -100,13 +110,13 @@ class PlanContext(object):
                 'generated': sorted(deploy.generated)}
 
     @classmethod
-    def of_deploy(cls, deploy, raw_vars, client=None):
+    def of_deploy(cls, deploy, variables, client=None):
         """A context from a plan made in this task (a step run without a plan task before it)."""
-        return cls(json.loads(json.dumps(cls.data_of(deploy, raw_vars, secrets.token_bytes(32)))), client=client,
+        return cls(json.loads(json.dumps(cls.data_of(deploy, variables, secrets.token_bytes(32)))), client=client,
                    check_mode=deploy.check_mode, diff=deploy.diff)
 
     @classmethod
-    def load(cls, path, raw_vars, client=None, check_mode=False, diff=False, verify=True):
+    def load(cls, path, variables, client=None, check_mode=False, diff=False, verify=True):
         try:
             with open(path, encoding='utf-8') as handle:
                 data = json.load(handle)
@@ -114,7 +124,7 @@ class PlanContext(object):
             raise HandoffError('the plan file %s cannot be read (%s): re-run the plan task' % (path, exc.__class__.__name__))
         if data.get('format') != HANDOFF_FORMAT:
             raise HandoffError('the plan file %s has another format: re-run the plan task' % path)
-        if verify and not hmac.compare_digest(fingerprint(bytes.fromhex(data['key']), raw_vars), data['fingerprint']):
+        if verify and not hmac.compare_digest(fingerprint(bytes.fromhex(data['key']), variables), data['fingerprint']):
             raise HandoffError('this plan was made from other variables (the role variables differ from those of the '
                                'plan task): re-run the plan task')
         return cls(data, client=client, check_mode=check_mode, diff=diff, path=path)

@@ -175,6 +175,7 @@ def test_start_at_the_sidekiq_step_plans_for_itself(runner):
     assert ran(data) == ['Sidekiq', 'Point of no return', 'Post-deployment migrations', STEP_TASKS[-1]], ran(data)
     results = dict(tasks_of(data))
     assert results['Sidekiq']['step'] == 'sidekiq' and not results['Sidekiq']['changed']
+    assert results['Sidekiq']['planned_here'] and results['Post-deployment migrations']['planned_here']
     assert runner.plan_dirs() == []
 
 
@@ -190,7 +191,7 @@ def test_a_plan_made_from_other_variables_is_refused(runner):
         step: plan
     - name: Change a variable after the plan (one that the extra variables do not set)
       ansible.builtin.set_fact:
-        streaming_wait: true
+        streaming_wait: false
     - name: Web
       fediops.mastodon.mastodon_deploy:
         step: web
@@ -203,5 +204,25 @@ def test_a_plan_made_from_other_variables_is_refused(runner):
                             playbook=playbook)
     web = dict(tasks_of(data))['Web']
     assert web.get('failed') and 'made from other variables' in web['msg'], web
-    assert 'true' not in web['msg'].lower()  # the values are not named
+    assert 'false' not in web['msg'].lower()  # the values are not named
+    assert runner.plan_dirs() == []
+
+
+def test_the_quick_start_with_roles_plans_once(runner):
+    """README.md's quick start (playbooks/examples/deploy_with_roles.yml): the roles apply the plan task's plan."""
+    example = os.path.join(COLLECTION_ROOT, 'playbooks', 'examples', 'deploy_with_roles.yml')
+    with open(os.path.join(COLLECTION_ROOT, 'README.md'), encoding='utf-8') as handle:
+        readme = handle.read()
+    with open(example, encoding='utf-8') as handle:
+        assert '```yaml\n%s```' % handle.read() in readme
+    done, data = runner.run(runner.variables(UPGRADE, web_pod_annotations={'example.test/note': 'roles'}),
+                            callback='json', playbook=example)
+    assert done.returncode == 0, failures(done, data)
+    deploys = [(name, result) for name, result in tasks_of(data) if result.get('action') == 'fediops.mastodon.mastodon_deploy']
+    steps_run = [result.get('step') for name, result in deploys]
+    assert steps_run == [None, 'config', 'migrate-pre', 'web', 'streaming', 'sidekiq', 'migrate-post', 'finish'], deploys
+    assert [name for name, result in deploys if result.get('planned_here')] == []
+    assert 'mastodon_deploy_plan' in deploys[0][1]['ansible_facts']
+    web = [result for name, result in deploys if result.get('step') == 'web'][0]
+    assert web['changed']
     assert runner.plan_dirs() == []

@@ -29,7 +29,7 @@ RAW = {'config_local_domain': 'social.example', 'config_database_source': 'expli
 @pytest.fixture
 def planned(tmp_path):
     deploy = plan.Deploy(dict(RAW), SPECS, plan.COMPONENTS, now=NOW).plan()
-    data = steps.PlanContext.data_of(deploy, RAW, os.urandom(32))
+    data = steps.PlanContext.data_of(deploy, steps.effective(RAW, SPECS), os.urandom(32))
     directory, path = steps.write_handoff(data, deploy.files())
     yield deploy, directory, path
     steps.remove_handoff(path)
@@ -47,7 +47,7 @@ def test_the_handoff_is_private_and_removed(planned):
 
 def test_a_step_loads_the_plan_made_from_the_same_variables(planned):
     deploy, dummy, path = planned
-    ctx = steps.PlanContext.load(path, dict(RAW))
+    ctx = steps.PlanContext.load(path, steps.effective(dict(RAW), SPECS))
     assert ctx.v['config_local_domain'] == 'social.example'
     assert [o['kind'] for o in ctx.manifests['web']] == [o['kind'] for o in deploy.manifests['web']]
     assert ctx.origins == deploy.manifests.origins  # the tuples survive JSON
@@ -57,9 +57,16 @@ def test_a_plan_made_from_other_variables_is_refused_without_values(planned):
     dummy, dummy2, path = planned
     other = dict(RAW, config_db_password='another-password-77')
     with pytest.raises(steps.HandoffError) as caught:
-        steps.PlanContext.load(path, other)
+        steps.PlanContext.load(path, steps.effective(other, SPECS))
     assert 'made from other variables' in str(caught.value)
     assert 'another-password-77' not in str(caught.value) and 'pw-0123456789' not in str(caught.value)
+
+
+def test_a_role_default_given_explicitly_is_the_same_plan(planned):
+    """A role's step sees its role's defaults/main.yml; the plan task outside the role does not."""
+    path = planned[2]
+    steps.PlanContext.load(path, steps.effective(dict(RAW, web_replicas=SPECS['web']['web_replicas']['default']),
+                                                 SPECS))
 
 
 def test_the_fingerprint_reveals_nothing_without_the_key():
@@ -71,7 +78,7 @@ def test_the_fingerprint_reveals_nothing_without_the_key():
 
 def test_a_missing_handoff_says_re_run_the_plan(tmp_path):
     with pytest.raises(steps.HandoffError) as caught:
-        steps.PlanContext.load(str(tmp_path / 'fediops-plan-x' / 'plan.json'), RAW)
+        steps.PlanContext.load(str(tmp_path / 'fediops-plan-x' / 'plan.json'), steps.effective(RAW, SPECS))
     assert 're-run the plan task' in str(caught.value)
 
 
@@ -111,7 +118,7 @@ def _pod(name, labels, image, container='web'):
 
 def _ctx(planned, pods, **overrides):
     deploy, dummy, path = planned
-    ctx = steps.PlanContext.load(path, RAW, client=FakePods(pods))
+    ctx = steps.PlanContext.load(path, steps.effective(RAW, SPECS), client=FakePods(pods))
     ctx.v = dict(ctx.v, **overrides)
     return ctx
 
@@ -188,7 +195,7 @@ def test_the_handoff_keeps_the_pods_applyset_label(planned):
     step's objects (through JSON) must carry the same label in their pod templates, or a Job of the same version
     would differ from the one the plan dry-ran (its template is immutable)."""
     deploy, dummy, path = planned
-    ctx = steps.PlanContext.load(path, RAW)
+    ctx = steps.PlanContext.load(path, steps.effective(RAW, SPECS))
     job = [o for o in ctx.manifests['migrate-pre'] if o['kind'] == 'Job'][0]
     web = [o for o in ctx.manifests['web'] if o['kind'] == 'Deployment'][0]
     for component, obj in (('migrate-pre', job), ('web', web)):
