@@ -226,3 +226,24 @@ def test_the_quick_start_with_roles_plans_once(runner):
     web = [result for name, result in deploys if result.get('step') == 'web'][0]
     assert web['changed']
     assert runner.plan_dirs() == []
+
+
+def test_files_never_run_ahead_of_the_in_cluster_check(runner):
+    """With config_files_hosts, every check of the plan runs before the first file is copied, the in-cluster TLS
+    check included (the staging plan of the one-task deploy skipped it, as it writes a Job): here it cannot run
+    (its namespace does not exist), so the plan stops and no file is written."""
+    files = os.path.join(runner.workdir, 'node')
+    os.makedirs(files)
+    variables = runner.variables(UPGRADE, config_namespace='steps-missing-' + secrets.token_hex(3),
+                                 config_manage_namespace=True, config_tls_preflight=True,
+                                 config_tls_preflight_in_cluster=True, config_files_hosts=['localhost'],
+                                 config_files_env_dest=os.path.join(files, '.env.production'),
+                                 config_files_ca_dest=os.path.join(files, 'db-ca.crt'),
+                                 config_files_owner='root', config_files_group='root')
+    done, data = runner.run(variables, callback='json')
+    assert done.returncode != 0
+    failed = [(name, result) for name, result in tasks_of(data) if result.get('failed')]
+    assert [name for name, dummy in failed] == [STEP_TASKS[0]], failed
+    assert 'config_tls_preflight_in_cluster' in failed[0][1]['msg']
+    assert os.listdir(files) == []
+    assert runner.plan_dirs() == []
