@@ -145,7 +145,7 @@ class ActionModule(ActionBase):
         data = steps.PlanContext.data_of(deploy, steps.effective(raw, deploy.specs), os.urandom(32))
         data['lease'] = lease
         files = deploy.files() if deploy.v['config_files_hosts'] else None
-        dummy, path = steps.write_handoff(data, files)
+        directory, path = steps.write_handoff(data, files)
         for warning in deploy.warnings:
             self._display.warning(warning)
         self._display.display(data['summary'].rstrip(), stderr=True)
@@ -153,7 +153,8 @@ class ActionModule(ActionBase):
                       generated_secrets=data['generated'], version=data['version'], name=deploy.v['config_name'],
                       namespace=deploy.v['config_namespace'], config_out=deploy.config_out(),
                       ansible_facts={FACT: {'path': path, 'steps': list(steps.STEP_ORDER), 'version': data['version'],
-                                            'summary': data['summary']}})
+                                            'summary': data['summary'],
+                                            'files': steps.files_fact(deploy.v, directory, files)}})
         if deploy.diff:
             result['diff'] = [{'prepared': data['summary']}]
         return result

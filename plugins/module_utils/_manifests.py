@@ -45,6 +45,28 @@ from urllib.parse import urlsplit
 from ansible_collections.fediops.mastodon.plugins.module_utils._mastodon_config import ConfigError, to_text
 
 COMPONENTS = ('config', 'migrate-pre', 'web', 'streaming', 'sidekiq', 'migrate-post')
+
+# The options that the shared builders (server, template, pod_spec, exposure) read for each role, named literally
+# (grep finds where an option is used): ROLE_OPTIONS[role][what].
+ROLE_OPTIONS = {
+    'web': {'replicas': 'web_replicas', 'resources': 'web_resources', 'extra_env': 'web_extra_env',
+            'node_selector': 'web_node_selector', 'tolerations': 'web_tolerations', 'affinity': 'web_affinity',
+            'pod_annotations': 'web_pod_annotations', 'exposure': 'web_exposure',
+            'ingress_class_name': 'web_ingress_class_name', 'ingress_annotations': 'web_ingress_annotations',
+            'ingress_tls_secret': 'web_ingress_tls_secret', 'gateway_parent_refs': 'web_gateway_parent_refs'},
+    'streaming': {'replicas': 'streaming_replicas', 'resources': 'streaming_resources',
+                  'extra_env': 'streaming_extra_env', 'node_selector': 'streaming_node_selector',
+                  'tolerations': 'streaming_tolerations', 'affinity': 'streaming_affinity',
+                  'pod_annotations': 'streaming_pod_annotations', 'exposure': 'streaming_exposure',
+                  'ingress_class_name': 'streaming_ingress_class_name',
+                  'ingress_annotations': 'streaming_ingress_annotations',
+                  'ingress_tls_secret': 'streaming_ingress_tls_secret',
+                  'gateway_parent_refs': 'streaming_gateway_parent_refs'},
+    'sidekiq': {'affinity': 'sidekiq_affinity', 'pod_annotations': 'sidekiq_pod_annotations',
+                'node_selector': 'sidekiq_node_selector', 'tolerations': 'sidekiq_tolerations'},
+    'migrations': {'pod_annotations': 'migrations_pod_annotations', 'node_selector': 'migrations_node_selector',
+                   'tolerations': 'migrations_tolerations'},
+}
 MIGRATION_PHASES = {'migrate-pre': 'pre', 'migrate-post': 'post'}
 
 APP_ROOT = '/opt/mastodon'
@@ -396,7 +418,7 @@ class _Builder(object):
                 'nodeSelector': node_selector, 'tolerations': tolerations}
         if affinity:
             spec['affinity'] = affinity
-            self.origin(obj, prefix + '.affinity', role_prefix + '_affinity')
+            self.origin(obj, prefix + '.affinity', ROLE_OPTIONS[role_prefix]['affinity'])
         spec.update(extra or {})
         spec['volumes'] = volumes
         spec['containers'] = containers
@@ -552,46 +574,47 @@ class _Builder(object):
     # ---------------------------------------------------------------- web
     def server(self, role, image, command, env, port_name, port, health_path, startup_failures, strategy):
         """The Deployment and Service of an HTTP server (web or streaming) and their origins."""
-        v = self.var
+        v, o = self.var, ROLE_OPTIONS[role]
         rails = role == 'web'
         name = '%s-%s' % (self.name, role)
         selector = self.selector(role)
         labels = self.labels(extra=selector)
         env.update(self.ca_env(rails=rails))
-        env.update(_text_env(role + '_extra_env', v(role + '_extra_env')))
+        env.update(_text_env(o['extra_env'], v(o['extra_env'])))
         deployment = {'apiVersion': 'apps/v1', 'kind': 'Deployment', 'metadata': self.meta(name, labels), 'spec': {}}
         if not (rails and v('web_hpa_enabled')):
-            deployment['spec']['replicas'] = v(role + '_replicas')
-            self.origin(deployment, 'spec.replicas', role + '_replicas')
+            deployment['spec']['replicas'] = v(o['replicas'])
+            self.origin(deployment, 'spec.replicas', o['replicas'])
         deployment['spec'].update({'revisionHistoryLimit': 5, 'strategy': strategy,
                                    'selector': {'matchLabels': selector}})
         prefix = 'spec.template.spec'
         volumes, mounts = self.volumes(rails=rails, media=rails)
-        container = self.container(deployment, prefix, role, image, command, env, mounts, v(role + '_resources'), rails,
-                                   role + '_resources', role + '_extra_env')
+        container = self.container(deployment, prefix, role, image, command, env, mounts, v(o['resources']), rails,
+                                   o['resources'], o['extra_env'])
         container['ports'] = [{'name': port_name, 'containerPort': port, 'protocol': 'TCP'}]
         probe = {'httpGet': {'path': health_path, 'port': port_name}}
         container['startupProbe'] = dict(probe, periodSeconds=5, failureThreshold=startup_failures, timeoutSeconds=5)
         container['readinessProbe'] = dict(probe, periodSeconds=10, failureThreshold=3, timeoutSeconds=5)
         container['livenessProbe'] = dict(probe, periodSeconds=30, failureThreshold=3, timeoutSeconds=5)
         self.template(deployment, role, 'rails' if rails else 'streaming', container, volumes,
-                      v(role + '_node_selector'), v(role + '_tolerations'), v(role + '_affinity'))
+                      v(o['node_selector']), v(o['tolerations']), v(o['affinity']))
         return name, labels, selector, [deployment, self.service(name, labels, selector, port_name, port)]
 
     def template(self, obj, role, env_kind, container, volumes, node_selector, tolerations, affinity=None, extra=None):
         """The pod template of a workload, with the origins of its scheduling fields."""
+        o = ROLE_OPTIONS[role]
         prefix = 'spec.template.spec'
         metadata = {'labels': obj['metadata']['labels']}
         if env_kind:
-            metadata['annotations'] = self.pod_annotations(env_kind, role + '_pod_annotations')
-        elif self.var(role + '_pod_annotations'):
-            metadata['annotations'] = dict(self.var(role + '_pod_annotations'))
+            metadata['annotations'] = self.pod_annotations(env_kind, o['pod_annotations'])
+        elif self.var(o['pod_annotations']):
+            metadata['annotations'] = dict(self.var(o['pod_annotations']))
         obj['spec']['template'] = {'metadata': metadata,
                                    'spec': self.pod_spec(obj, [container], volumes, prefix, role, node_selector,
                                                          tolerations, affinity, extra)}
-        self.origin(obj, 'spec.template.metadata.annotations', role + '_pod_annotations')
-        self.origin(obj, prefix + '.nodeSelector', 'sidekiq_workers' if role == 'sidekiq' else role + '_node_selector')
-        self.origin(obj, prefix + '.tolerations', 'sidekiq_workers' if role == 'sidekiq' else role + '_tolerations')
+        self.origin(obj, 'spec.template.metadata.annotations', o['pod_annotations'])
+        self.origin(obj, prefix + '.nodeSelector', 'sidekiq_workers' if role == 'sidekiq' else o['node_selector'])
+        self.origin(obj, prefix + '.tolerations', 'sidekiq_workers' if role == 'sidekiq' else o['tolerations'])
 
     # ---------------------------------------------------------------- web
     def web(self):
@@ -637,30 +660,30 @@ class _Builder(object):
         return obj
 
     def exposure(self, role, name, labels, host, path, port_name, port, annotations):
-        v = self.var
-        kind = v(role + '_exposure')
+        v, o = self.var, ROLE_OPTIONS[role]
+        kind = v(o['exposure'])
         if kind == 'ingress':
             annotations = dict(annotations)
-            annotations.update(v(role + '_ingress_annotations'))
+            annotations.update(v(o['ingress_annotations']))
             obj = {'apiVersion': 'networking.k8s.io/v1', 'kind': 'Ingress',
                    'metadata': self.meta(name, labels, annotations),
-                   'spec': {'ingressClassName': v(role + '_ingress_class_name')}}
-            if v(role + '_ingress_tls_secret'):
-                obj['spec']['tls'] = [{'hosts': [host], 'secretName': v(role + '_ingress_tls_secret')}]
-                self.origin(obj, 'spec.tls', role + '_ingress_tls_secret')
+                   'spec': {'ingressClassName': v(o['ingress_class_name'])}}
+            if v(o['ingress_tls_secret']):
+                obj['spec']['tls'] = [{'hosts': [host], 'secretName': v(o['ingress_tls_secret'])}]
+                self.origin(obj, 'spec.tls', o['ingress_tls_secret'])
             obj['spec']['rules'] = [{'host': host, 'http': {'paths': [{
                 'path': path, 'pathType': 'Prefix',
                 'backend': {'service': {'name': name, 'port': {'name': port_name}}}}]}}]
-            self.origin(obj, 'metadata.annotations', role + '_ingress_annotations')
-            self.origin(obj, 'spec.ingressClassName', role + '_ingress_class_name')
+            self.origin(obj, 'metadata.annotations', o['ingress_annotations'])
+            self.origin(obj, 'spec.ingressClassName', o['ingress_class_name'])
             self.origin(obj, 'spec.rules', 'config_streaming_host' if role == 'streaming' else 'config_web_domain')
             return [obj]
         if kind == 'httproute':
             obj = {'apiVersion': 'gateway.networking.k8s.io/v1', 'kind': 'HTTPRoute', 'metadata': self.meta(name, labels),
-                   'spec': {'parentRefs': v(role + '_gateway_parent_refs'), 'hostnames': [host],
+                   'spec': {'parentRefs': v(o['gateway_parent_refs']), 'hostnames': [host],
                             'rules': [{'matches': [{'path': {'type': 'PathPrefix', 'value': path}}],
                                        'backendRefs': [{'name': name, 'port': port}]}]}}
-            self.origin(obj, 'spec.parentRefs', role + '_gateway_parent_refs')
+            self.origin(obj, 'spec.parentRefs', o['gateway_parent_refs'])
             self.origin(obj, 'spec.hostnames', 'config_streaming_host' if role == 'streaming' else 'config_web_domain')
             return [obj]
         return []

@@ -199,7 +199,13 @@ class Deploy(object):
                 problems += tls_preflight(self.endpoints, self.check_endpoint, v['config_tls_preflight_hostaddr'],
                                           v['config_tls_preflight_timeout'], v['config_redis_ca_pem'])
         if v['config_kubernetes'] and self.manifests is not None and not faulty & STATE_VARIABLES:
-            problems += stage(self.dry_run)
+            try:
+                problems += stage(self.dry_run)
+            except KubeError:
+                if not problems:
+                    raise
+                # e.g. an API group the cluster does not serve, for objects a variable at fault asked for (the
+                # plan stands in its default for it): the problems found are the answer.
         if problems:
             raise PlanError(problems, 'the plan found problems')
         return self

@@ -215,27 +215,33 @@ def cross_checks(v, now=None):
         # for a connection (ActiveRecord::ConnectionTimeoutError). Sidekiq sets DB_POOL per group on its containers.
         rule(int(db_pool) >= v['web_max_threads'], 'config_env', 'DB_POOL (%s) is lower than web_max_threads (%d): '
              "Puma's threads would wait for database connections; remove it or raise it" % (db_pool, v['web_max_threads']))
-    for role in ('web', 'streaming', 'sidekiq', 'migrations'):
-        variable = role + '_extra_env'
+    for variable in ('web_extra_env', 'streaming_extra_env', 'sidekiq_extra_env', 'migrations_extra_env'):
         for key in sorted(v[variable], key=str):
             reason = (mconfig.FORBIDDEN.get(key) or mconfig.REJECTED.get(key) or
                       ('set %s instead' % OWNED_KEYS[key] if key in OWNED_KEYS else None))
             rule(reason is None, variable, '%s: %s' % (key, reason))
-    for role in ('web', 'streaming'):
-        rule(v[role + '_replicas'] >= 0, role + '_replicas', 'must be >= 0')
-        check(check_quantities, role + '_resources', v[role + '_resources'])
-        check(check_node_selector, role + '_node_selector', v[role + '_node_selector'])
-        check(check_tolerations, role + '_tolerations', v[role + '_tolerations'])
-        rule(v[role + '_exposure'] != 'httproute' or v[role + '_gateway_parent_refs'], role + '_gateway_parent_refs',
-             'is required with %s_exposure=httproute' % role)
-        rule(v[role + '_wait_timeout'] > 0, role + '_wait_timeout', 'must be > 0')
-        pdb = v[role + '_pdb_min_available']
-        rule(pdb >= 0, role + '_pdb_min_available', 'must be >= 0')
-        fixed = not v.get(role + '_hpa_enabled')  # with the autoscaler the replicas move: not checked here
-        if v[role + '_pdb_enabled'] and fixed and v[role + '_replicas'] > 0:
-            rule(pdb < v[role + '_replicas'], role + '_pdb_min_available',
-                 'must be lower than %s_replicas (%d): no pod could ever be evicted, so node drains (DOKS upgrades '
-                 'included) would hang' % (role, v[role + '_replicas']))
+    # The same rules for both HTTP servers, each option named literally.
+    for (replicas, resources, node_selector, tolerations, exposure, parent_refs, wait_timeout, pdb_enabled,
+         pdb_min_available, hpa_enabled) in (
+            ('web_replicas', 'web_resources', 'web_node_selector', 'web_tolerations', 'web_exposure',
+             'web_gateway_parent_refs', 'web_wait_timeout', 'web_pdb_enabled', 'web_pdb_min_available',
+             'web_hpa_enabled'),
+            ('streaming_replicas', 'streaming_resources', 'streaming_node_selector', 'streaming_tolerations',
+             'streaming_exposure', 'streaming_gateway_parent_refs', 'streaming_wait_timeout', 'streaming_pdb_enabled',
+             'streaming_pdb_min_available', None)):
+        rule(v[replicas] >= 0, replicas, 'must be >= 0')
+        check(check_quantities, resources, v[resources])
+        check(check_node_selector, node_selector, v[node_selector])
+        check(check_tolerations, tolerations, v[tolerations])
+        rule(v[exposure] != 'httproute' or v[parent_refs], parent_refs, 'is required with %s=httproute' % exposure)
+        rule(v[wait_timeout] > 0, wait_timeout, 'must be > 0')
+        pdb = v[pdb_min_available]
+        rule(pdb >= 0, pdb_min_available, 'must be >= 0')
+        fixed = not (hpa_enabled and v[hpa_enabled])  # with the autoscaler the replicas move: not checked here
+        if v[pdb_enabled] and fixed and v[replicas] > 0:
+            rule(pdb < v[replicas], pdb_min_available,
+                 'must be lower than %s (%d): no pod could ever be evicted, so node drains (DOKS upgrades '
+                 'included) would hang' % (replicas, v[replicas]))
     rule(v['web_concurrency'] >= 0, 'web_concurrency', 'must be >= 0')
     rule(v['web_max_threads'] >= 1, 'web_max_threads', 'must be >= 1')
     check(check_strategy, 'web_strategy', v['web_strategy'])

@@ -145,6 +145,16 @@ def write_handoff(data, files=None):
     return directory, os.path.join(directory, HANDOFF_NAME)
 
 
+def files_fact(v, directory, files):
+    """Where playbooks/deploy.yml copies .env.production and the CA (config_files_hosts): the sources in the
+    plan's directory and the role's typed options, so the playbook needs no default() of its own."""
+    def src(name):
+        return os.path.join(directory, name) if name in (files or {}) else None
+    return {'hosts': list(v['config_files_hosts']), 'env_src': src('env.production'),
+            'env_dest': v['config_files_env_dest'], 'ca_src': src('ca.crt'), 'ca_dest': v['config_files_ca_dest'],
+            'owner': v['config_files_owner'], 'group': v['config_files_group'], 'backup': v['config_files_backup']}
+
+
 def remove_handoff(path):
     """Remove the plan's directory (only a directory this module made: its name and its plan file say so)."""
     directory = os.path.dirname(path)

@@ -247,3 +247,26 @@ def test_files_never_run_ahead_of_the_in_cluster_check(runner):
     assert 'config_tls_preflight_in_cluster' in failed[0][1]['msg']
     assert os.listdir(files) == []
     assert runner.plan_dirs() == []
+
+
+def test_held_post_migrations_run_later_with_the_tag(kube_cluster, do_standin_session, tmp_path):
+    """docs/docsite/rst/guide_upgrade.rst: migrations_post=hold stops after the rollout and says how to go on;
+    --tags post-migrations -e migrations_post=run then runs the gate and the Job."""
+    runner = Runner(kube_cluster, do_standin_session, str(tmp_path), 'steps-hold-' + secrets.token_hex(3))
+    try:
+        done, data = runner.run(runner.variables(INSTALLED, migrations_post='hold'), callback='json')
+        assert done.returncode == 0, failures(done, data)
+        results = dict(tasks_of(data))
+        assert '--tags post-migrations -e migrations_post=run' in results['Post-deployment migrations']['msg']
+        assert not results['Post-deployment migrations']['changed']
+        jobs = kube_cluster.kubectl('-n', runner.namespace, 'get', 'jobs', '-o', 'name').stdout
+        assert 'migrate-pre' in jobs and 'migrate-post' not in jobs, jobs
+        done, data = runner.run(runner.variables(INSTALLED, migrations_post='run'), ['--tags', 'post-migrations'],
+                                callback='json')
+        assert done.returncode == 0, failures(done, data)
+        assert ran(data) == [STEP_TASKS[0], 'Point of no return', 'Post-deployment migrations', STEP_TASKS[-1]]
+        assert dict(tasks_of(data))['Post-deployment migrations']['changed']
+        jobs = kube_cluster.kubectl('-n', runner.namespace, 'get', 'jobs', '-o', 'name').stdout
+        assert 'migrate-post' in jobs, jobs
+    finally:
+        kube_cluster.kubectl('delete', 'namespace', runner.namespace, '--wait=false', check=False)

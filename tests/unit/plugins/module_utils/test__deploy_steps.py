@@ -258,3 +258,22 @@ def test_five_mistakes_in_five_stages_are_reported_in_one_run(monkeypatch):
                      'web_replicas', 'web_resources'], [str(e) for e in caught.value.errors]
     assert 'web' in dry_ran and 'sidekiq' in dry_ran
     assert 'nothing was changed' in caught.value.message()
+
+
+def test_a_cluster_error_after_problems_leaves_the_problems_as_the_answer(monkeypatch):
+    """web_exposure=httproute without parents: the default stands in for the parents, the HTTPRoute is still
+    rendered, and a cluster without the Gateway API answers the dry-run with an error that names no variable."""
+    monkeypatch.setattr(plan, 'read_state', lambda client, v: {'namespace': {}, 'kept': {}, 'env_secret': {},
+                                                              'instance': [], 'env_configmap': None})
+
+    def no_gateway_api(self):
+        raise _k8s_apply.KubeError('the API server does not serve gateway.networking.k8s.io/v1', status=404)
+
+    monkeypatch.setattr(plan.Deploy, 'dry_run', no_gateway_api)
+    raw = dict(RAW, config_kubernetes=True, web_exposure='httproute')
+    with pytest.raises(errors.PlanError) as caught:
+        plan.Deploy(raw, SPECS, plan.COMPONENTS, kube_client=lambda: object(), now=NOW).plan()
+    assert [e.key for e in caught.value.errors] == ['web_gateway_parent_refs']
+    with pytest.raises(_k8s_apply.KubeError):  # alone, the cluster's answer is the error
+        plan.Deploy(dict(RAW, config_kubernetes=True), SPECS, plan.COMPONENTS, kube_client=lambda: object(),
+                    now=NOW).plan()
