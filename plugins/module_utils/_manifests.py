@@ -36,13 +36,12 @@ from __future__ import annotations
 
 import base64
 import copy
-import difflib
 import hashlib
 import re
 
 from urllib.parse import urlsplit
 
-from ansible_collections.fediops.mastodon.plugins.module_utils._mastodon_config import ConfigError, to_text
+from ansible_collections.fediops.mastodon.plugins.module_utils._mastodon_config import ConfigError, did_you_mean, to_text
 
 COMPONENTS = ('config', 'migrate-pre', 'web', 'streaming', 'sidekiq', 'migrate-post')
 
@@ -168,11 +167,6 @@ def migration_job_name(name, phase, version):
 
 
 # ------------------------------------------------------------------------------------------------ sidekiq groups
-def _suggest(word, candidates):
-    match = difflib.get_close_matches(word, list(candidates), n=1, cutoff=0.6)
-    return ' (did you mean %s?)' % match[0] if match else ''
-
-
 def _strict_int(value):
     return isinstance(value, int) and not isinstance(value, bool)
 
@@ -197,7 +191,7 @@ def sidekiq_groups(workers, defaults):
         for key in group:
             if key not in SIDEKIQ_GROUP_KEYS:
                 raise ConfigError(var, '%s: unknown key %s%s; known keys: %s'
-                                  % (label, key, _suggest(str(key), SIDEKIQ_GROUP_KEYS), ', '.join(SIDEKIQ_GROUP_KEYS)))
+                                  % (label, key, did_you_mean(str(key), SIDEKIQ_GROUP_KEYS), ', '.join(SIDEKIQ_GROUP_KEYS)))
         name = group.get('name')
         if not isinstance(name, str) or not _GROUP_NAME_RE.match(name):
             raise ConfigError(var, '%s: name must be a DNS label of at most 40 characters (a-z, 0-9, -)' % label)
@@ -276,7 +270,7 @@ def _parse_queue(var, label, queue):
         raise ConfigError(var, '%s: each queue must be "name", "name,weight" or {name, weight}' % label)
     if name not in SIDEKIQ_QUEUES:
         raise ConfigError(var, '%s: unknown queue %s%s; Mastodon\'s queues: %s'
-                          % (label, name, _suggest(name, SIDEKIQ_QUEUES), ', '.join(SIDEKIQ_QUEUES)))
+                          % (label, name, did_you_mean(name, SIDEKIQ_QUEUES), ', '.join(SIDEKIQ_QUEUES)))
     if weight is not None and weight < 1:
         raise ConfigError(var, '%s: queue %s: weight must be at least 1' % (label, name))
     return {'name': name, 'weight': weight}

@@ -25,7 +25,6 @@ OWNED_KEYS = {'LOCAL_DOMAIN': 'config_local_domain', 'WEB_DOMAIN': 'config_web_d
 
 _DNS_LABEL = re.compile(r'\A[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?\Z')
 _NAME = re.compile(r'\A[a-z]([-a-z0-9]{0,28}[a-z0-9])?\Z')
-_HOST = re.compile(r'\A(?=.{1,253}\Z)[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?(\.[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)*\Z')
 # Kubernetes' resource.Quantity: a signed decimal number and one suffix (binary SI, decimal SI or an exponent).
 _QUANTITY = re.compile(r'\A[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)(Ki|Mi|Gi|Ti|Pi|Ei|n|u|m|k|M|G|T|P|E|[eE][+-]?[0-9]+)?\Z')
 _INT_OR_PERCENT = re.compile(r'\A[0-9]+%?\Z')
@@ -41,7 +40,9 @@ def check_host(name, value, allow_empty=True):
     if '://' in value or '/' in value:
         raise ConfigError(name, 'must be a host name without scheme or path (e.g. cdn.example.com, not '
                                 'https://cdn.example.com/)')
-    if not _HOST.match(value):
+    # The host-name rule of _mastodon_config, plus what Kubernetes requires of an Ingress host (these names
+    # become Ingress hosts and LOCAL_DOMAIN): lower case, no final dot.
+    if not mconfig.is_host_name(value) or value != value.lower() or value.endswith('.'):
         raise ConfigError(name, 'must be a DNS host name in lower case (letters, digits, - and .)')
 
 

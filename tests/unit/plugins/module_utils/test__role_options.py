@@ -60,3 +60,32 @@ def test_deploy_yml_has_no_default_of_its_own_for_a_role_option():
         text = handle.read()
     found = [m.group(1) for m in re.finditer(r'(\w+)\s*\|\s*default\(', text) if m.group(1) in names]
     assert found == []
+
+
+def test_one_did_you_mean():
+    """difflib is used in one place (_mastodon_config.closest); the others import did_you_mean from there."""
+    users = []
+    for path in glob.glob(os.path.join(ROOT, 'plugins', '**', '*.py'), recursive=True):
+        with open(path, encoding='utf-8') as handle:
+            if 'difflib' in handle.read():
+                users.append(os.path.relpath(path, ROOT))
+    assert users == ['plugins/module_utils/_mastodon_config.py']
+
+
+@pytest.mark.parametrize('value, environment_ok, variable_ok', [
+    ('social.example', True, True),
+    ('Social.Example', True, False),     # resolvers take any case; an Ingress host must be lower case
+    ('social.example.', True, False),    # a final dot: a fully qualified name, not a DNS-1123 subdomain
+    ('-social.example', False, False),
+    ('a' * 64 + '.example', False, False),
+])
+def test_one_host_name_rule(value, environment_ok, variable_ok):
+    from ansible_collections.fediops.mastodon.plugins.module_utils import _mastodon_config
+    from ansible_collections.fediops.mastodon.plugins.module_utils._deploy import rules
+    assert _mastodon_config.is_host_name(value) is environment_ok
+    try:
+        rules.check_host('config_local_domain', value)
+        accepted = True
+    except _mastodon_config.ConfigError:
+        accepted = False
+    assert accepted is variable_ok
