@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 
 from ansible.errors import AnsibleActionFail
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
@@ -202,18 +200,9 @@ class ActionModule(ActionBase):
 
     @staticmethod
     def stage(deploy):
-        directory = tempfile.mkdtemp(prefix='fediops-deploy-')
-        try:
-            files = deploy.files()
-            files['kept.json'] = json.dumps(dict((k, deploy.env[k]) for k in KEPT_KEYS if deploy.env.get(k)))
-            for name, text in files.items():
-                fd = os.open(os.path.join(directory, name), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-                with os.fdopen(fd, 'w', encoding='utf-8') as handle:
-                    handle.write(text)
-        except OSError:
-            shutil.rmtree(directory, ignore_errors=True)
-            raise
-        return directory
+        files = deploy.files()
+        files['kept.json'] = json.dumps(dict((k, deploy.env[k]) for k in KEPT_KEYS if deploy.env.get(k)))
+        return steps.write_private('fediops-deploy-', files)
 
     @staticmethod
     def read_staged(directory):

@@ -130,18 +130,26 @@ class PlanContext(object):
         return cls(data, client=client, check_mode=check_mode, diff=diff, path=path)
 
 
-def write_handoff(data, files=None):
-    """(directory, path) of a new 0700 directory holding the plan as a 0600 file (and the files for
-    config_files_hosts, each 0600); the directory is removed again if a write fails."""
-    directory = tempfile.mkdtemp(prefix='fediops-plan-')
+def write_private(prefix, files):
+    """A new 0700 directory (tempfile.mkdtemp) holding {name: text} as 0600 files; removed again if a write
+    fails. Returns its path."""
+    directory = tempfile.mkdtemp(prefix=prefix)
     try:
-        for name, text in [(HANDOFF_NAME, json.dumps(data))] + sorted((files or {}).items()):
+        for name, text in sorted(files.items()):
             fd = os.open(os.path.join(directory, name), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(fd, 'w', encoding='utf-8') as handle:
                 handle.write(text)
     except OSError:
         shutil.rmtree(directory, ignore_errors=True)
         raise
+    return directory
+
+
+def write_handoff(data, files=None):
+    """(directory, path): the plan as a 0600 file in a new 0700 directory, with the files for config_files_hosts."""
+    files = dict(files or {})
+    files[HANDOFF_NAME] = json.dumps(data)
+    directory = write_private('fediops-plan-', files)
     return directory, os.path.join(directory, HANDOFF_NAME)
 
 

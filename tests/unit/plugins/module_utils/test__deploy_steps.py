@@ -17,7 +17,6 @@ import yaml
 
 from ansible_collections.fediops.mastodon.plugins.module_utils import _k8s_apply
 from ansible_collections.fediops.mastodon.plugins.module_utils._deploy import errors, plan, steps, variables
-from ansible_collections.fediops.mastodon.plugins.module_utils._mastodon_config import ConfigError
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), '..', '..', '..', '..'))
 SPECS = variables.load_role_specs(os.path.join(ROOT, 'roles'), yaml.safe_load)
@@ -203,61 +202,6 @@ def test_the_handoff_keeps_the_pods_applyset_label(planned):
         expected = _k8s_apply.applyset_id('mastodon-set-' + component, 'mastodon')
         assert obj['metadata']['labels'][_k8s_apply.APPLYSET_PART_OF] == expected
         assert obj['spec']['template']['metadata']['labels'][_k8s_apply.APPLYSET_PART_OF] == expected
-
-
-# ------------------------------------------------------------------ all problems at once
-class FakeDO(object):
-    """A DigitalOcean API with one PostgreSQL cluster (shapes of the OpenAPI excerpt: databases_get_cluster)."""
-
-    def __init__(self):
-        conn = {'host': 'h', 'port': 25060, 'user': 'doadmin', 'password': 'admin-pw', 'ssl': True}
-        self.clusters = [{'id': 'pg-id', 'name': 'pg', 'engine': 'pg', 'connection': conn, 'private_connection': conn}]
-
-    def get_paginated(self, path, key, params=None, what=None):
-        return list(self.clusters)
-
-    def databases(self, tag=None):
-        return list(self.clusters)
-
-    def database_pools(self, cluster_id):
-        return []
-
-    def database_firewall_rules(self, cluster_id):
-        return []
-
-
-def test_five_mistakes_in_five_stages_are_reported_in_one_run(monkeypatch):
-    """variables, DigitalOcean, guards, environment, manifests (uploads), dry-run: each stage that does not
-    depend on a failed one still runs, and one refusal names every variable."""
-    state = {'namespace': {'metadata': {'name': 'mastodon'}}, 'kept': {}, 'kept_exists': False, 'env_secret': {},
-             'env_secret_exists': False, 'instance': [],
-             'env_configmap': {'data': {'LOCAL_DOMAIN': 'old.example'}}, 'web': None, 'marker': None}
-    monkeypatch.setattr(plan, 'read_state', lambda client, v: state)
-    dry_ran = []
-
-    def rejecting_plan(self, objects):
-        dry_ran.append(self.component)
-        if self.component == 'web':
-            raise errors.PlanError([ConfigError('web_resources', 'Deployment mastodon-web: rejected')], 'dry-run')
-        self.plan_result = {'changed': False, 'objects': [], 'pruned': []}
-
-    monkeypatch.setattr(plan.ComponentApplier, 'plan', rejecting_plan)
-    raw = {'config_local_domain': 'new.example', 'config_database_source': 'digitalocean',
-           'config_do_database_cluster': 'pg', 'config_do_pool': 'no-such-pool', 'config_do_use_pool': True,
-           'config_db_ca_pem': '', 'config_redis_url': 'rediss://default:pw@redis.example:25061',
-           'config_tls_preflight': False,
-           'web_replicas': 'two',                              # variables
-           'config_env': {'SINGLE_USER_MODE': 'perhaps'},      # environment
-           'config_media_ephemeral': False}                    # manifests: uploads would be lost
-    deploy = plan.Deploy(raw, SPECS, plan.COMPONENTS, kube_client=lambda: object(), do_client=lambda v: FakeDO(),
-                         now=NOW)
-    with pytest.raises(errors.PlanError) as caught:
-        deploy.plan()
-    named = sorted(set(e.key for e in caught.value.errors))
-    assert named == ['config_do_pool', 'config_env', 'config_local_domain', 'config_media_volume_claim',
-                     'web_replicas', 'web_resources'], [str(e) for e in caught.value.errors]
-    assert 'web' in dry_ran and 'sidekiq' in dry_ran
-    assert 'nothing was changed' in caught.value.message()
 
 
 def test_a_cluster_error_after_problems_leaves_the_problems_as_the_answer(monkeypatch):
