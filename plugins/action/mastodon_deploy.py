@@ -163,7 +163,7 @@ class ActionModule(ActionBase):
         if step == 'finish':
             if fact:
                 try:
-                    steps.finish(steps.PlanContext.load(fact['path'], None, kube_client(), verify=False), params['outcome'])
+                    steps.finish(steps.PlanContext.load(fact['path'], None, kube_client, verify=False), params['outcome'])
                 except steps.HandoffError:
                     pass  # nothing left to record: the plan's directory is gone already
                 steps.remove_handoff(fact['path'])
@@ -172,7 +172,7 @@ class ActionModule(ActionBase):
         own = None
         try:
             if fact:
-                ctx = steps.PlanContext.load(fact['path'], steps.effective(raw, specs), kube_client(), check_mode, diff)
+                ctx = steps.PlanContext.load(fact['path'], steps.effective(raw, specs), kube_client, check_mode, diff)
             else:
                 component = steps.COMPONENT_OF.get(step)
                 own = plan.Deploy(raw, specs, [component] if component else [], kube_client=kube_client,
@@ -180,8 +180,8 @@ class ActionModule(ActionBase):
                 own.plan()
                 for warning in own.warnings:
                     self._display.warning(warning)
-                ctx = steps.PlanContext.of_deploy(own, steps.effective(raw, specs), kube_client())
-                ctx.lease = steps.lease_take(ctx.client, ctx.v, check_mode)
+                ctx = steps.PlanContext.of_deploy(own, steps.effective(raw, specs), kube_client)
+                ctx.lease = steps.lease_take(ctx.client if ctx.v['config_kubernetes'] else None, ctx.v, check_mode)
             try:
                 out = steps.run_step(step, ctx, lambda text: self._display.display('%s: %s' % (step, text), stderr=True))
             finally:
@@ -193,7 +193,7 @@ class ActionModule(ActionBase):
         except (PlanError, KubeError, DigitalOceanError) as exc:
             return self.fail(result, exc)
         out['planned_here'] = own is not None  # False: applied from the plan task's plan
-        if out.get('msg'):
+        if out.get('msg') and ctx.v['config_kubernetes']:
             self._display.display('%s: %s' % (step, out['msg']), stderr=True)
         result.update(out)
         return result

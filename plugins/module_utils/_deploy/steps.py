@@ -19,6 +19,7 @@ import secrets
 import shutil
 import tempfile
 import time
+import types
 
 from ansible_collections.fediops.mastodon.plugins.module_utils._deploy.applier import ComponentApplier, summary_text
 from ansible_collections.fediops.mastodon.plugins.module_utils._deploy.errors import PlanError
@@ -93,10 +94,16 @@ class PlanContext(object):
         self.backup = data.get('backup')
         self.record = data.get('record')
         self.lease = data.get('lease')
-        self.client = client
+        self._client = client  # a KubeClient, or a function making one when first needed
         self.check_mode = check_mode
         self.diff = diff
         self.path = path
+
+    @property
+    def client(self):
+        if isinstance(self._client, (types.FunctionType, types.MethodType)):
+            self._client = self._client()
+        return self._client
 
     @staticmethod
     def data_of(deploy, variables, key):
@@ -336,6 +343,8 @@ STEPS = {'config': step_config, 'migrate-pre': step_migrate_pre, 'web': rollout_
 
 def run_step(name, ctx, progress=None):
     """The result of one step: {changed, step, objects, pruned, summary, diff?} or {changed, msg}."""
+    if not ctx.v['config_kubernetes']:  # files only (config_files_hosts): the cluster is not this deploy's
+        return {'changed': False, 'step': name, 'msg': 'config_kubernetes is false: nothing to apply'}
     lease_renew(ctx)
     out = STEPS[name](ctx, progress)
     out['step'] = name

@@ -119,7 +119,7 @@ def _pod(name, labels, image, container='web'):
 def _ctx(planned, pods, **overrides):
     deploy, dummy, path = planned
     ctx = steps.PlanContext.load(path, steps.effective(RAW, SPECS), client=FakePods(pods))
-    ctx.v = dict(ctx.v, **overrides)
+    ctx.v = dict(ctx.v, config_kubernetes=True, **overrides)
     return ctx
 
 
@@ -221,3 +221,11 @@ def test_a_cluster_error_after_problems_leaves_the_problems_as_the_answer(monkey
     with pytest.raises(_k8s_apply.KubeError):  # alone, the cluster's answer is the error
         plan.Deploy(dict(RAW, config_kubernetes=True), SPECS, plan.COMPONENTS, kube_client=lambda: object(),
                     now=NOW).plan()
+
+
+def test_without_kubernetes_the_steps_apply_nothing(planned):
+    """config_kubernetes=false (only the files for config_files_hosts): no step touches a cluster."""
+    ctx = steps.PlanContext.load(planned[2], steps.effective(RAW, SPECS), client=lambda: pytest.fail('a client'))
+    for name in steps.STEP_ORDER[:-1]:
+        out = steps.run_step(name, ctx)
+        assert out['changed'] is False and 'nothing to apply' in out['msg']
