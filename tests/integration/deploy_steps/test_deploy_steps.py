@@ -152,6 +152,10 @@ def test_an_upgrade_at_vvv_shows_no_secret_and_leaves_no_plan_behind(runner):
     assert 'mastodon_deploy_plan' in output  # the fact is there, holding a path only
     assert runner.plan_dirs() == [], 'the plan directory was left behind'
     assert re.search(r'^web: .* \(\d+ s\)$', output, re.M), output[-4000:]
+    # An excerpt for the reader of the test log: the steps, their progress and their times.
+    shown = [line for line in output.splitlines()
+             if re.match(r'(TASK \[|(web|streaming|sidekiq|migrate-pre|migrate-post|gate): |\S.* -{3,} \d+\.\d+s$)', line)]
+    print('upgrade %s -> %s at -vvv, excerpt:\n%s' % (INSTALLED, UPGRADE, '\n'.join(shown)))
 
 
 def test_tags_web_re_applies_web_alone(runner):
