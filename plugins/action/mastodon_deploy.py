@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 import os
 
+import yaml
+
 from ansible.errors import AnsibleActionFail
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 from ansible.plugins.action import ActionBase
@@ -43,6 +45,12 @@ def argument_spec():
 FACT = 'mastodon_deploy_plan'
 
 
+def fast_yaml(text):
+    """The roles' argument specs (our own files: plain YAML), parsed with libyaml when present: every task of the
+    deploy reads them."""
+    return yaml.load(text, Loader=getattr(yaml, 'CSafeLoader', yaml.SafeLoader))  # nosec: a safe loader
+
+
 def plan_fact(task_vars):
     """The fact set by a plan task earlier in the play ({path, steps, version, summary}), or None."""
     task_vars = task_vars or {}
@@ -65,7 +73,9 @@ class ActionModule(ActionBase):
                 raise AnsibleActionFail('mastodon_deploy: validate_certs in the module_defaults of '
                                         'group/fediops.mastodon.digitalocean would apply to the Kubernetes API here; '
                                         'set config_do_validate_certs for DigitalOcean instead')
-        specs = variables.load_role_specs(ROLES_DIR, self._loader.load)
+        if params['step'] == 'finish':  # needs no variable: the plan task's fact names its directory
+            return self.finish(result, plan_fact(task_vars), params, self.kube_client_factory(params))
+        specs = variables.load_role_specs(ROLES_DIR, fast_yaml)
         names = set(n for options in specs.values() for n in options)
         prefixes = tuple(role + '_' for role in specs)
         raw = {}
@@ -74,14 +84,7 @@ class ActionModule(ActionBase):
                 raw[name] = self._templar.template(value)
             elif name.startswith(prefixes) or variables.misspelt_role_variable(name, specs, names):
                 raw[name] = None  # unknown: only its name is reported
-        clients = {}
-
-        def kube_client():
-            if 'kube' not in clients:
-                clients['kube'] = KubeClient(kubeconfig=params['kubeconfig'], context=params['context'],
-                                             host=params['host'], api_key=params['api_key'], ca_cert=params['ca_cert'],
-                                             validate_certs=params['validate_certs'])
-            return clients['kube']
+        kube_client = self.kube_client_factory(params)
 
         def do_client(v):
             return DigitalOceanClient(token=v['config_do_api_token'] or params['api_token'],
@@ -125,6 +128,31 @@ class ActionModule(ActionBase):
         result.update(out)
         return result
 
+    @staticmethod
+    def kube_client_factory(params):
+        """A function making the KubeClient of the task's connection options on its first call."""
+        clients = {}
+
+        def kube_client():
+            if 'kube' not in clients:
+                clients['kube'] = KubeClient(kubeconfig=params['kubeconfig'], context=params['context'],
+                                             host=params['host'], api_key=params['api_key'], ca_cert=params['ca_cert'],
+                                             validate_certs=params['validate_certs'])
+            return clients['kube']
+        return kube_client
+
+    @staticmethod
+    def finish(result, fact, params, kube_client):
+        """step=finish: record the outcome, release the lease, remove the plan's directory."""
+        if fact:
+            try:
+                steps.finish(steps.PlanContext.load(fact['path'], None, kube_client, verify=False), params['outcome'])
+            except steps.HandoffError:
+                pass  # nothing left to record: the plan's directory is gone already
+            steps.remove_handoff(fact['path'])
+        result.update(changed=False, step='finish')
+        return result
+
     def fail(self, result, exc):
         if isinstance(exc, PlanError):
             result.update(failed=True, msg=exc.message(), errors=[str(e) for e in exc.errors], variables=exc.variables)
@@ -160,15 +188,6 @@ class ActionModule(ActionBase):
     def run_step(self, result, step, raw, fact, params, specs, kube_client, do_client):
         """One step, from the plan task's handoff file, or from a plan of its own when no plan task ran."""
         check_mode, diff = bool(self._task.check_mode), bool(self._task.diff)
-        if step == 'finish':
-            if fact:
-                try:
-                    steps.finish(steps.PlanContext.load(fact['path'], None, kube_client, verify=False), params['outcome'])
-                except steps.HandoffError:
-                    pass  # nothing left to record: the plan's directory is gone already
-                steps.remove_handoff(fact['path'])
-            result.update(changed=False, step=step)
-            return result
         own = None
         try:
             if fact:

@@ -666,13 +666,18 @@ class Applier(object):
     # ---------------------------------------------------------------- the call
     def present(self, definitions):
         objects = self.prepare(definitions)
-        parent_changed = False
         if self.set_id:
             self.load_parent()
             self.list_members(objects)
-        tiers = order_objects(objects)
+        return self.apply_prepared(objects, objects)
+
+    def apply_prepared(self, objects, todo, settled=()):
+        """Apply ``todo`` (prepared objects of the set ``objects``; the members already listed), prune what the
+        set no longer declares, wait. ``settled``: (object, live body) known unchanged, not written but waited
+        for (mastodon_deploy's steps, after their dry-run)."""
+        parent_changed = False
         applied = []
-        for group in tiers:
+        for group in order_objects(todo):
             if self.set_id and not parent_changed and any(o['metadata'].get('namespace') for o in group):
                 parent_changed = self.write_parent(objects, union=True) or parent_changed
             applied.extend(self.run_tiers([group], self.apply_one))
@@ -687,7 +692,7 @@ class Applier(object):
             elif self.parent is None:
                 parent_changed = True
         if self.wait and not self.check_mode:
-            self.wait_for([(obj, entry_body[1]) for obj, entry_body in applied])
+            self.wait_for([(obj, entry_body[1]) for obj, entry_body in applied] + list(settled))
         changed = parent_changed or any(r['action'] != 'unchanged' for r in self.results)
         return self.result(changed)
 

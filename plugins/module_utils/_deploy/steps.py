@@ -103,6 +103,8 @@ class PlanContext(object):
     def client(self):
         if isinstance(self._client, (types.FunctionType, types.MethodType)):
             self._client = self._client()
+            if hasattr(self._client, 'seed_discovery'):
+                self._client.seed_discovery(self.data.get('discovery'))
         return self._client
 
     @staticmethod
@@ -114,7 +116,8 @@ class PlanContext(object):
                 'namespace_missing': deploy.state.get('namespace') is None and bool(deploy.v['config_kubernetes']),
                 'backup': deploy.backup, 'record': deploy.state.get('record'), 'lease': None,
                 'labels': deploy.model['labels'], 'version': deploy.model['version'], 'summary': summary_text(deploy.summaries()),
-                'generated': sorted(deploy.generated)}
+                'generated': sorted(deploy.generated),
+                'discovery': getattr(deploy.kube_client(), 'discovery_cache', dict)() if deploy.v['config_kubernetes'] else {}}
 
     @classmethod
     def of_deploy(cls, deploy, variables, client=None):
