@@ -107,7 +107,7 @@ class ActionModule(ActionBase):
             deploy.plan()
             if staged is not None and staged['env'] != deploy.files()['env.production']:
                 raise PlanError([ConfigError('config_env', 'the environment differs from the .env.production '
-                                                       'staged in %s' % params['staged_dir'])], 'staged files are stale')
+                                             'staged in %s' % params['staged_dir'])], 'staged files are stale')
             if params['stage_files']:
                 out = deploy.check_result()
                 out.pop('diff', None)
@@ -150,7 +150,8 @@ class ActionModule(ActionBase):
             except steps.HandoffError:
                 pass  # nothing left to record: the plan's directory is gone already
             steps.remove_handoff(fact['path'])
-        result.update(changed=False, step='finish')
+        # The fact goes too: a fact cache (AWX's) must not hand a later job a plan that no longer exists.
+        result.update(changed=False, step='finish', ansible_facts={FACT: None})
         return result
 
     def fail(self, result, exc):
@@ -188,6 +189,10 @@ class ActionModule(ActionBase):
     def run_step(self, result, step, raw, fact, params, specs, kube_client, do_client):
         """One step, from the plan task's handoff file, or from a plan of its own when no plan task ran."""
         check_mode, diff = bool(self._task.check_mode), bool(self._task.diff)
+        if fact and not os.path.isfile(fact.get('path') or ''):
+            self._display.warning('mastodon_deploy step %s: the plan of an earlier task is gone (a fact from a cache?); '
+                                  'this step plans for itself' % step)
+            fact = None
         own = None
         try:
             if fact:

@@ -372,6 +372,8 @@ _HOST_RE = re.compile(r'\A(?=.{1,253}\Z)(?!-)[A-Za-z0-9-]{1,63}(?<!-)(\.(?!-)[A-
 
 def is_host_name(value):
     return bool(_HOST_RE.match(value))
+
+
 _TRUE = ('true',)
 _FALSE = ('false',)
 

@@ -91,17 +91,20 @@ options:
       - V(all) plans and applies every component in this one task.
       - V(plan) runs every check of the plan and writes what it rendered (Secrets included) into a private file on the
         controller (mode 0600, in a new mode 0700 directory); the fact C(mastodon_deploy_plan) names only its path.
-        Nothing is applied.
+        Nothing is applied. The plan's one write to the cluster is the Job of the in-cluster TLS check
+        (C(config_tls_preflight_in_cluster)), short-lived and always deleted, run only when every other check
+        passed (so before any file is copied to C(config_files_hosts)).
       - V(config), V(migrate-pre), V(web), V(streaming), V(sidekiq), V(migrate-post) apply one part of that plan
         (each dry-runs its own objects against the server again first) and report their own changes and diff;
-        while they wait they print one progress line per change of state (for example
-        C(web: mastodon-web 1/3 updated, 2/3 ready (45 s))). Variables that differ from the plan's are refused
+        while they wait they print one progress line per change of state, for example
+        C(web - mastodon-web 1/3 updated, 2/3 ready (45 s)) with a colon after the step's name. Variables that differ from the plan's are refused
         (re-run the plan). Without a plan task before them (a role alone, C(--start-at-task)) they plan for
         themselves.
       - V(gate) is the point of no return before the post-deployment migrations - every pod of the web,
         streaming and Sidekiq Deployments runs the new image (pods of the old version are waited for, up to the
         largest of the three wait timeouts), and C(migrations_post=hold) stops there.
-      - V(finish) removes the plan's directory (playbooks/deploy.yml runs it in an C(always) section).
+      - V(finish) removes the plan's directory and the fact (playbooks/deploy.yml runs it in an C(always)
+        section). A step whose fact names a directory that is gone (a fact cache) plans for itself.
       - playbooks/deploy.yml runs V(plan), then each step in this order as a task of its own.
     type: str
     choices: [all, plan, config, migrate-pre, web, streaming, sidekiq, gate, migrate-post, finish]

@@ -166,6 +166,8 @@ def test_tags_web_re_applies_web_alone(runner):
     web = dict(tasks_of(data))['Web']
     assert web['changed'] and web['step'] == 'web'
     assert [o['kind'] for o in web['objects'] if o['action'] == 'configured'] == ['Deployment']
+    # finish removes the fact too (a fact cache must not hand a later job a plan that is gone)
+    assert dict(tasks_of(data))[STEP_TASKS[-1]]['ansible_facts'] == {'mastodon_deploy_plan': None}
     note = runner.kube.kubectl('-n', runner.namespace, 'get', 'deployment', 'mastodon-web', '-o',
                                'jsonpath={.spec.template.metadata.annotations.example\\.test/note}')
     assert note.stdout.strip() == 'steps'

@@ -466,11 +466,11 @@ def test_a_database_that_does_not_admit_the_cluster_is_refused_naming_it():
 def test_a_database_that_admits_the_cluster_passes_and_an_unknown_cluster_only_warns():
     rules = {'pg-id': [{'type': 'k8s', 'value': FakeDigitalOcean.K8S_ID}]}
     found = endpoints.do_endpoints(_do_vars(config_do_kubernetes_cluster_id=FakeDigitalOcean.K8S_ID),
-                              FakeDigitalOcean(rules))
+                                   FakeDigitalOcean(rules))
     assert found['warnings'] == [] and found['redis_url'] == 'rediss://default:kv-pw@r:25061'
     # The id comes from a DOKS kubeconfig's server URL too.
     found = endpoints.do_endpoints(_do_vars(), FakeDigitalOcean(rules),
-                              'https://%s.k8s.ondigitalocean.com' % FakeDigitalOcean.K8S_ID)
+                                   'https://%s.k8s.ondigitalocean.com' % FakeDigitalOcean.K8S_ID)
     assert found['warnings'] == []
     # Not DOKS (the id is unknown): the plan cannot judge, so it warns.
     found = endpoints.do_endpoints(_do_vars(), FakeDigitalOcean(rules), 'https://127.0.0.1:6443')
@@ -552,7 +552,7 @@ def test_five_mistakes_in_five_stages_are_reported_in_one_run(monkeypatch):
            'web_replicas': 'two',                              # variables
            'config_env': {'SINGLE_USER_MODE': 'perhaps'},      # environment
            'config_media_ephemeral': False}                    # manifests: uploads would be lost
-    deploy = plan.Deploy(raw, SPECS, plan.COMPONENTS, kube_client=lambda: object(), do_client=lambda v: FakeDigitalOcean({}),
+    deploy = plan.Deploy(raw, SPECS, plan.COMPONENTS, kube_client=object, do_client=lambda v: FakeDigitalOcean({}),
                          now=NOW)
     with pytest.raises(errors.PlanError) as caught:
         deploy.plan()

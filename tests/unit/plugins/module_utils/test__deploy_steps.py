@@ -161,8 +161,7 @@ class ScriptedWatch(object):
         return '/apis/apps/v1/namespaces/%s/deployments' % namespace
 
     def watch(self, path, query=None, timeout=60):
-        for event in self.events:
-            yield event
+        yield from self.events
 
 
 def _dep(updated, ready, rv):
@@ -180,9 +179,8 @@ def test_progress_is_shown_once_per_change_of_state():
                                  progress=shown.append)
     declared = {'apiVersion': 'apps/v1', 'kind': 'Deployment', 'metadata': {'name': 'mastodon-web', 'namespace': 'ns'}}
     applier.wait_for([(declared, _dep(0, 3, '0'))])
-    assert [s.rsplit(' (', 1)[0] for s in shown] == ['mastodon-web 0/3 updated, 3/3 ready',
-                                                      'mastodon-web 1/3 updated, 2/3 ready',
-                                                      'mastodon-web 2/3 updated, 2/3 ready']
+    assert [s.rsplit(' (', 1)[0] for s in shown] == [
+        'mastodon-web 0/3 updated, 3/3 ready', 'mastodon-web 1/3 updated, 2/3 ready', 'mastodon-web 2/3 updated, 2/3 ready']
     assert all(s.endswith(' s)') for s in shown)
 
 
@@ -207,8 +205,8 @@ def test_the_handoff_keeps_the_pods_applyset_label(planned):
 def test_a_cluster_error_after_problems_leaves_the_problems_as_the_answer(monkeypatch):
     """web_exposure=httproute without parents: the default stands in for the parents, the HTTPRoute is still
     rendered, and a cluster without the Gateway API answers the dry-run with an error that names no variable."""
-    monkeypatch.setattr(plan, 'read_state', lambda client, v: {'namespace': {}, 'kept': {}, 'env_secret': {},
-                                                              'instance': [], 'env_configmap': None})
+    state = {'namespace': {}, 'kept': {}, 'env_secret': {}, 'instance': [], 'env_configmap': None}
+    monkeypatch.setattr(plan, 'read_state', lambda client, v: state)
 
     def no_gateway_api(self):
         raise _k8s_apply.KubeError('the API server does not serve gateway.networking.k8s.io/v1', status=404)
@@ -216,10 +214,10 @@ def test_a_cluster_error_after_problems_leaves_the_problems_as_the_answer(monkey
     monkeypatch.setattr(plan.Deploy, 'dry_run', no_gateway_api)
     raw = dict(RAW, config_kubernetes=True, web_exposure='httproute')
     with pytest.raises(errors.PlanError) as caught:
-        plan.Deploy(raw, SPECS, plan.COMPONENTS, kube_client=lambda: object(), now=NOW).plan()
+        plan.Deploy(raw, SPECS, plan.COMPONENTS, kube_client=object, now=NOW).plan()
     assert [e.key for e in caught.value.errors] == ['web_gateway_parent_refs']
     with pytest.raises(_k8s_apply.KubeError):  # alone, the cluster's answer is the error
-        plan.Deploy(dict(RAW, config_kubernetes=True), SPECS, plan.COMPONENTS, kube_client=lambda: object(),
+        plan.Deploy(dict(RAW, config_kubernetes=True), SPECS, plan.COMPONENTS, kube_client=object,
                     now=NOW).plan()
 
 
