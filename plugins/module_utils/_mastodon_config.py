@@ -20,6 +20,7 @@ import base64
 import binascii
 import difflib
 import hashlib
+import ipaddress
 import re
 import secrets as _random
 import string
@@ -541,7 +542,6 @@ def _check_type(key, setting, value, line):
 
 
 def _is_ip(value):
-    import ipaddress
     try:
         ipaddress.ip_address(value.strip('[]'))
         return True
