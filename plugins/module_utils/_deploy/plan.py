@@ -22,6 +22,7 @@ from ansible_collections.fediops.mastodon.plugins.module_utils._deploy.preflight
 from ansible_collections.fediops.mastodon.plugins.module_utils._deploy.rules import cross_checks
 from ansible_collections.fediops.mastodon.plugins.module_utils._deploy.state import catching, concurrently, read_state
 from ansible_collections.fediops.mastodon.plugins.module_utils._deploy.variables import check_variables
+from ansible_collections.fediops.mastodon.plugins.module_utils._digitalocean import DigitalOceanError
 from ansible_collections.fediops.mastodon.plugins.module_utils._k8s_apply import Applier, KubeError
 from ansible_collections.fediops.mastodon.plugins.module_utils._mastodon_config import ConfigError
 
@@ -157,14 +158,17 @@ class Deploy(object):
         # The DigitalOcean look-ups and the cluster's state are independent: read them at the same time.
         lookups = {}
         if v['config_database_source'] == 'digitalocean' and not faulty & ENDPOINT_VARIABLES:
-            lookups['endpoints'] = catching(PlanError, do_endpoints, v, self.do_client(v), self.kube_server())
+            lookups['endpoints'] = catching((PlanError, DigitalOceanError), self.do_endpoints, v)
         if v['config_kubernetes'] and not faulty & STATE_VARIABLES:
             lookups['state'] = lambda: read_state(self.kube_client(), v)
         found = concurrently(lookups)
         endpoints = found.get('endpoints')
+        unreachable = None
         if isinstance(endpoints, PlanError):
             problems += endpoints.errors
             endpoints = None
+        elif isinstance(endpoints, DigitalOceanError):  # the API said no (token, network): reported below
+            unreachable, endpoints = endpoints, None
         if endpoints is None and v['config_database_source'] != 'digitalocean' and not faulty & ENDPOINT_VARIABLES:
             endpoints = explicit_endpoints(v)
         # Without real endpoints (a failed look-up, a faulty variable), stand-ins let the environment, manifests
@@ -206,9 +210,16 @@ class Deploy(object):
                     raise
                 # e.g. an API group the cluster does not serve, for objects a variable at fault asked for (the
                 # plan stands in its default for it): the problems found are the answer.
+        if problems and unreachable is not None:
+            problems.append(ConfigError('config_do_database_cluster', 'DigitalOcean look-up failed: %s' % unreachable))
         if problems:
             raise PlanError(problems, 'the plan found problems')
+        if unreachable is not None:
+            raise unreachable
         return self
+
+    def do_endpoints(self, v):
+        return do_endpoints(v, self.do_client(v), self.kube_server())
 
     def environment(self, v, staged, version, problems):
         """Mastodon's environment; with bad keys in config_env, they are reported and left out so that the

@@ -227,3 +227,19 @@ def test_without_kubernetes_the_steps_apply_nothing(planned):
     for name in steps.STEP_ORDER[:-1]:
         out = steps.run_step(name, ctx)
         assert out['changed'] is False and 'nothing to apply' in out['msg']
+
+
+def test_an_unreachable_digitalocean_api_joins_the_other_problems():
+    """The DigitalOcean stage runs despite a variable at fault; when the API cannot be asked (no token, no
+    network), that is one more problem of the list, not the only answer (molecule/default's bad-scheduler run)."""
+    from ansible_collections.fediops.mastodon.plugins.module_utils._digitalocean import DigitalOceanError
+
+    def no_api(v):
+        raise DigitalOceanError('no DigitalOcean API token')
+
+    raw = dict(RAW, config_database_source='digitalocean', config_do_database_cluster='pg', web_replicas='two')
+    with pytest.raises(errors.PlanError) as caught:
+        plan.Deploy(raw, SPECS, plan.COMPONENTS, do_client=no_api, now=NOW).plan()
+    assert sorted(e.key for e in caught.value.errors) == ['config_do_database_cluster', 'web_replicas']
+    with pytest.raises(DigitalOceanError):  # alone, it is the answer as before
+        plan.Deploy(dict(raw, web_replicas=2), SPECS, plan.COMPONENTS, do_client=no_api, now=NOW).plan()
