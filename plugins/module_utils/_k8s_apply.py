@@ -307,7 +307,11 @@ def progress_text(obj):
         return 'running' if status.get('active') else ('failed' if status.get('failed') else 'pending')
     want = (obj.get('spec') or {}).get('replicas', 1)
     status = obj.get('status') or {}
-    return '%d/%d updated, %d/%d ready' % (status.get('updatedReplicas', 0), want, status.get('readyReplicas', 0), want)
+    if status.get('observedGeneration', 0) < (obj.get('metadata') or {}).get('generation', 0):
+        return 'rollout starting'  # the counts are still those of the previous generation
+    ready = status.get('readyReplicas', 0)
+    surge = ' (+%d surge)' % (ready - want) if ready > want else ''  # old and new pods side by side
+    return '%d/%d updated, %d/%d ready%s' % (status.get('updatedReplicas', 0), want, min(ready, want), want, surge)
 
 
 def elapsed_text(seconds):

@@ -184,6 +184,14 @@ def test_progress_is_shown_once_per_change_of_state():
     assert all(s.endswith(' s)') for s in shown)
 
 
+def test_progress_text_of_a_starting_rollout_and_a_surge():
+    starting = _dep(3, 3, '1')
+    starting['metadata']['generation'] = 3
+    assert _k8s_apply.progress_text(starting) == 'rollout starting'
+    surging = _dep(2, 4, '2')
+    assert _k8s_apply.progress_text(surging) == '2/3 updated, 3/3 ready (+1 surge)'
+
+
 def test_elapsed_time_in_seconds_then_minutes():
     assert _k8s_apply.elapsed_text(45) == '45 s' and _k8s_apply.elapsed_text(725) == '12 min'
 
