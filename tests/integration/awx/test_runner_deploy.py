@@ -76,7 +76,7 @@ class Job(object):
         for path in sorted(glob.glob(os.path.join(self.artifacts, 'job_events', '*.json'))):
             with open(path, encoding='utf-8') as handle:
                 out.append(json.load(handle))
-        return out
+        return sorted(out, key=lambda event: event.get('counter', 0))  # the file names sort as text
 
     def stats(self):
         found = [e for e in self.events() if e.get('event') == 'playbook_on_stats']
@@ -169,7 +169,9 @@ def _run_twice_and_check(kube_cluster, do_api, pdd, namespace, runner_env=None, 
                 if re.search(r'^(web|streaming|sidekiq): \S+ \d+/\d+ updated, \d+/\d+ ready \(\d+ s\)',
                              e.get('stdout') or '', re.M)]
     assert progress, [e.get('stdout') for e in first.events()][-60:]
-    print('progress events: %s' % json.dumps([(e['event'], e['stdout']) for e in progress])[:2000])
+    stream = [(e['event'], e['event_data'].get('task') if e['event'] == 'playbook_on_task_start' else e.get('stdout'))
+              for e in first.events() if e['event'] in ('playbook_on_task_start', 'verbose')]
+    print('event stream (task starts and verbose lines): %s' % json.dumps(stream)[:4000])
 
     second = _run(pdd, 'second', runner_env, streamed)
     assert second.read('status') == 'successful', second.completed.stdout[-8000:] + second.completed.stderr[-3000:]
