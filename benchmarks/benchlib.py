@@ -112,11 +112,16 @@ class Cluster(object):
 
 
 def count_requests(events):
+    """Requests by verb. `writes` counts every write verb, server-side dry-runs included (mastodon_deploy's plan
+    dry-runs every object, and each step its own component again); `dry_runs` says how many of them were."""
     verbs = {}
+    dry_runs = 0
     for event in events:
         verbs[event['verb']] = verbs.get(event['verb'], 0) + 1
+        if event['verb'] in WRITE_VERBS and 'dryRun=All' in (event.get('requestURI') or ''):
+            dry_runs += 1
     writes = sum(n for verb, n in verbs.items() if verb in WRITE_VERBS)
-    return dict(total=len(events), writes=writes, by_verb=dict(sorted(verbs.items())))
+    return dict(total=len(events), writes=writes, dry_runs=dry_runs, by_verb=dict(sorted(verbs.items())))
 
 
 class Standin(object):

@@ -156,9 +156,9 @@ class Bench(object):
             stats = (run['output'] or {}).get('stats', {}).get('localhost', {})
             out[phase] = dict(seconds=run['seconds'], rc=run['rc'], requests=requests, changed=stats.get('changed'),
                               **counts)
-            log('  %-14s x%-2d %-5s %6.1fs rc=%d requests=%d writes=%d tasks=%d modules=%d changed=%s' % (
+            log('  %-14s x%-2d %-5s %6.1fs rc=%d requests=%d writes=%d (dry-runs %d) tasks=%d modules=%d changed=%s' % (
                 variant, factor, phase, run['seconds'], run['rc'], requests['total'], requests['writes'],
-                counts['tasks'], counts['modules'], stats.get('changed')))
+                requests['dry_runs'], counts['tasks'], counts['modules'], stats.get('changed')))
             if run['rc'] != 0:
                 log('  failed: %s' % run['stderr'][-1500:])
         self.kube.delete_namespace(namespace)

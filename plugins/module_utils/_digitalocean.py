@@ -643,7 +643,6 @@ def redis_url(cluster, private=True):
 # -- the application's database user and its PgBouncer pool -------------------------------------------------
 POOL_MODES = ('transaction', 'session', 'statement')
 POOL_FIELDS = ('name', 'mode', 'size', 'db', 'user')
-ADMIN_ROLE = 'primary'
 
 
 def find_pool(pools, pool_name):

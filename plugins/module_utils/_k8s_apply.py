@@ -315,6 +315,25 @@ def job_state(obj):
     return 'pending', '%s: running' % ref(obj)
 
 
+def progress_text(obj):
+    """A short state of a waited-for object for progress lines: '1/3 updated, 2/3 ready' or 'running'."""
+    if obj.get('kind') == 'Job':
+        status = obj.get('status') or {}
+        return 'running' if status.get('active') else ('failed' if status.get('failed') else 'pending')
+    want = (obj.get('spec') or {}).get('replicas', 1)
+    status = obj.get('status') or {}
+    if status.get('observedGeneration', 0) < (obj.get('metadata') or {}).get('generation', 0):
+        return 'rollout starting'  # the counts are still those of the previous generation
+    ready = status.get('readyReplicas', 0)
+    surge = ' (+%d surge)' % (ready - want) if ready > want else ''  # old and new pods side by side
+    return '%d/%d updated, %d/%d ready%s' % (status.get('updatedReplicas', 0), want, min(ready, want), want, surge)
+
+
+def elapsed_text(seconds):
+    """'45 s' below two minutes, else '12 min'."""
+    return '%d s' % seconds if seconds < 120 else '%d min' % (seconds // 60)
+
+
 WAIT_STATES = {'Deployment': rollout_state, 'StatefulSet': rollout_state, 'Job': job_state}
 
 # Answers after which a wait lists the object again and watches anew (until the wait's deadline): 0 = no
@@ -396,6 +415,7 @@ class _ProgressReporter(object):
     def __init__(self, applier, single):
         self.applier = applier
         self.single = single
+        self.started = time.monotonic()
         self.shown = {}  # ref -> (key, monotonic time shown)
         self.logs = {}  # ref -> (monotonic time read, description)
 
@@ -413,7 +433,9 @@ class _ProgressReporter(object):
             return
         for obj, current in seen:
             if obj['kind'] != 'Job':
-                self._say(obj, WAIT_STATES[obj['kind']](current)[1], WAIT_STATES[obj['kind']](current)[1])
+                text = progress_text(current)
+                self._say(obj, text, '%s %s (%s)' % (obj['metadata']['name'], text,
+                                                      elapsed_text(time.monotonic() - self.started)))
                 continue
             what = ref(obj)
             now = time.monotonic()
@@ -434,7 +456,8 @@ class _ProgressReporter(object):
             self._say(obj, 'complete', 'complete%s' % (' after %s' % duration_text(elapsed) if elapsed is not None else ''),
                       force=True)
         else:
-            self._say(obj, 'ok', WAIT_STATES[obj['kind']](current)[1], force=True)
+            self._say(obj, 'ok', '%s %s (%s)' % (obj['metadata']['name'], progress_text(current),
+                                                 elapsed_text(time.monotonic() - self.started)), force=True)
 
 
 class Applier(object):
@@ -445,6 +468,9 @@ class Applier(object):
                  replace_failed_jobs=True, progress=None, detach_running_jobs=False, prune_running_jobs=False,
                  describe_job_log=None):
         self.client = client
+        # progress(text): called from the caller's thread while waiting, once per change of an object's state
+        # (mastodon_deploy prints it, so a long rollout or migration shows where it is).
+        self.progress = progress
         self.replace_failed_jobs = replace_failed_jobs
         # progress(text): called once per change of what the wait sees (and every HEARTBEAT seconds without one).
         self.progress = progress
@@ -783,16 +809,22 @@ class Applier(object):
     # ---------------------------------------------------------------- the call
     def present(self, definitions):
         objects = self.prepare(definitions)
-        parent_changed = False
         if self.set_id:
             self.load_parent()
             self.list_members(objects)
+        return self.apply_prepared(objects, objects)
+
+    def apply_prepared(self, objects, todo, settled=()):
+        """Apply ``todo`` (prepared objects of the set ``objects``; the members already listed), prune what the
+        set no longer declares, wait. ``settled``: (object, live body) known unchanged, not written but waited
+        for (mastodon_deploy's steps, after their dry-run). A running Job is never pruned (check_prunable, before
+        anything is written)."""
+        parent_changed = False
         if self.set_id:
             declared = set(key_of(o) for o in objects)
             self.check_prunable([item for key, item in self.live.items() if key not in declared])
-        tiers = order_objects(objects)
         applied = []
-        for group in tiers:
+        for group in order_objects(todo):
             if self.set_id and not parent_changed and any(o['metadata'].get('namespace') for o in group):
                 parent_changed = self.write_parent(objects, union=True) or parent_changed
             applied.extend(self.run_tiers([group], self.apply_one))
@@ -807,7 +839,7 @@ class Applier(object):
             elif self.parent is None:
                 parent_changed = True
         if self.wait and not self.check_mode:
-            self.wait_for([(obj, entry_body[1]) for obj, entry_body in applied])
+            self.wait_for([(obj, entry_body[1]) for obj, entry_body in applied] + list(settled))
         changed = parent_changed or any(r['action'] != 'unchanged' for r in self.results)
         return self.result(changed)
 
@@ -879,6 +911,8 @@ class Applier(object):
                 raise ApplyError(self._failure_message(obj, body, msg), applied_objects=self.done_refs())
             pending[ref(obj)] = obj
             self._seen[ref(obj)] = (obj, body)
+            if self.progress is not None:
+                results.put((obj, 'progress', msg, body))
             thread = threading.Thread(target=self._wait_thread, args=(obj, body, deadline, results))
             thread.daemon = True  # a failure elsewhere must not wait for this watch to end
             thread.start()
@@ -892,6 +926,11 @@ class Applier(object):
                 if time.monotonic() > deadline + 2:
                     break
                 reporter.tick([self._seen[key] for key in pending])
+                continue
+            if state == 'progress':  # from a wait thread: shown here, in the caller's thread
+                if ref(obj) in pending:
+                    self._seen[ref(obj)] = (obj, current)
+                    reporter.tick([(obj, current)])
                 continue
             pending.pop(ref(obj), None)
             if state == 'failed':
@@ -970,6 +1009,8 @@ class Applier(object):
                         retries = 0
                         state, msg = check(current)
                         getattr(self, '_seen', {})[ref(obj)] = (obj, current)
+                        if state == 'pending' and self.progress is not None:
+                            results.put((obj, 'progress', msg, current))
                         if state != 'pending':
                             break
                 except KubeError as exc:

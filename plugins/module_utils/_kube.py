@@ -196,6 +196,19 @@ class KubeClient(object):
                     self._discovery[api_version] = kinds
             return self._discovery[api_version]
 
+    def discovery_cache(self):
+        """The discovery this client made: {api_version: {kind: (plural, namespaced)} or None (not served)}."""
+        with self._lock:
+            return dict(self._discovery)
+
+    def seed_discovery(self, cache):
+        """Take the discovery of another client of the same server, made moments ago (mastodon_deploy's plan task
+        hands it to the steps), instead of asking again."""
+        with self._lock:
+            for version, kinds in (cache or {}).items():
+                self._discovery.setdefault(version, None if kinds is None else
+                                           dict((kind, tuple(entry)) for kind, entry in kinds.items()))
+
     def resource(self, api_version, kind):
         """(plural, namespaced) of a kind; KubeError when the server does not serve it."""
         kinds = self.discover(api_version)

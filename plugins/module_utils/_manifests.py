@@ -37,15 +37,42 @@ from __future__ import annotations
 
 import base64
 import copy
-import difflib
 import hashlib
 import re
 
 from urllib.parse import urlsplit
 
-from ansible_collections.fediops.mastodon.plugins.module_utils._mastodon_config import ConfigError, to_text
+from ansible_collections.fediops.mastodon.plugins.module_utils._mastodon_config import ConfigError, did_you_mean, to_text
 
 COMPONENTS = ('config', 'migrate-pre', 'web', 'streaming', 'sidekiq', 'migrate-post')
+
+# The options that the shared builders (server, template, pod_spec, exposure) read for each role, named literally
+# (grep finds where an option is used): ROLE_OPTIONS[role][what].
+ROLE_OPTIONS = {
+    'web': {'replicas': 'web_replicas', 'resources': 'web_resources', 'extra_env': 'web_extra_env',
+            'node_selector': 'web_node_selector', 'tolerations': 'web_tolerations', 'affinity': 'web_affinity',
+            'pod_annotations': 'web_pod_annotations', 'exposure': 'web_exposure',
+            'ingress_class_name': 'web_ingress_class_name', 'ingress_annotations': 'web_ingress_annotations',
+            'ingress_tls_secret': 'web_ingress_tls_secret', 'gateway_parent_refs': 'web_gateway_parent_refs',
+            'prestop_delay_seconds': 'web_prestop_delay_seconds',
+            'termination_grace_period_seconds': 'web_termination_grace_period_seconds',
+            'progress_deadline_seconds': 'web_progress_deadline_seconds'},
+    'streaming': {'replicas': 'streaming_replicas', 'resources': 'streaming_resources',
+                  'extra_env': 'streaming_extra_env', 'node_selector': 'streaming_node_selector',
+                  'tolerations': 'streaming_tolerations', 'affinity': 'streaming_affinity',
+                  'pod_annotations': 'streaming_pod_annotations', 'exposure': 'streaming_exposure',
+                  'ingress_class_name': 'streaming_ingress_class_name',
+                  'ingress_annotations': 'streaming_ingress_annotations',
+                  'ingress_tls_secret': 'streaming_ingress_tls_secret',
+                  'gateway_parent_refs': 'streaming_gateway_parent_refs',
+                  'prestop_delay_seconds': 'streaming_prestop_delay_seconds',
+                  'termination_grace_period_seconds': 'streaming_termination_grace_period_seconds',
+                  'progress_deadline_seconds': 'streaming_progress_deadline_seconds'},
+    'sidekiq': {'affinity': 'sidekiq_affinity', 'pod_annotations': 'sidekiq_pod_annotations',
+                'node_selector': 'sidekiq_node_selector', 'tolerations': 'sidekiq_tolerations'},
+    'migrations': {'pod_annotations': 'migrations_pod_annotations', 'node_selector': 'migrations_node_selector',
+                   'tolerations': 'migrations_tolerations'},
+}
 MIGRATION_PHASES = {'migrate-pre': 'pre', 'migrate-post': 'post'}
 
 APP_ROOT = '/opt/mastodon'
@@ -172,11 +199,6 @@ def migration_job_name(name, phase, version):
 
 
 # ------------------------------------------------------------------------------------------------ sidekiq groups
-def _suggest(word, candidates):
-    match = difflib.get_close_matches(word, list(candidates), n=1, cutoff=0.6)
-    return ' (did you mean %s?)' % match[0] if match else ''
-
-
 def _strict_int(value):
     return isinstance(value, int) and not isinstance(value, bool)
 
@@ -201,7 +223,7 @@ def sidekiq_groups(workers, defaults):
         for key in group:
             if key not in SIDEKIQ_GROUP_KEYS:
                 raise ConfigError(var, '%s: unknown key %s%s; known keys: %s'
-                                  % (label, key, _suggest(str(key), SIDEKIQ_GROUP_KEYS), ', '.join(SIDEKIQ_GROUP_KEYS)))
+                                  % (label, key, did_you_mean(str(key), SIDEKIQ_GROUP_KEYS), ', '.join(SIDEKIQ_GROUP_KEYS)))
         name = group.get('name')
         if not isinstance(name, str) or not _GROUP_NAME_RE.match(name):
             raise ConfigError(var, '%s: name must be a DNS label of at most 40 characters (a-z, 0-9, -)' % label)
@@ -286,7 +308,7 @@ def _parse_queue(var, label, queue):
         raise ConfigError(var, '%s: each queue must be "name", "name,weight" or {name, weight}' % label)
     if name not in SIDEKIQ_QUEUES:
         raise ConfigError(var, '%s: unknown queue %s%s; Mastodon\'s queues: %s'
-                          % (label, name, _suggest(name, SIDEKIQ_QUEUES), ', '.join(SIDEKIQ_QUEUES)))
+                          % (label, name, did_you_mean(name, SIDEKIQ_QUEUES), ', '.join(SIDEKIQ_QUEUES)))
     if weight is not None and weight < 1:
         raise ConfigError(var, '%s: queue %s: weight must be at least 1' % (label, name))
     return {'name': name, 'weight': weight}
@@ -459,7 +481,7 @@ class _Builder(object):
                 'nodeSelector': node_selector, 'tolerations': tolerations}
         if affinity:
             spec['affinity'] = affinity
-            self.origin(obj, prefix + '.affinity', role_prefix + '_affinity')
+            self.origin(obj, prefix + '.affinity', ROLE_OPTIONS[role_prefix]['affinity'])
         spec.update(extra or {})
         spec['volumes'] = volumes
         if any(m['name'] == 'rails-tmp' for m in containers[0]['volumeMounts']):
@@ -622,25 +644,25 @@ class _Builder(object):
     # ---------------------------------------------------------------- web
     def server(self, role, image, command, env, port_name, port, health_path, startup_failures, strategy):
         """The Deployment and Service of an HTTP server (web or streaming) and their origins."""
-        v = self.var
+        v, o = self.var, ROLE_OPTIONS[role]
         rails = role == 'web'
         name = '%s-%s' % (self.name, role)
         selector = self.selector(role)
         labels = self.labels(extra=selector)
         env.update(self.ca_env(rails=rails))
-        env.update(_text_env(role + '_extra_env', v(role + '_extra_env')))
+        env.update(_text_env(o['extra_env'], v(o['extra_env'])))
         deployment = {'apiVersion': 'apps/v1', 'kind': 'Deployment', 'metadata': self.meta(name, labels), 'spec': {}}
         if not (rails and v('web_hpa_enabled')):
-            deployment['spec']['replicas'] = v(role + '_replicas')
-            self.origin(deployment, 'spec.replicas', role + '_replicas')
+            deployment['spec']['replicas'] = v(o['replicas'])
+            self.origin(deployment, 'spec.replicas', o['replicas'])
         deployment['spec'].update({'revisionHistoryLimit': 5, 'strategy': strategy,
-                                   'progressDeadlineSeconds': v(role + '_progress_deadline_seconds'),
+                                   'progressDeadlineSeconds': v(o['progress_deadline_seconds']),
                                    'selector': {'matchLabels': selector}})
-        self.origin(deployment, 'spec.progressDeadlineSeconds', role + '_progress_deadline_seconds')
+        self.origin(deployment, 'spec.progressDeadlineSeconds', o['progress_deadline_seconds'])
         prefix = 'spec.template.spec'
         volumes, mounts = self.volumes(rails=rails, media=rails)
-        container = self.container(deployment, prefix, role, image, command, env, mounts, v(role + '_resources'), rails,
-                                   role + '_resources', role + '_extra_env')
+        container = self.container(deployment, prefix, role, image, command, env, mounts, v(o['resources']), rails,
+                                   o['resources'], o['extra_env'])
         container['ports'] = [{'name': port_name, 'containerPort': port, 'protocol': 'TCP'}]
         probe = {'httpGet': {'path': health_path, 'port': port_name}}
         container['startupProbe'] = dict(probe, periodSeconds=5, failureThreshold=startup_failures, timeoutSeconds=5)
@@ -653,30 +675,31 @@ class _Builder(object):
                                           'timeoutSeconds': 5}
         else:
             container['livenessProbe'] = dict(probe, periodSeconds=30, failureThreshold=3, timeoutSeconds=5)
-        lifecycle = prestop_sleep(v(role + '_prestop_delay_seconds'))
+        lifecycle = prestop_sleep(v(o['prestop_delay_seconds']))
         if lifecycle:
             container['lifecycle'] = lifecycle
-        self.origin(deployment, prefix + '.containers[0].lifecycle', role + '_prestop_delay_seconds')
+        self.origin(deployment, prefix + '.containers[0].lifecycle', o['prestop_delay_seconds'])
         self.template(deployment, role, 'rails' if rails else 'streaming', container, volumes,
-                      v(role + '_node_selector'), v(role + '_tolerations'), v(role + '_affinity'),
-                      extra={'terminationGracePeriodSeconds': v(role + '_termination_grace_period_seconds')})
-        self.origin(deployment, prefix + '.terminationGracePeriodSeconds', role + '_termination_grace_period_seconds')
+                      v(o['node_selector']), v(o['tolerations']), v(o['affinity']),
+                      extra={'terminationGracePeriodSeconds': v(o['termination_grace_period_seconds'])})
+        self.origin(deployment, prefix + '.terminationGracePeriodSeconds', o['termination_grace_period_seconds'])
         return name, labels, selector, [deployment, self.service(name, labels, selector, port_name, port)]
 
     def template(self, obj, role, env_kind, container, volumes, node_selector, tolerations, affinity=None, extra=None):
         """The pod template of a workload, with the origins of its scheduling fields."""
+        o = ROLE_OPTIONS[role]
         prefix = 'spec.template.spec'
         metadata = {'labels': obj['metadata']['labels']}
         if env_kind:
-            metadata['annotations'] = self.pod_annotations(env_kind, role + '_pod_annotations')
-        elif self.var(role + '_pod_annotations'):
-            metadata['annotations'] = dict(self.var(role + '_pod_annotations'))
+            metadata['annotations'] = self.pod_annotations(env_kind, o['pod_annotations'])
+        elif self.var(o['pod_annotations']):
+            metadata['annotations'] = dict(self.var(o['pod_annotations']))
         obj['spec']['template'] = {'metadata': metadata,
                                    'spec': self.pod_spec(obj, [container], volumes, prefix, role, node_selector,
                                                          tolerations, affinity, extra)}
-        self.origin(obj, 'spec.template.metadata.annotations', role + '_pod_annotations')
-        self.origin(obj, prefix + '.nodeSelector', 'sidekiq_workers' if role == 'sidekiq' else role + '_node_selector')
-        self.origin(obj, prefix + '.tolerations', 'sidekiq_workers' if role == 'sidekiq' else role + '_tolerations')
+        self.origin(obj, 'spec.template.metadata.annotations', o['pod_annotations'])
+        self.origin(obj, prefix + '.nodeSelector', 'sidekiq_workers' if role == 'sidekiq' else o['node_selector'])
+        self.origin(obj, prefix + '.tolerations', 'sidekiq_workers' if role == 'sidekiq' else o['tolerations'])
 
     # ---------------------------------------------------------------- web
     def web(self):
@@ -722,30 +745,30 @@ class _Builder(object):
         return obj
 
     def exposure(self, role, name, labels, host, path, port_name, port, annotations):
-        v = self.var
-        kind = v(role + '_exposure')
+        v, o = self.var, ROLE_OPTIONS[role]
+        kind = v(o['exposure'])
         if kind == 'ingress':
             annotations = dict(annotations)
-            annotations.update(v(role + '_ingress_annotations'))
+            annotations.update(v(o['ingress_annotations']))
             obj = {'apiVersion': 'networking.k8s.io/v1', 'kind': 'Ingress',
                    'metadata': self.meta(name, labels, annotations),
-                   'spec': {'ingressClassName': v(role + '_ingress_class_name')}}
-            if v(role + '_ingress_tls_secret'):
-                obj['spec']['tls'] = [{'hosts': [host], 'secretName': v(role + '_ingress_tls_secret')}]
-                self.origin(obj, 'spec.tls', role + '_ingress_tls_secret')
+                   'spec': {'ingressClassName': v(o['ingress_class_name'])}}
+            if v(o['ingress_tls_secret']):
+                obj['spec']['tls'] = [{'hosts': [host], 'secretName': v(o['ingress_tls_secret'])}]
+                self.origin(obj, 'spec.tls', o['ingress_tls_secret'])
             obj['spec']['rules'] = [{'host': host, 'http': {'paths': [{
                 'path': path, 'pathType': 'Prefix',
                 'backend': {'service': {'name': name, 'port': {'name': port_name}}}}]}}]
-            self.origin(obj, 'metadata.annotations', role + '_ingress_annotations')
-            self.origin(obj, 'spec.ingressClassName', role + '_ingress_class_name')
+            self.origin(obj, 'metadata.annotations', o['ingress_annotations'])
+            self.origin(obj, 'spec.ingressClassName', o['ingress_class_name'])
             self.origin(obj, 'spec.rules', 'config_streaming_host' if role == 'streaming' else 'config_web_domain')
             return [obj]
         if kind == 'httproute':
             obj = {'apiVersion': 'gateway.networking.k8s.io/v1', 'kind': 'HTTPRoute', 'metadata': self.meta(name, labels),
-                   'spec': {'parentRefs': v(role + '_gateway_parent_refs'), 'hostnames': [host],
+                   'spec': {'parentRefs': v(o['gateway_parent_refs']), 'hostnames': [host],
                             'rules': [{'matches': [{'path': {'type': 'PathPrefix', 'value': path}}],
                                        'backendRefs': [{'name': name, 'port': port}]}]}}
-            self.origin(obj, 'spec.parentRefs', role + '_gateway_parent_refs')
+            self.origin(obj, 'spec.parentRefs', o['gateway_parent_refs'])
             self.origin(obj, 'spec.hostnames', 'config_streaming_host' if role == 'streaming' else 'config_web_domain')
             return [obj]
         return []

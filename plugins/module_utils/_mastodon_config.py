@@ -24,14 +24,12 @@ import binascii
 import datetime
 import difflib
 import hashlib
+import ipaddress
 import re
 import secrets as _random
 import string
 
-try:
-    from urllib.parse import urlsplit, parse_qs
-except ImportError:  # pragma: no cover
-    from urlparse import urlsplit, parse_qs  # type: ignore[no-redef]
+from urllib.parse import urlsplit, parse_qs
 
 from ansible_collections.fediops.mastodon.plugins.module_utils import _dotenv
 from ansible_collections.fediops.mastodon.plugins.module_utils import _mastodon_env_reads as env_reads
@@ -464,7 +462,17 @@ REQUIRED = ('LOCAL_DOMAIN', 'SECRET_KEY_BASE', 'VAPID_PRIVATE_KEY', 'VAPID_PUBLI
             'ACTIVE_RECORD_ENCRYPTION_PRIMARY_KEY')
 GENERATED = ('SECRET_KEY_BASE', 'VAPID_PRIVATE_KEY', 'VAPID_PUBLIC_KEY', 'ACTIVE_RECORD_ENCRYPTION_DETERMINISTIC_KEY',
              'ACTIVE_RECORD_ENCRYPTION_KEY_DERIVATION_SALT', 'ACTIVE_RECORD_ENCRYPTION_PRIMARY_KEY', 'OTP_SECRET')
+# The one host-name rule (RFC 1123 labels of letters, digits and inner hyphens, 253 at most): resolvers take any
+# case and a final dot, so values of the environment (SMTP_SERVER, ES_HOST, ...) may have them.
+# _deploy/rules.check_host adds what Kubernetes needs of the names it puts into objects (Ingress hosts): lower case
+# and no final dot (a DNS-1123 subdomain, k8s.io/apimachinery/pkg/util/validation IsDNS1123Subdomain).
 _HOST_RE = re.compile(r'\A(?=.{1,253}\Z)(?!-)[A-Za-z0-9-]{1,63}(?<!-)(\.(?!-)[A-Za-z0-9-]{1,63}(?<!-))*\.?\Z')
+
+
+def is_host_name(value):
+    return bool(_HOST_RE.match(value))
+
+
 _TRUE = ('true',)
 _FALSE = ('false',)
 
@@ -551,9 +559,16 @@ def _other_line_reason(key, line):
     return 'is read only from Mastodon %s on; set %s to %s or remove it' % (setting.lines[0], VERSION_VARIABLE, newest)
 
 
-def suggest(key, candidates):
-    matches = difflib.get_close_matches(key.upper(), list(candidates), n=1, cutoff=0.6)
+def closest(word, candidates, cutoff=0.6):
+    """The candidate closest to a misspelt word, or None: the one "did you mean" of the collection."""
+    matches = difflib.get_close_matches(word, list(candidates), n=1, cutoff=cutoff)
     return matches[0] if matches else None
+
+
+def did_you_mean(word, candidates):
+    """' (did you mean X?)' for a message, or ''."""
+    match = closest(word, candidates)
+    return ' (did you mean %s?)' % match if match else ''
 
 
 def to_text(key, value):
@@ -621,7 +636,6 @@ def _check_type(key, setting, value, line):
 
 
 def _is_ip(value):
-    import ipaddress
     try:
         ipaddress.ip_address(value.strip('[]'))
         return True
@@ -855,9 +869,7 @@ def normalise(env, extra_env=None):
                 errors.append(ConfigError(key_text, 'must not be in .env.production: ' + FORBIDDEN[key_text]))
                 continue
             if source == 'env' and key_text not in SCHEMA and key_text not in REFUSED:
-                hint = suggest(key_text, SCHEMA)
-                reason = 'unknown Mastodon setting'
-                reason += ' (did you mean %s?)' % hint if hint else ''
+                reason = 'unknown Mastodon setting' + did_you_mean(key_text.upper(), SCHEMA)
                 reason += '; pass settings outside the schema through extra_env'
                 errors.append(ConfigError(key_text, reason))
                 continue

@@ -42,8 +42,17 @@ author:
 extends_documentation_fragment:
   - fediops.mastodon.kubernetes
   - fediops.mastodon.attributes
-  - fediops.mastodon.attributes.ACTIONGROUP_KUBERNETES
 attributes:
+  action_group:
+    description:
+      - Use C(group/fediops.mastodon.kubernetes) or C(group/fediops.mastodon.digitalocean) in C(module_defaults)
+        to set defaults for this module.
+      - O(validate_certs) is the Kubernetes API's here; a C(validate_certs) in the defaults of
+        C(group/fediops.mastodon.digitalocean) is refused (set C(config_do_validate_certs) instead).
+    support: full
+    membership:
+      - fediops.mastodon.digitalocean
+      - fediops.mastodon.kubernetes
   check_mode:
     support: full
   diff_mode:
@@ -77,6 +86,34 @@ options:
     description: Upper bound, in seconds, of the waits before the retries of one DigitalOcean API request.
     type: int
     default: 60
+  step:
+    description:
+      - V(all) plans and applies every component in this one task.
+      - V(plan) runs every check of the plan and writes what it rendered (Secrets included) into a private file on the
+        controller (mode 0600, in a new mode 0700 directory); the fact C(mastodon_deploy_plan) names only its path.
+        Nothing is applied. The plan's one write to the cluster is the Job of the in-cluster TLS check
+        (C(config_tls_preflight_in_cluster)), short-lived and always deleted, run only when every other check
+        passed (so before any file is copied to C(config_files_hosts)).
+      - V(config), V(migrate-pre), V(web), V(streaming), V(sidekiq), V(migrate-post) apply one part of that plan
+        (each dry-runs its own objects against the server again first) and report their own changes and diff;
+        while they wait they print one progress line per change of state, for example
+        C(web - mastodon-web 1/3 updated, 2/3 ready (45 s)) with a colon after the step's name. Variables that differ from the plan's are refused
+        (re-run the plan). Without a plan task before them (a role alone, C(--start-at-task)) they plan for
+        themselves.
+      - V(gate) is the point of no return before the post-deployment migrations - every pod of the web,
+        streaming and Sidekiq Deployments runs the new image (pods of the old version are waited for, up to the
+        largest of the three wait timeouts), and C(migrations_post=hold) stops there.
+      - V(finish) removes the plan's directory and the fact (playbooks/deploy.yml runs it in an C(always)
+        section). A step whose fact names a directory that is gone (a fact cache) plans for itself.
+      - playbooks/deploy.yml runs V(plan), then each step in this order as a task of its own.
+    type: str
+    choices: [all, plan, config, migrate-pre, web, streaming, sidekiq, gate, migrate-post, finish]
+    default: all
+  outcome:
+    description: With O(step=finish), how the deploy ended (recorded with the deploy).
+    type: str
+    choices: [ok, failed]
+    default: ok
   components:
     description:
       - The parts of the deploy to apply, in this order whatever the order given. The plan always checks the
@@ -122,9 +159,22 @@ EXAMPLES = r'''
       S3_ENABLED: true
       S3_BUCKET: media
 
-- name: Only the web component (what the web role does)
+- name: Plan once (every check), then apply web alone from that plan
+  block:
+    - name: Plan
+      fediops.mastodon.mastodon_deploy:
+        step: plan
+    - name: Web
+      fediops.mastodon.mastodon_deploy:
+        step: web
+  always:
+    - name: Finish
+      fediops.mastodon.mastodon_deploy:
+        step: finish
+
+- name: The web step (what the web role does) - from the plan of the play, or planned for itself
   fediops.mastodon.mastodon_deploy:
-    components: [web]
+    step: web
 '''
 
 RETURN = r'''
@@ -152,6 +202,29 @@ generated_secrets:
   returned: success
   type: list
   elements: str
+ansible_facts:
+  description: With O(step=plan), the fact C(mastodon_deploy_plan) for the steps that follow.
+  returned: success and O(step=plan)
+  type: dict
+  contains:
+    mastodon_deploy_plan:
+      description: C(path) of the plan's file (no secret is in the fact), C(steps), C(version), C(summary).
+      type: dict
+      returned: success
+planned_here:
+  description: Whether the step planned for itself (no plan task before it in the play) rather than applying the
+    plan task's plan.
+  returned: success and a step other than V(all), V(plan) and V(finish)
+  type: bool
+step:
+  description: The step that ran (O(step) other than V(all) and V(plan)).
+  returned: success
+  type: str
+msg:
+  description: What the V(gate) and V(migrate-post) steps decided (for example the command that runs held
+    post-deployment migrations later).
+  returned: sometimes
+  type: str
 errors:
   description: On a rejected plan, every problem found, each naming its variable.
   returned: failure

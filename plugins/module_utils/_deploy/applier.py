@@ -12,7 +12,7 @@ from __future__ import annotations
 from ansible_collections.fediops.mastodon.plugins.module_utils import _manifests
 from ansible_collections.fediops.mastodon.plugins.module_utils._deploy.errors import PlanError
 from ansible_collections.fediops.mastodon.plugins.module_utils._k8s_apply import (
-    Applier, ApplyError, RunningJobError, key_of, order_objects)
+    Applier, ApplyError, RunningJobError, key_of)
 from ansible_collections.fediops.mastodon.plugins.module_utils._kube import status_message
 from ansible_collections.fediops.mastodon.plugins.module_utils._mastodon_config import ConfigError
 
@@ -101,29 +101,14 @@ class ComponentApplier(Applier):
         return out
 
     def apply(self):
-        """Write what the dry-run found different (created, configured, replaced), prune, wait."""
+        """Write what the dry-run found different (created, configured, replaced), prune, wait: Applier's
+        apply_prepared with the members the dry-run listed and the unchanged objects left out."""
         self.check_mode = False
         self.results, self.diffs, self.pruned, self.done = [], [], [], []
         todo = [o for o in self.objects if (self.planned.get(key_of(o)) or {}).get('action') != 'unchanged']
         # Objects the dry-run found unchanged are not written; their live state is what the dry-run returned.
         settled = [(o, (self.planned.get(key_of(o)) or {}).get('object')) for o in self.objects if o not in todo]
-        applied = []
-        parent_changed = False
-        for group in order_objects(todo):
-            if self.set_id and not parent_changed and any(o['metadata'].get('namespace') for o in group):
-                parent_changed = self.write_parent(self.objects, union=True) or parent_changed
-            applied.extend(self.run_tiers([group], self.apply_one))
-        if self.set_id:
-            declared = set(key_of(o) for o in self.objects)
-            strays = [item for key, item in self.live.items() if key not in declared]
-            for dummy, entry in self.run_tiers(order_objects(strays, reverse=True), self.delete_one):
-                if entry:
-                    self.pruned.append(dict((k, entry[k]) for k in ('kind', 'apiVersion', 'namespace', 'name')))
-            parent_changed = self.write_parent(self.objects, union=False) or parent_changed
-        if self.wait:
-            self.wait_for([(obj, body[1]) for obj, body in applied] + settled)
-        changed = parent_changed or any(r['action'] != 'unchanged' for r in self.results)
-        out = self.result(changed)
+        out = self.apply_prepared(self.objects, todo, settled)
         out['unchanged'] = len(settled)
         return out
 

@@ -3,14 +3,15 @@
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 
-"""The plan's error type and the one "did you mean".
+"""The plan's error type (and "did you mean", whose home is _mastodon_config, the lowest layer).
 
 PRIVATE: no API guarantees; the map is docs/dev/ARCHITECTURE.md."""
 
 from __future__ import annotations
 
-import difflib
+from ansible_collections.fediops.mastodon.plugins.module_utils._mastodon_config import did_you_mean
 
+__all__ = ['PlanError', 'did_you_mean']
 
 
 class PlanError(Exception):
@@ -29,8 +30,3 @@ class PlanError(Exception):
     @property
     def variables(self):
         return sorted(set(e.key for e in self.errors))
-
-
-def did_you_mean(word, candidates):
-    match = difflib.get_close_matches(word, list(candidates), n=1, cutoff=0.6)
-    return ' (did you mean %s?)' % match[0] if match else ''

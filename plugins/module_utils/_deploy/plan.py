@@ -26,6 +26,7 @@ from ansible_collections.fediops.mastodon.plugins.module_utils._deploy.rules imp
 from ansible_collections.fediops.mastodon.plugins.module_utils._deploy.state import catching, concurrently, read_state
 from ansible_collections.fediops.mastodon.plugins.module_utils._deploy.variables import check_variables
 from ansible_collections.fediops.mastodon.plugins.module_utils import _migrations
+from ansible_collections.fediops.mastodon.plugins.module_utils._digitalocean import DigitalOceanError
 from ansible_collections.fediops.mastodon.plugins.module_utils._k8s_apply import Applier, KubeError, job_log
 from ansible_collections.fediops.mastodon.plugins.module_utils._mastodon_config import ConfigError
 
@@ -53,6 +54,34 @@ PLAN_STEPS = (
 )
 
 
+# The variables each stage reads first: a problem in one of them skips that stage (its own checks would only
+# repeat it), the others still run.
+ENDPOINT_VARIABLES = frozenset((
+    'config_database_source', 'config_do_database_cluster', 'config_do_redis_cluster', 'config_do_pool',
+    'config_do_use_pool', 'config_do_private_network', 'config_do_api_token', 'config_do_api_base_url',
+    'config_do_ca_path', 'config_do_validate_certs', 'config_do_kubernetes_cluster_id', 'config_db_host',
+    'config_db_port', 'config_db_name', 'config_db_user', 'config_db_password', 'config_db_pgbouncer',
+    'config_db_direct_host', 'config_db_direct_port', 'config_db_direct_name', 'config_db_ca_pem',
+    'config_redis_url'))
+STATE_VARIABLES = frozenset(('config_name', 'config_namespace', 'config_kubernetes'))
+# Stand-in endpoints after a failed look-up: reserved names (RFC 2606 .invalid), never connected to (the TLS
+# preflight skips them) and never applied (the plan is refused).
+UNRESOLVED_ENDPOINTS = {
+    'db': {'host': 'database.unresolved.invalid', 'port': 25061, 'name': 'mastodon', 'user': 'mastodon',
+           'password': 'unresolved', 'pgbouncer': False, 'direct_host': 'database.unresolved.invalid',
+           'direct_port': 25060, 'direct_name': 'mastodon', 'direct_user': 'mastodon', 'direct_password': 'unresolved'},
+    'redis_url': 'rediss://default:unresolved@redis.unresolved.invalid:25061', 'ca_pem': ''}
+
+
+def stage(func, *args):
+    """[ConfigError] of one stage of the plan (its PlanError's list), or its result when it passed."""
+    try:
+        out = func(*args)
+    except PlanError as exc:
+        return exc.errors
+    return [] if out is None else out
+
+
 class Deploy(object):
     """One mastodon_deploy call: plan(), then apply() unless check mode."""
 
@@ -76,23 +105,39 @@ class Deploy(object):
         self.env = None
         self.generated = []
         self.state = {}
+        self.manifests = None
+        self.model = None
+        self.groups = None
+        self.endpoints = None
+        self.endpoints_known = False
 
-    def check_inputs(self):
+    def check_inputs(self, found=None):
+        """The typed variables. Without ``found``: PlanError on any problem. With a list: the problems are added
+        to it and each variable at fault is set to its default, so that the later stages still check the rest."""
         v, errors = check_variables(self.raw_vars, self.specs)
-        for name in set(e.key for e in errors):
-            role = name.split('_', 1)[0]
-            spec = self.specs.get(role, {}).get(name)
-            if spec is not None:  # a wrong type: go on with the default, so every other problem is found too
-                v[name] = copy.deepcopy(spec.get('default'))
+        self.use_defaults(v, errors)  # a wrong type: the rules below need a value of the right one
         more, groups = cross_checks(v, self.now)
         errors += more
-        if errors:
+        if errors and found is None:
             raise PlanError(errors, 'invalid variables')
+        if more:
+            self.use_defaults(v, more)
+            if 'sidekiq_workers' in set(e.key for e in more):
+                groups = cross_checks(v, self.now)[1]
+        if found is not None:
+            found += errors
         self.v, self.groups = v, groups
         return v
 
+    def use_defaults(self, v, errors):
+        for name in set(e.key for e in errors):
+            spec = self.specs.get(name.split('_', 1)[0], {}).get(name)
+            if spec is not None:
+                v[name] = copy.deepcopy(spec.get('default'))
+
     def in_cluster_preflight(self):
-        """The preflight from the namespace: it needs the namespace, and it writes a Job, so check mode skips it."""
+        """The preflight from the namespace: it needs the namespace, and it writes a Job (the plan's one write,
+        short-lived and always deleted), so check mode skips it."""
         if self.check_mode:
             self.warnings.append('the in-cluster TLS preflight creates a Job: skipped in check mode')
             return
@@ -109,50 +154,107 @@ class Deploy(object):
         return getattr(self.kube_client(), 'host', None) if self.v['config_kubernetes'] else None
 
     def plan(self):
-        v = self.check_inputs()
+        """Every stage of the plan; a stage that does not depend on a failed one still runs, and one PlanError
+        lists every problem found (each naming its variable). Nothing is written before it passed, except the
+        in-cluster TLS check's short-lived Job, which runs only when every other check passed."""
+        problems = []
+        v = self.check_inputs(problems)
+        faulty = set(e.key for e in problems)
         # The DigitalOcean look-ups and the cluster's state are independent: read them at the same time.
         lookups = {}
-        if v['config_database_source'] == 'digitalocean':
-            lookups['endpoints'] = lambda: do_endpoints(v, self.do_client(v), self.kube_server())
-        if v['config_kubernetes']:
+        if v['config_database_source'] == 'digitalocean' and not faulty & ENDPOINT_VARIABLES:
+            lookups['endpoints'] = catching((PlanError, DigitalOceanError), self.do_endpoints, v)
+        if v['config_kubernetes'] and not faulty & STATE_VARIABLES:
             lookups['state'] = lambda: read_state(self.kube_client(), v)
         found = concurrently(lookups)
-        self.endpoints = found.get('endpoints') or explicit_endpoints(v)
+        endpoints = found.get('endpoints')
+        unreachable = None
+        if isinstance(endpoints, PlanError):
+            problems += endpoints.errors
+            endpoints = None
+        elif isinstance(endpoints, DigitalOceanError):  # the API said no (token, network): reported below
+            unreachable, endpoints = endpoints, None
+        if endpoints is None and v['config_database_source'] != 'digitalocean' and not faulty & ENDPOINT_VARIABLES:
+            endpoints = explicit_endpoints(v)
+        # Without real endpoints (a failed look-up, a faulty variable), stand-ins let the environment, manifests
+        # and dry-run stages check the rest; the plan is refused in the end anyway.
+        self.endpoints_known = endpoints is not None
+        self.endpoints = endpoints or UNRESOLVED_ENDPOINTS
         self.warnings += self.endpoints.get('warnings') or []
-        if v['config_kubernetes']:
-            self.state = found['state']
-            local_domain_guard(v, self.state)
-        self.warnings += check_upgrade_path(v, self.state.get('record'))
-        known, self.backup = kept_secrets(v, self.state)
+        self.state = found.get('state') or {}
+        if self.state:
+            problems += stage(local_domain_guard, v, self.state)
+        try:
+            self.warnings += check_upgrade_path(v, self.state.get('record'))
+        except PlanError as exc:
+            problems += exc.errors
+        kept = stage(kept_secrets, v, self.state)
+        known, self.backup = kept if isinstance(kept, tuple) else ({}, None)
+        problems += kept if isinstance(kept, list) else []
         staged = dict(self.staged.get('kept') or {})
         staged.update(known)
         version = mconfig.parse_version(v['config_mastodon_version'], v['config_allow_unsupported_version'])[0]
-        self.env, self.generated, warnings = environment(v, self.endpoints, staged, version)
+        env = self.environment(v, staged, version, problems)
+        if env is not None and self.generated and self.state.get('instance') and not v['config_rotate_kept_secrets']:
+            problems.append(ConfigError('config_generate_secrets', 'would generate %s for an existing instance'
+                                        % ', '.join(self.generated)))
+        if env is not None:
+            self.model = build_model(v, self.groups, self.endpoints, self.env, self.env, version)
+            problem = _manifests.media_storage_problem(self.model)
+            if problem:
+                problems.append(ConfigError('config_media_volume_claim', problem.split(': ', 1)[1]))
+            problems += self.build_manifests()
+        if v['config_tls_preflight'] and self.endpoints_known:
+            if v['config_tls_preflight_in_cluster'] and v['config_kubernetes']:
+                if not problems and self.manifests is not None:
+                    problems += stage(self.in_cluster_preflight)
+            elif self.check_endpoint is not None:
+                problems += tls_preflight(self.endpoints, self.check_endpoint, v['config_tls_preflight_hostaddr'],
+                                          v['config_tls_preflight_timeout'], v['config_redis_ca_pem'])
+        if v['config_kubernetes'] and self.manifests is not None and not faulty & STATE_VARIABLES:
+            try:
+                problems += stage(self.dry_run)
+            except KubeError:
+                if not problems:
+                    raise
+                # e.g. an API group the cluster does not serve, for objects a variable at fault asked for (the
+                # plan stands in its default for it): the problems found are the answer.
+        if problems and unreachable is not None:
+            problems.append(ConfigError('config_do_database_cluster', 'DigitalOcean look-up failed: %s' % unreachable))
+        if problems:
+            raise PlanError(problems, 'the plan found problems')
+        if unreachable is not None:
+            raise unreachable
+        return self
+
+    def do_endpoints(self, v):
+        return do_endpoints(v, self.do_client(v), self.kube_server())
+
+    def environment(self, v, staged, version, problems):
+        """Mastodon's environment; with bad keys in config_env, they are reported and left out so that the
+        manifests and the dry-run still check the rest (None when even that fails)."""
+        try:
+            self.env, self.generated, warnings = environment(v, self.endpoints, staged, version)
+        except PlanError as exc:
+            problems += exc.errors
+            bad = set(e.reason.split(':', 1)[0] for e in exc.errors)
+            lenient = dict(v, config_env=dict((k, val) for k, val in v['config_env'].items() if k not in bad))
+            try:
+                self.env, self.generated, warnings = environment(lenient, self.endpoints, staged, version)
+            except PlanError:
+                return None
         self.warnings += warnings
-        if self.generated and self.state.get('instance') and not v['config_rotate_kept_secrets']:
-            raise PlanError([ConfigError('config_generate_secrets', 'would generate %s for an existing instance'
-                                         % ', '.join(self.generated))], 'the kept secrets are incomplete')
-        self.model = build_model(v, self.groups, self.endpoints, self.env, self.env, version)
-        problem = _manifests.media_storage_problem(self.model)
-        if problem:
-            raise PlanError([ConfigError('config_media_volume_claim', problem.split(': ', 1)[1])], 'uploads would be lost')
+        return self.env
+
+    def build_manifests(self):
         try:
             self.manifests = _manifests.build(self.model)
         except ConfigError as exc:
-            raise PlanError([exc], 'the manifests cannot be built')
+            return [exc]
         except ValueError as exc:  # _migrations.MigrationsError: '<variable>: <reason>'
             variable, dummy, reason = str(exc).partition(': ')
-            raise PlanError([ConfigError(variable, reason)], 'the manifests cannot be built')
-        if v['config_tls_preflight'] and v['config_tls_preflight_in_cluster'] and v['config_kubernetes']:
-            self.in_cluster_preflight()
-        elif v['config_tls_preflight'] and self.check_endpoint is not None:
-            problems = tls_preflight(self.endpoints, self.check_endpoint, v['config_tls_preflight_hostaddr'],
-                                     v['config_tls_preflight_timeout'], v['config_redis_ca_pem'])
-            if problems:
-                raise PlanError(problems, 'TLS preflight failed')
-        if v['config_kubernetes']:
-            self.dry_run()
-        return self
+            return [ConfigError(variable, reason)]
+        return []
 
     def dry_run(self):
         v, client = self.v, self.kube_client()
@@ -179,7 +281,7 @@ class Deploy(object):
                 progress=self._progress_of(component), **jobs))
         # Dry-runs change nothing, so the components are planned at the same time (the apply keeps the order).
         outcomes = concurrently(dict((a.component, catching(PlanError, a.plan, self.manifests[a.component]))
-                                      for a in self.appliers))
+                                     for a in self.appliers))
         for applier in self.appliers:
             if isinstance(outcomes[applier.component], PlanError):
                 errors += outcomes[applier.component].errors

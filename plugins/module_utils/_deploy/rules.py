@@ -23,7 +23,6 @@ from ansible_collections.fediops.mastodon.plugins.module_utils._mastodon_config 
 
 _DNS_LABEL = re.compile(r'\A[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?\Z')
 _NAME = re.compile(r'\A[a-z]([-a-z0-9]{0,28}[a-z0-9])?\Z')
-_HOST = re.compile(r'\A(?=.{1,253}\Z)[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?(\.[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)*\Z')
 # Kubernetes' resource.Quantity: a signed decimal number and one suffix (binary SI, decimal SI or an exponent).
 _QUANTITY = re.compile(r'\A[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)(Ki|Mi|Gi|Ti|Pi|Ei|n|u|m|k|M|G|T|P|E|[eE][+-]?[0-9]+)?\Z')
 _DIGEST = re.compile(r'\Asha256:[0-9a-f]{64}\Z')
@@ -40,7 +39,9 @@ def check_host(name, value, allow_empty=True):
     if '://' in value or '/' in value:
         raise ConfigError(name, 'must be a host name without scheme or path (e.g. cdn.example.com, not '
                                 'https://cdn.example.com/)')
-    if not _HOST.match(value):
+    # The host-name rule of _mastodon_config, plus what Kubernetes requires of an Ingress host (these names
+    # become Ingress hosts and LOCAL_DOMAIN): lower case, no final dot.
+    if not mconfig.is_host_name(value) or value != value.lower() or value.endswith('.'):
         raise ConfigError(name, 'must be a DNS host name in lower case (letters, digits, - and .)')
 
 
@@ -214,28 +215,34 @@ def cross_checks(v, now=None):
         # for a connection (ActiveRecord::ConnectionTimeoutError). Sidekiq sets DB_POOL per group on its containers.
         rule(int(db_pool) >= v['web_max_threads'], 'config_env', 'DB_POOL (%s) is lower than web_max_threads (%d): '
              "Puma's threads would wait for database connections; remove it or raise it" % (db_pool, v['web_max_threads']))
-    for role in ('web', 'streaming', 'sidekiq', 'migrations'):
-        variable = role + '_extra_env'
+    for variable in ('web_extra_env', 'streaming_extra_env', 'sidekiq_extra_env', 'migrations_extra_env'):
         for key in sorted(v[variable], key=str):
             owner, dummy, owner_role = mconfig.ROLE_OWNED_KEYS.get(key, (None, None, None))
             reason = (mconfig.FORBIDDEN.get(key) or mconfig.REJECTED.get(key) or mconfig.NOT_FOR_PRODUCTION.get(key) or
-                      ('set %s instead' % owner if owner and owner_role in (None, role) else None))
+                      ('set %s instead' % owner if owner and owner_role in (None, variable.split('_', 1)[0]) else None))
             rule(reason is None, variable, '%s: %s' % (key, reason))
-    for role in ('web', 'streaming'):
-        rule(v[role + '_replicas'] >= 0, role + '_replicas', 'must be >= 0')
-        check(check_quantities, role + '_resources', v[role + '_resources'])
-        check(check_node_selector, role + '_node_selector', v[role + '_node_selector'])
-        check(check_tolerations, role + '_tolerations', v[role + '_tolerations'])
-        rule(v[role + '_exposure'] != 'httproute' or v[role + '_gateway_parent_refs'], role + '_gateway_parent_refs',
-             'is required with %s_exposure=httproute' % role)
-        rule(v[role + '_wait_timeout'] > 0, role + '_wait_timeout', 'must be > 0')
-        pdb = v[role + '_pdb_min_available']
-        rule(pdb >= 0, role + '_pdb_min_available', 'must be >= 0')
-        fixed = not v.get(role + '_hpa_enabled')  # with the autoscaler the replicas move: not checked here
-        if v[role + '_pdb_enabled'] and fixed and v[role + '_replicas'] > 0:
-            rule(pdb < v[role + '_replicas'], role + '_pdb_min_available',
-                 'must be lower than %s_replicas (%d): no pod could ever be evicted, so node drains (DOKS upgrades '
-                 'included) would hang' % (role, v[role + '_replicas']))
+    # The same rules for both HTTP servers, each option named literally.
+    for (replicas, resources, node_selector, tolerations, exposure, parent_refs, wait_timeout, pdb_enabled,
+         pdb_min_available, hpa_enabled) in (
+            ('web_replicas', 'web_resources', 'web_node_selector', 'web_tolerations', 'web_exposure',
+             'web_gateway_parent_refs', 'web_wait_timeout', 'web_pdb_enabled', 'web_pdb_min_available',
+             'web_hpa_enabled'),
+            ('streaming_replicas', 'streaming_resources', 'streaming_node_selector', 'streaming_tolerations',
+             'streaming_exposure', 'streaming_gateway_parent_refs', 'streaming_wait_timeout', 'streaming_pdb_enabled',
+             'streaming_pdb_min_available', None)):
+        rule(v[replicas] >= 0, replicas, 'must be >= 0')
+        check(check_quantities, resources, v[resources])
+        check(check_node_selector, node_selector, v[node_selector])
+        check(check_tolerations, tolerations, v[tolerations])
+        rule(v[exposure] != 'httproute' or v[parent_refs], parent_refs, 'is required with %s=httproute' % exposure)
+        rule(v[wait_timeout] > 0, wait_timeout, 'must be > 0')
+        pdb = v[pdb_min_available]
+        rule(pdb >= 0, pdb_min_available, 'must be >= 0')
+        fixed = not (hpa_enabled and v[hpa_enabled])  # with the autoscaler the replicas move: not checked here
+        if v[pdb_enabled] and fixed and v[replicas] > 0:
+            rule(pdb < v[replicas], pdb_min_available,
+                 'must be lower than %s (%d): no pod could ever be evicted, so node drains (DOKS upgrades '
+                 'included) would hang' % (replicas, v[replicas]))
     rule(v['web_concurrency'] >= 0, 'web_concurrency', 'must be >= 0')
     rule(v['web_max_threads'] >= 1, 'web_max_threads', 'must be >= 1')
     check(check_strategy, 'web_strategy', v['web_strategy'])
@@ -347,8 +354,8 @@ def shutdown_checks(v):
             errors.append(ConfigError(name, 'must be between %d and %d seconds' % (low, high)))
     if errors:
         return errors
-    for role in ('web', 'streaming'):
-        grace, delay = role + '_termination_grace_period_seconds', role + '_prestop_delay_seconds'
+    for grace, delay in (('web_termination_grace_period_seconds', 'web_prestop_delay_seconds'),
+                         ('streaming_termination_grace_period_seconds', 'streaming_prestop_delay_seconds')):
         if v[grace] < v[delay] + SHUTDOWN_MARGIN:
             errors.append(ConfigError(grace, '(%d) must be at least %s (%d) + %d: the kubelet kills the pod when the '
                                              'grace period ends, and the preStop delay is part of it'

@@ -10,18 +10,17 @@ PRIVATE: no API guarantees; the map is docs/dev/ARCHITECTURE.md."""
 from __future__ import annotations
 
 import copy
-import difflib
 import os
 import re
 
 from ansible_collections.fediops.mastodon.plugins.module_utils._deploy.errors import did_you_mean
+from ansible_collections.fediops.mastodon.plugins.module_utils._mastodon_config import closest
 from ansible_collections.fediops.mastodon.plugins.module_utils._mastodon_config import ConfigError
 
 ROLES = ('config', 'migrations', 'web', 'streaming', 'sidekiq')
 _BOOL_TRUE = ('true', 'yes', 'on', '1')
 _BOOL_FALSE = ('false', 'no', 'off', '0')
 INT_TEXT = re.compile(r'\A[+-]?[0-9]+\Z')
-
 
 
 def load_role_specs(roles_dir, loader):
@@ -117,7 +116,6 @@ def misspelt_role_variable(name, specs, known):
     Only when the prefix is close to a role name and the whole name close to one of its variables, so that the
     play's other variables are left alone."""
     role = name.split('_', 1)[0]
-    if role in specs or '_' not in name or not difflib.get_close_matches(role, list(specs), n=1, cutoff=0.6):
+    if role in specs or '_' not in name or not closest(role, specs):
         return None
-    match = difflib.get_close_matches(name, list(known), n=1, cutoff=0.85)
-    return match[0] if match else None
+    return closest(name, known, cutoff=0.85)

@@ -21,6 +21,7 @@ import base64
 import glob
 import json
 import os
+import re
 import secrets
 import shutil
 import subprocess
@@ -75,7 +76,7 @@ class Job(object):
         for path in sorted(glob.glob(os.path.join(self.artifacts, 'job_events', '*.json'))):
             with open(path, encoding='utf-8') as handle:
                 out.append(json.load(handle))
-        return out
+        return sorted(out, key=lambda event: event.get('counter', 0))  # the file names sort as text
 
     def stats(self):
         found = [e for e in self.events() if e.get('event') == 'playbook_on_stats']
@@ -158,6 +159,19 @@ def _run_twice_and_check(kube_cluster, do_api, pdd, namespace, runner_env=None, 
     stats = first.stats()
     assert not stats.get('failures') and not stats.get('dark'), stats
     assert stats['changed'].get('localhost', 0) > 0, stats
+    # One job event per step (the job output lists them), and the waits' progress lines as events of their own,
+    # printed by the action plugin in its worker process through Ansible's display.
+    started = [e['event_data'].get('task') for e in first.events() if e.get('event') == 'playbook_on_task_start']
+    for name in ('Config', 'Pre-deployment migrations', 'Web', 'Streaming', 'Sidekiq', 'Point of no return',
+                 'Post-deployment migrations'):
+        assert name in started, started
+    progress = [e for e in first.events()
+                if re.search(r'^(web|streaming|sidekiq): \S+ \d+/\d+ updated, \d+/\d+ ready \(\d+ s\)',
+                             e.get('stdout') or '', re.M)]
+    assert progress, [e.get('stdout') for e in first.events()][-60:]
+    stream = [(e['event'], e['event_data'].get('task') if e['event'] == 'playbook_on_task_start' else e.get('stdout'))
+              for e in first.events() if e['event'] in ('playbook_on_task_start', 'verbose')]
+    print('event stream (task starts and verbose lines): %s' % json.dumps(stream)[:4000])
 
     second = _run(pdd, 'second', runner_env, streamed)
     assert second.read('status') == 'successful', second.completed.stdout[-8000:] + second.completed.stderr[-3000:]

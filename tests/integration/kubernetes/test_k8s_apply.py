@@ -339,3 +339,20 @@ def test_api_server_killed_mid_apply_converges(k8s_apply, tmp_path):
         assert res['changed'] is False
     finally:
         cluster.stop()
+
+
+def test_kubectl_refuses_a_set_named_after_other_tooling(k8s_apply, kube_cluster, namespace, tmp_path):
+    """Why the parents say applyset.kubernetes.io/tooling: kubectl/<version> and not fediops.mastodon/<version>:
+    kubectl (1.32, 1.34) refuses to prune a set whose tooling is not kubectl, so the operator's own
+    `kubectl apply --prune --applyset=...` would stop working on our sets."""
+    k8s_apply(definitions=[cm('one', A='1')], namespace=namespace, apply_set='web')
+    kube_cluster.kubectl('-n', namespace, 'annotate', 'secret', 'web', '--overwrite',
+                         'applyset.kubernetes.io/tooling=fediops.mastodon/0.3.0')
+    manifest = tmp_path / 'one.json'
+    manifest.write_text(json.dumps(dict(cm('one', A='1'), metadata={'name': 'one', 'namespace': namespace})))
+    out = subprocess.run(['kubectl', '--kubeconfig', kube_cluster.kubeconfig, 'apply', '-n', namespace, '--server-side',
+                          '--field-manager=fediops.mastodon', '--prune', '--applyset=web', '--dry-run=server',
+                          '-f', str(manifest)], env=dict(kube_cluster.env, KUBECTL_APPLYSET='true'),
+                         capture_output=True, text=True, check=False)
+    assert out.returncode != 0 and 'is managed by tooling "fediops.mastodon" instead of "kubectl"' in out.stderr, \
+        out.stdout + out.stderr

@@ -308,7 +308,8 @@ class Corpus(object):
 
 
 def host_results(stdout, hosts):
-    """{host: the result of its (last) mastodon_deploy task that ran, or {} } from the json callback's output."""
+    """{host: the result of its first failed task, else of its last task that ran, or {} } from the json callback's
+    output (the deploy's Finish task runs after a failure too)."""
     out = dict((name, {}) for name in hosts)
     try:
         data = json.loads(stdout)
@@ -317,7 +318,7 @@ def host_results(stdout, hosts):
     for play in data.get('plays', []):
         for task in play.get('tasks', []):
             for name, result in task.get('hosts', {}).items():
-                if name in out and not result.get('skipped'):
+                if name in out and not result.get('skipped') and not out[name].get('failed'):
                     out[name] = result
     return out
 

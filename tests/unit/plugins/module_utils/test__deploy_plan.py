@@ -26,6 +26,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from ansible_collections.fediops.mastodon.plugins.module_utils._mastodon_config import ConfigError
 from ansible_collections.fediops.mastodon.plugins.module_utils._deploy import applier, endpoints, errors, guards, model, plan, preflight, variables
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), '..', '..', '..', '..'))
@@ -544,3 +545,38 @@ def test_in_cluster_preflight_runs_a_job_with_the_same_trust_and_names_the_varia
     assert endpoints['database']['trust'] == 'ca' and endpoints['redis']['trust'] == 'system'
     assert 's3cret' not in json.dumps(job)
     assert preflight.in_cluster_preflight(object(), v, model, run_job=lambda c, j: {'failed': False, 'msg': None}) == []
+
+
+# ------------------------------------------------------------------ all problems at once
+def test_five_mistakes_in_five_stages_are_reported_in_one_run(monkeypatch):
+    """variables, DigitalOcean, guards, environment, manifests (uploads), dry-run: each stage that does not
+    depend on a failed one still runs, and one refusal names every variable."""
+    state = {'namespace': {'metadata': {'name': 'mastodon'}}, 'kept': {}, 'kept_exists': False, 'env_secret': {},
+             'env_secret_exists': False, 'instance': [],
+             'env_configmap': {'data': {'LOCAL_DOMAIN': 'old.example'}}, 'web': None, 'marker': None}
+    monkeypatch.setattr(plan, 'read_state', lambda client, v: state)
+    dry_ran = []
+
+    def rejecting_plan(self, objects):
+        dry_ran.append(self.component)
+        if self.component == 'web':
+            raise errors.PlanError([ConfigError('web_resources', 'Deployment mastodon-web: rejected')], 'dry-run')
+        self.plan_result = {'changed': False, 'objects': [], 'pruned': []}
+
+    monkeypatch.setattr(plan.ComponentApplier, 'plan', rejecting_plan)
+    raw = {'config_local_domain': 'new.example', 'config_database_source': 'digitalocean',
+           'config_do_database_cluster': 'pg', 'config_do_pool': 'no-such-pool', 'config_do_use_pool': True,
+           'config_db_ca_pem': '', 'config_redis_url': 'rediss://default:pw@redis.example:25061',
+           'config_tls_preflight': False,
+           'web_replicas': 'two',                              # variables
+           'config_env': {'SINGLE_USER_MODE': 'perhaps'},      # environment
+           'config_media_ephemeral': False}                    # manifests: uploads would be lost
+    deploy = plan.Deploy(raw, SPECS, plan.COMPONENTS, kube_client=object, do_client=lambda v: FakeDigitalOcean({}),
+                         now=NOW)
+    with pytest.raises(errors.PlanError) as caught:
+        deploy.plan()
+    named = sorted(set(e.key for e in caught.value.errors))
+    assert named == ['config_do_pool', 'config_env', 'config_local_domain', 'config_media_volume_claim',
+                     'web_replicas', 'web_resources'], [str(e) for e in caught.value.errors]
+    assert 'web' in dry_ran and 'sidekiq' in dry_ran
+    assert 'nothing was changed' in caught.value.message()

@@ -1,0 +1,360 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) fediops.mastodon contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""The steps of a deploy (docs/dev/ARCHITECTURE.md section 1): what the plan rendered and checked, applied one
+visible step at a time, and the handoff file that carries the plan from its task to the steps' tasks.
+
+PRIVATE: no API guarantees; the map is docs/dev/ARCHITECTURE.md."""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import hmac
+import json
+import os
+import secrets
+import shutil
+import tempfile
+import time
+import types
+
+from ansible_collections.fediops.mastodon.plugins.module_utils._deploy.applier import ComponentApplier, summary_text
+from ansible_collections.fediops.mastodon.plugins.module_utils._deploy.errors import PlanError
+from ansible_collections.fediops.mastodon.plugins.module_utils._deploy.guards import backup_secret
+from ansible_collections.fediops.mastodon.plugins.module_utils._deploy.variables import check_variables
+from ansible_collections.fediops.mastodon.plugins.module_utils._k8s_apply import APPLYSET_PART_OF, Applier, KubeError, applyset_id
+from ansible_collections.fediops.mastodon.plugins.module_utils._mastodon_config import ConfigError
+
+# The steps in the order of playbooks/deploy.yml, and the tag of each there.
+STEP_ORDER = ('config', 'migrate-pre', 'web', 'streaming', 'sidekiq', 'gate', 'migrate-post', 'finish')
+STEP_TAGS = {'config': 'config', 'migrate-pre': 'migrations', 'web': 'web', 'streaming': 'streaming',
+             'sidekiq': 'sidekiq', 'gate': 'post-migrations', 'migrate-post': 'post-migrations', 'finish': 'always'}
+# The component a step applies (the gate and finish apply none).
+COMPONENT_OF = {'config': 'config', 'migrate-pre': 'migrate-pre', 'web': 'web', 'streaming': 'streaming',
+                'sidekiq': 'sidekiq', 'migrate-post': 'migrate-post'}
+ROLLOUT = ('web', 'streaming', 'sidekiq')
+WAITS = {'config': (None, 'config_apply_timeout'), 'migrate-pre': (None, 'migrations_wait_timeout'),
+         'migrate-post': (None, 'migrations_wait_timeout'), 'web': ('web_wait', 'web_wait_timeout'),
+         'streaming': ('streaming_wait', 'streaming_wait_timeout'), 'sidekiq': ('sidekiq_wait', 'sidekiq_wait_timeout')}
+HANDOFF_NAME = 'plan.json'
+HANDOFF_FORMAT = 1
+GATE_POLL = 2.0
+POST_LATER = 'ansible-playbook <your deploy playbook> --tags post-migrations -e migrations_post=run'
+
+
+class HandoffError(Exception):
+    """The handoff file cannot be used (missing, unreadable, or made from other variables)."""
+
+
+def effective(raw_vars, specs):
+    """The templated role variables as the plan sees them: typed, and the specs' defaults where unset (a role's
+    step sees its role's defaults, the plan task outside the role does not: the same deploy either way), plus
+    the names of the variables the plan refuses."""
+    values, errors = check_variables(raw_vars, specs)
+    values.pop('migrations_phase', None)  # it picks the migrations role's step; the plan renders both phases
+    return {'values': values, 'refused': sorted(set(e.key for e in errors))}
+
+
+def fingerprint(key, variables):
+    """HMAC-SHA256 of the canonical JSON of the effective role variables: equal variables, equal fingerprint,
+    and nothing about the values can be learnt from it without the key (which stays in the 0600 file)."""
+    text = json.dumps(variables, sort_keys=True, separators=(',', ':'), default=repr)
+    return hmac.new(key, text.encode('utf-8'), hashlib.sha256).hexdigest()
+
+
+def labelled(manifests, v):
+    """{component: objects} with each object's ApplySet label already set, as Applier.prepare sets it on the plan's
+    objects: a pod template shares its labels dict with its workload (_manifests template()), so the pods carry the
+    label too. JSON would not keep that sharing; setting the label before the handoff keeps the objects a step
+    applies equal to those the plan dry-ran (a Job's template is immutable: a difference would be refused)."""
+    out = {}
+    for component, objects in manifests.items():
+        objects = copy.deepcopy(objects)  # keeps the sharing within each object
+        set_id = applyset_id('%s-set-%s' % (v['config_name'], component), v['config_namespace'])
+        for obj in objects:
+            labels = obj['metadata'].get('labels')
+            if labels is not None:
+                labels[APPLYSET_PART_OF] = set_id
+        out[component] = objects
+    return out
+
+
+class PlanContext(object):
+    """What a step needs from the plan: typed variables, rendered objects, origins, and the client."""
+
+    def __init__(self, data, client=None, check_mode=False, diff=False, path=None):
+        self.data = data
+        self.v = data['vars']
+        self.manifests = data['manifests']
+        self.origins = dict(((kind, name, path_), variable) for kind, name, path_, variable in data['origins'])
+        self.namespace_missing = data['namespace_missing']
+        self.backup = data.get('backup')
+        self.record = data.get('record')
+        self.lease = data.get('lease')
+        self._client = client  # a KubeClient, or a function making one when first needed
+        self.check_mode = check_mode
+        self.diff = diff
+        self.path = path
+
+    @property
+    def client(self):
+        if isinstance(self._client, (types.FunctionType, types.MethodType)):
+            self._client = self._client()
+            if hasattr(self._client, 'seed_discovery'):
+                self._client.seed_discovery(self.data.get('discovery'))
+        return self._client
+
+    @staticmethod
+    def data_of(deploy, variables, key):
+        """The serialisable plan of a Deploy whose plan() succeeded."""
+        return {'format': HANDOFF_FORMAT, 'fingerprint': fingerprint(key, variables), 'key': key.hex(),
+                'vars': deploy.v, 'manifests': labelled(deploy.manifests, deploy.v),
+                'origins': [[kind, name, path, variable] for (kind, name, path), variable in deploy.manifests.origins.items()],
+                'namespace_missing': deploy.state.get('namespace') is None and bool(deploy.v['config_kubernetes']),
+                'backup': deploy.backup, 'record': deploy.state.get('record'), 'lease': None,
+                'labels': deploy.model['labels'], 'version': deploy.model['version'], 'summary': summary_text(deploy.summaries()),
+                'generated': sorted(deploy.generated),
+                'discovery': getattr(deploy.kube_client(), 'discovery_cache', dict)() if deploy.v['config_kubernetes'] else {}}
+
+    @classmethod
+    def of_deploy(cls, deploy, variables, client=None):
+        """A context from a plan made in this task (a step run without a plan task before it)."""
+        return cls(json.loads(json.dumps(cls.data_of(deploy, variables, secrets.token_bytes(32)))), client=client,
+                   check_mode=deploy.check_mode, diff=deploy.diff)
+
+    @classmethod
+    def load(cls, path, variables, client=None, check_mode=False, diff=False, verify=True):
+        try:
+            with open(path, encoding='utf-8') as handle:
+                data = json.load(handle)
+        except (OSError, ValueError) as exc:
+            raise HandoffError('the plan file %s cannot be read (%s): re-run the plan task' % (path, exc.__class__.__name__))
+        if data.get('format') != HANDOFF_FORMAT:
+            raise HandoffError('the plan file %s has another format: re-run the plan task' % path)
+        if verify and not hmac.compare_digest(fingerprint(bytes.fromhex(data['key']), variables), data['fingerprint']):
+            raise HandoffError('this plan was made from other variables (the role variables differ from those of the '
+                               'plan task): re-run the plan task')
+        return cls(data, client=client, check_mode=check_mode, diff=diff, path=path)
+
+
+def write_private(prefix, files):
+    """A new 0700 directory (tempfile.mkdtemp) holding {name: text} as 0600 files; removed again if a write
+    fails. Returns its path."""
+    directory = tempfile.mkdtemp(prefix=prefix)
+    try:
+        for name, text in sorted(files.items()):
+            fd = os.open(os.path.join(directory, name), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, 'w', encoding='utf-8') as handle:
+                handle.write(text)
+    except OSError:
+        shutil.rmtree(directory, ignore_errors=True)
+        raise
+    return directory
+
+
+def write_handoff(data, files=None):
+    """(directory, path): the plan as a 0600 file in a new 0700 directory, with the files for config_files_hosts."""
+    files = dict(files or {})
+    files[HANDOFF_NAME] = json.dumps(data)
+    directory = write_private('fediops-plan-', files)
+    return directory, os.path.join(directory, HANDOFF_NAME)
+
+
+def files_fact(v, directory, files):
+    """Where playbooks/deploy.yml copies .env.production and the CA (config_files_hosts): the sources in the
+    plan's directory and the role's typed options, so the playbook needs no default() of its own."""
+    def src(name):
+        return os.path.join(directory, name) if name in (files or {}) else None
+    return {'hosts': list(v['config_files_hosts']), 'env_src': src('env.production'),
+            'env_dest': v['config_files_env_dest'], 'ca_src': src('ca.crt'), 'ca_dest': v['config_files_ca_dest'],
+            'owner': v['config_files_owner'], 'group': v['config_files_group'], 'backup': v['config_files_backup']}
+
+
+def remove_handoff(path):
+    """Remove the plan's directory (only a directory this module made: its name and its plan file say so)."""
+    directory = os.path.dirname(path)
+    if os.path.basename(directory).startswith('fediops-plan-') and os.path.basename(path) == HANDOFF_NAME:
+        shutil.rmtree(directory, ignore_errors=True)
+        return True
+    return False
+
+
+# ------------------------------------------------------------------ call sites of the record and the lock
+# The deploy record (_deploy/record.py) and the Lease (_deploy/lock.py) are wired here; until they land these are
+# no-ops, so every step already calls them where the contract (ARCHITECTURE.md sections 2 and 3) says.
+def record_phase(ctx, phase, **fields):
+    """Write the deploy record's phase (config, pre, rollout, post, finish) and fields; a no-op until record.py."""
+    return None
+
+
+def backup_check(ctx):
+    """[ConfigError] of the backup gate (_backups.backup_gate); none until it is wired."""
+    return []
+
+
+def lease_take(client, v, check_mode):
+    """The holder id of the deploy Lease, taken by the plan; None until lock.py."""
+    return None
+
+
+def lease_renew(ctx):
+    return None
+
+
+def lease_release(ctx):
+    return None
+
+
+# ------------------------------------------------------------------ the steps
+def brief(result):
+    return {'changed': result['changed'], 'pruned': result['pruned'],
+            'objects': [dict((k, r[k]) for k in ('kind', 'namespace', 'name', 'action')) for r in result['objects']]}
+
+
+def apply_component(ctx, component, progress):
+    """Dry-run the component again (the cluster may have moved since the plan), then write what differs, prune
+    its ApplySet, wait. In check mode the dry-run is the result."""
+    v = ctx.v
+    wait_var, timeout_var = WAITS[component]
+    applier = ComponentApplier(ctx.client, component, v['config_namespace'], '%s-set-%s' % (v['config_name'], component),
+                               ctx.origins, new_namespace=ctx.namespace_missing, diff=ctx.diff,
+                               wait=v[wait_var] if wait_var else True, wait_timeout=v[timeout_var], progress=progress)
+    applier.plan(ctx.manifests[component])
+    if ctx.check_mode:
+        result = applier.plan_result
+        diffs = result.get('diff') or []
+    else:
+        try:
+            result = applier.apply()
+        except KubeError as exc:
+            raise KubeError('%s: %s' % (component, exc.msg), status=exc.status)
+        diffs = applier.diffs
+    out = brief(result)
+    out['summary'] = summary_text([(component, applier.summary())])
+    if ctx.diff:
+        out['diff'] = [{'prepared': out['summary']}] + list(diffs)
+    return out
+
+
+def step_config(ctx, progress):
+    backup_written = False
+    if ctx.backup and not ctx.check_mode:
+        v = ctx.v
+        labels = ctx.data['labels']
+        saver = Applier(ctx.client, namespace=v['config_namespace'])
+        saver.present([backup_secret(v['config_name'], v['config_namespace'], labels, ctx.backup)])
+        backup_written = True
+    out = apply_component(ctx, 'config', progress)
+    out['changed'] = out['changed'] or backup_written or bool(ctx.backup and ctx.check_mode)
+    record_phase(ctx, 'config')
+    return out
+
+
+def step_migrate_pre(ctx, progress):
+    out = apply_component(ctx, 'migrate-pre', progress)
+    record_phase(ctx, 'pre')
+    return out
+
+
+def rollout_step(component):
+    def run(ctx, progress):
+        out = apply_component(ctx, component, progress)
+        if component == ROLLOUT[-1]:
+            record_phase(ctx, 'rollout')
+        return out
+    run.__name__ = 'step_' + component
+    return run
+
+
+def old_pods(ctx):
+    """['pod (image)'] of the pods of the web, streaming and Sidekiq Deployments whose containers run another
+    image than the plan's (an old ReplicaSet's pod, terminating ones included: they may still serve requests)."""
+    ns = ctx.v['config_namespace']
+    found = []
+    for component in ROLLOUT:
+        for obj in ctx.manifests[component]:
+            if obj['kind'] != 'Deployment':
+                continue
+            want = dict((c['name'], c['image']) for c in obj['spec']['template']['spec']['containers'])
+            selector = ','.join('%s=%s' % item for item in sorted(obj['spec']['selector']['matchLabels'].items()))
+            status, body = ctx.client.request('GET', '/api/v1/namespaces/%s/pods' % ns, {'labelSelector': selector})
+            if status != 200:
+                raise KubeError('listing the pods of %s: HTTP %s' % (obj['metadata']['name'], status), status=status)
+            for pod in (body or {}).get('items') or []:
+                other = [c['image'] for c in (pod.get('spec') or {}).get('containers') or []
+                         if c.get('name') in want and c.get('image') != want[c['name']]]
+                if other:
+                    found.append('%s (%s)' % (pod['metadata']['name'], other[0]))
+    return sorted(found)
+
+
+def gate_problems(ctx, progress=None, wait=0):
+    """[ConfigError] of the point of no return: a pod of the old version still there (waited for up to
+    ``wait`` seconds: pods of the old ReplicaSets end after their grace period) or no recent backup."""
+    deadline = time.monotonic() + wait
+    shown = None
+    while True:
+        pods = old_pods(ctx)
+        if not pods or time.monotonic() >= deadline:
+            break
+        if progress is not None and len(pods) != shown:
+            shown = len(pods)
+            progress('waiting for %d pod(s) of the old version to end' % shown)
+        time.sleep(GATE_POLL)
+    errors = []
+    if pods:
+        errors.append(ConfigError('config_mastodon_version', 'pods of the old version are still running (%s): the '
+                                  'post-deployment migrations would remove what they use' % ', '.join(pods[:5])))
+    return errors + list(backup_check(ctx))
+
+
+def step_gate(ctx, progress):
+    v = ctx.v
+    if v['migrations_post'] == 'hold':
+        record_phase(ctx, 'rollout', post_migrations='held')
+        return {'changed': False, 'msg': 'migrations_post is hold: the post-deployment migrations wait; run them '
+                'later with: %s' % POST_LATER}
+    if ctx.check_mode:
+        return {'changed': False, 'msg': 'check mode: the point of no return is checked when the rollout happened'}
+    errors = gate_problems(ctx, progress, wait=max(v['web_wait_timeout'], v['streaming_wait_timeout'],
+                                                   v['sidekiq_wait_timeout']))
+    if errors:
+        raise PlanError(errors, 'the point of no return is not passed: the post-deployment migrations did not run')
+    return {'changed': False, 'msg': 'every pod runs %s: the post-deployment migrations may run' % ctx.data['version']}
+
+
+def step_migrate_post(ctx, progress):
+    if ctx.v['migrations_post'] == 'hold':
+        return {'changed': False, 'msg': 'post-deployment migrations held (migrations_post: hold); run them later '
+                'with: %s' % POST_LATER}
+    if not ctx.check_mode:
+        errors = gate_problems(ctx)  # the gate again: this step may run alone (--start-at-task)
+        if errors:
+            raise PlanError(errors, 'the point of no return is not passed: the post-deployment migrations did not run')
+    out = apply_component(ctx, 'migrate-post', progress)
+    record_phase(ctx, 'post', post_migrations='done')
+    return out
+
+
+STEPS = {'config': step_config, 'migrate-pre': step_migrate_pre, 'web': rollout_step('web'),
+         'streaming': rollout_step('streaming'), 'sidekiq': rollout_step('sidekiq'), 'gate': step_gate,
+         'migrate-post': step_migrate_post}
+
+
+def run_step(name, ctx, progress=None):
+    """The result of one step: {changed, step, objects, pruned, summary, diff?} or {changed, msg}."""
+    if not ctx.v['config_kubernetes']:  # files only (config_files_hosts): the cluster is not this deploy's
+        return {'changed': False, 'step': name, 'msg': 'config_kubernetes is false: nothing to apply'}
+    lease_renew(ctx)
+    out = STEPS[name](ctx, progress)
+    out['step'] = name
+    return out
+
+
+def finish(ctx, outcome):
+    """Record the outcome and release the lease (the action then removes the handoff directory)."""
+    record_phase(ctx, 'finish', outcome=outcome)
+    lease_release(ctx)

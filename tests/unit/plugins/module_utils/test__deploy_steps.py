@@ -1,0 +1,253 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) fediops.mastodon contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""The steps of a deploy and the handoff file between the plan task and the steps (_deploy/steps.py,
+docs/dev/ARCHITECTURE.md section 1); the progress of a wait (_k8s_apply.Applier(progress=...))."""
+
+from __future__ import annotations
+
+import datetime
+import os
+import stat
+
+import pytest
+import yaml
+
+from ansible_collections.fediops.mastodon.plugins.module_utils import _k8s_apply
+from ansible_collections.fediops.mastodon.plugins.module_utils._deploy import errors, plan, steps, variables
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), '..', '..', '..', '..'))
+SPECS = variables.load_role_specs(os.path.join(ROOT, 'roles'), yaml.safe_load)
+NOW = datetime.datetime(2026, 11, 29, tzinfo=datetime.timezone.utc)
+RAW = {'config_local_domain': 'social.example', 'config_database_source': 'explicit', 'config_db_host': 'db.example',
+       'config_db_password': 'pw-0123456789', 'config_redis_url': 'rediss://default:pw-redis-42@redis.example:25061',
+       'config_media_ephemeral': True, 'config_tls_preflight': False, 'config_kubernetes': False}
+
+
+@pytest.fixture
+def planned(tmp_path):
+    deploy = plan.Deploy(dict(RAW), SPECS, plan.COMPONENTS, now=NOW).plan()
+    data = steps.PlanContext.data_of(deploy, steps.effective(RAW, SPECS), os.urandom(32))
+    directory, path = steps.write_handoff(data, deploy.files())
+    yield deploy, directory, path
+    steps.remove_handoff(path)
+
+
+def test_the_handoff_is_private_and_removed(planned):
+    deploy, directory, path = planned
+    assert os.path.basename(directory).startswith('fediops-plan-')
+    assert stat.S_IMODE(os.stat(directory).st_mode) == 0o700
+    for name in os.listdir(directory):
+        assert stat.S_IMODE(os.stat(os.path.join(directory, name)).st_mode) == 0o600, name
+    assert sorted(os.listdir(directory)) == ['env.production', 'plan.json']
+    assert steps.remove_handoff(path) and not os.path.exists(directory)
+
+
+def test_a_step_loads_the_plan_made_from_the_same_variables(planned):
+    deploy, dummy, path = planned
+    ctx = steps.PlanContext.load(path, steps.effective(dict(RAW), SPECS))
+    assert ctx.v['config_local_domain'] == 'social.example'
+    assert [o['kind'] for o in ctx.manifests['web']] == [o['kind'] for o in deploy.manifests['web']]
+    assert ctx.origins == deploy.manifests.origins  # the tuples survive JSON
+
+
+def test_a_plan_made_from_other_variables_is_refused_without_values(planned):
+    dummy, dummy2, path = planned
+    other = dict(RAW, config_db_password='another-password-77')
+    with pytest.raises(steps.HandoffError) as caught:
+        steps.PlanContext.load(path, steps.effective(other, SPECS))
+    assert 'made from other variables' in str(caught.value)
+    assert 'another-password-77' not in str(caught.value) and 'pw-0123456789' not in str(caught.value)
+
+
+def test_a_role_default_given_explicitly_is_the_same_plan(planned):
+    """A role's step sees its role's defaults/main.yml; the plan task outside the role does not."""
+    path = planned[2]
+    steps.PlanContext.load(path, steps.effective(dict(RAW, web_replicas=SPECS['web']['web_replicas']['default']),
+                                                 SPECS))
+
+
+def test_the_fingerprint_reveals_nothing_without_the_key():
+    key = os.urandom(32)
+    assert steps.fingerprint(key, RAW) == steps.fingerprint(key, dict(reversed(list(RAW.items()))))
+    assert steps.fingerprint(key, RAW) != steps.fingerprint(os.urandom(32), RAW)
+    assert steps.fingerprint(key, RAW) != steps.fingerprint(key, dict(RAW, web_replicas=3))
+
+
+def test_a_missing_handoff_says_re_run_the_plan(tmp_path):
+    with pytest.raises(steps.HandoffError) as caught:
+        steps.PlanContext.load(str(tmp_path / 'fediops-plan-x' / 'plan.json'), steps.effective(RAW, SPECS))
+    assert 're-run the plan task' in str(caught.value)
+
+
+def test_remove_handoff_touches_only_its_own_directories(tmp_path):
+    keep = tmp_path / 'precious'
+    keep.mkdir()
+    (keep / 'plan.json').write_text('{}')
+    assert not steps.remove_handoff(str(keep / 'plan.json')) and keep.exists()
+
+
+def test_the_steps_are_the_playbooks_tasks():
+    with open(os.path.join(ROOT, 'playbooks', 'deploy.yml'), encoding='utf-8') as handle:
+        play = yaml.safe_load(handle)[0]
+    block = play['tasks'][0]
+    tasks = block['block'] + block['always']
+    found = [(t['fediops.mastodon.mastodon_deploy']['step'], t['tags']) for t in tasks
+             if 'fediops.mastodon.mastodon_deploy' in t]
+    assert found == [('plan', ['always'])] + [(s, [steps.STEP_TAGS[s]]) for s in steps.STEP_ORDER]
+    assert 'step' not in block and 'tags' not in block
+
+
+# ------------------------------------------------------------------ the gate and the held post-deployment migrations
+class FakePods(object):
+    def __init__(self, pods):
+        self.pods = pods
+        self.queries = []
+
+    def request(self, method, path, query=None, **kwargs):
+        self.queries.append(query['labelSelector'])
+        wanted = dict(part.split('=') for part in query['labelSelector'].split(','))
+        return 200, {'items': [p for p in self.pods if all(p['metadata']['labels'].get(k) == v for k, v in wanted.items())]}
+
+
+def _pod(name, labels, image, container='web'):
+    return {'metadata': {'name': name, 'labels': labels}, 'spec': {'containers': [{'name': container, 'image': image}]}}
+
+
+def _ctx(planned, pods, **overrides):
+    deploy, dummy, path = planned
+    ctx = steps.PlanContext.load(path, steps.effective(RAW, SPECS), client=FakePods(pods))
+    ctx.v = dict(ctx.v, config_kubernetes=True, **overrides)
+    return ctx
+
+
+def test_the_gate_finds_pods_of_the_old_version(planned):
+    deploy = planned[0]
+    web = [o for o in deploy.manifests['web'] if o['kind'] == 'Deployment'][0]
+    labels = web['spec']['selector']['matchLabels']
+    container = web['spec']['template']['spec']['containers'][0]
+    new = _pod('web-new', labels, container['image'], container['name'])
+    old = _pod('web-old', labels, 'ghcr.io/mastodon/mastodon:v4.5.9', container['name'])
+    assert steps.old_pods(_ctx(planned, [new])) == []
+    assert steps.old_pods(_ctx(planned, [new, old])) == ['web-old (ghcr.io/mastodon/mastodon:v4.5.9)']
+    problems = steps.gate_problems(_ctx(planned, [new, old]))
+    assert [p.key for p in problems] == ['config_mastodon_version'] and 'web-old' in str(problems[0])
+    with pytest.raises(errors.PlanError):
+        steps.run_step('gate', _ctx(planned, [new, old], web_wait_timeout=0, streaming_wait_timeout=0,
+                                    sidekiq_wait_timeout=0))
+
+
+def test_held_post_migrations_do_nothing_and_say_how_to_run_them(planned):
+    ctx = _ctx(planned, [], migrations_post='hold')
+    for name in ('gate', 'migrate-post'):
+        out = steps.run_step(name, ctx)
+        assert out['changed'] is False and '--tags post-migrations -e migrations_post=run' in out['msg']
+    assert ctx.client.queries == []  # nothing read, nothing written
+
+
+def test_migrations_post_is_a_documented_choice():
+    spec = SPECS['migrations']['migrations_post']
+    assert spec['choices'] == ['run', 'hold'] and spec['default'] == 'run'
+
+
+# ------------------------------------------------------------------ progress of a wait
+class ScriptedWatch(object):
+    def __init__(self, events):
+        self.events = events
+
+    def path(self, api_version, kind, namespace=None, name=None, subresource=None):
+        return '/apis/apps/v1/namespaces/%s/deployments' % namespace
+
+    def watch(self, path, query=None, timeout=60):
+        yield from self.events
+
+
+def _dep(updated, ready, rv):
+    return {'apiVersion': 'apps/v1', 'kind': 'Deployment', 'spec': {'replicas': 3},
+            'metadata': {'name': 'mastodon-web', 'namespace': 'ns', 'resourceVersion': rv, 'generation': 2},
+            'status': {'observedGeneration': 2, 'replicas': 3, 'updatedReplicas': updated, 'readyReplicas': ready,
+                       'availableReplicas': ready}}
+
+
+def test_progress_is_shown_once_per_change_of_state():
+    events = [{'type': 'MODIFIED', 'object': _dep(u, r, str(i))}
+              for i, (u, r) in enumerate([(1, 2), (1, 2), (2, 2), (2, 2), (3, 3)])]
+    shown = []
+    applier = _k8s_apply.Applier(ScriptedWatch(events), namespace='ns', wait=True, wait_timeout=30,
+                                 progress=shown.append)
+    declared = {'apiVersion': 'apps/v1', 'kind': 'Deployment', 'metadata': {'name': 'mastodon-web', 'namespace': 'ns'}}
+    applier.wait_for([(declared, _dep(0, 3, '0'))])
+    assert [s.rsplit(' (', 1)[0] for s in shown] == [
+        'mastodon-web 0/3 updated, 3/3 ready', 'mastodon-web 1/3 updated, 2/3 ready', 'mastodon-web 2/3 updated, 2/3 ready']
+    assert all(s.endswith(' s)') for s in shown)
+
+
+def test_progress_text_of_a_starting_rollout_and_a_surge():
+    starting = _dep(3, 3, '1')
+    starting['metadata']['generation'] = 3
+    assert _k8s_apply.progress_text(starting) == 'rollout starting'
+    surging = _dep(2, 4, '2')
+    assert _k8s_apply.progress_text(surging) == '2/3 updated, 3/3 ready (+1 surge)'
+
+
+def test_elapsed_time_in_seconds_then_minutes():
+    assert _k8s_apply.elapsed_text(45) == '45 s' and _k8s_apply.elapsed_text(725) == '12 min'
+
+
+def test_the_handoff_keeps_the_pods_applyset_label(planned):
+    """Applier.prepare labels the plan's objects in place and a pod template shares its workload's labels: the
+    step's objects (through JSON) must carry the same label in their pod templates, or a Job of the same version
+    would differ from the one the plan dry-ran (its template is immutable)."""
+    deploy, dummy, path = planned
+    ctx = steps.PlanContext.load(path, steps.effective(RAW, SPECS))
+    job = [o for o in ctx.manifests['migrate-pre'] if o['kind'] == 'Job'][0]
+    web = [o for o in ctx.manifests['web'] if o['kind'] == 'Deployment'][0]
+    for component, obj in (('migrate-pre', job), ('web', web)):
+        expected = _k8s_apply.applyset_id('mastodon-set-' + component, 'mastodon')
+        assert obj['metadata']['labels'][_k8s_apply.APPLYSET_PART_OF] == expected
+        assert obj['spec']['template']['metadata']['labels'][_k8s_apply.APPLYSET_PART_OF] == expected
+
+
+def test_a_cluster_error_after_problems_leaves_the_problems_as_the_answer(monkeypatch):
+    """web_exposure=httproute without parents: the default stands in for the parents, the HTTPRoute is still
+    rendered, and a cluster without the Gateway API answers the dry-run with an error that names no variable."""
+    state = {'namespace': {}, 'kept': {}, 'env_secret': {}, 'instance': [], 'env_configmap': None}
+    monkeypatch.setattr(plan, 'read_state', lambda client, v: state)
+
+    def no_gateway_api(self):
+        raise _k8s_apply.KubeError('the API server does not serve gateway.networking.k8s.io/v1', status=404)
+
+    monkeypatch.setattr(plan.Deploy, 'dry_run', no_gateway_api)
+    raw = dict(RAW, config_kubernetes=True, web_exposure='httproute')
+    with pytest.raises(errors.PlanError) as caught:
+        plan.Deploy(raw, SPECS, plan.COMPONENTS, kube_client=object, now=NOW).plan()
+    assert [e.key for e in caught.value.errors] == ['web_gateway_parent_refs']
+    with pytest.raises(_k8s_apply.KubeError):  # alone, the cluster's answer is the error
+        plan.Deploy(dict(RAW, config_kubernetes=True), SPECS, plan.COMPONENTS, kube_client=object,
+                    now=NOW).plan()
+
+
+def test_without_kubernetes_the_steps_apply_nothing(planned):
+    """config_kubernetes=false (only the files for config_files_hosts): no step touches a cluster."""
+    ctx = steps.PlanContext.load(planned[2], steps.effective(RAW, SPECS), client=lambda: pytest.fail('a client'))
+    for name in steps.STEP_ORDER[:-1]:
+        out = steps.run_step(name, ctx)
+        assert out['changed'] is False and 'nothing to apply' in out['msg']
+
+
+def test_an_unreachable_digitalocean_api_joins_the_other_problems():
+    """The DigitalOcean stage runs despite a variable at fault; when the API cannot be asked (no token, no
+    network), that is one more problem of the list, not the only answer (molecule/default's bad-scheduler run)."""
+    from ansible_collections.fediops.mastodon.plugins.module_utils._digitalocean import DigitalOceanError
+
+    def no_api(v):
+        raise DigitalOceanError('no DigitalOcean API token')
+
+    raw = dict(RAW, config_database_source='digitalocean', config_do_database_cluster='pg', web_replicas='two')
+    with pytest.raises(errors.PlanError) as caught:
+        plan.Deploy(raw, SPECS, plan.COMPONENTS, do_client=no_api, now=NOW).plan()
+    assert sorted(e.key for e in caught.value.errors) == ['config_do_database_cluster', 'web_replicas']
+    with pytest.raises(DigitalOceanError):  # alone, it is the answer as before
+        plan.Deploy(dict(raw, web_replicas=2), SPECS, plan.COMPONENTS, do_client=no_api, now=NOW).plan()
