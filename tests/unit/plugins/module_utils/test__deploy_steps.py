@@ -180,7 +180,8 @@ def test_progress_is_shown_once_per_change_of_state():
     declared = {'apiVersion': 'apps/v1', 'kind': 'Deployment', 'metadata': {'name': 'mastodon-web', 'namespace': 'ns'}}
     applier.wait_for([(declared, _dep(0, 3, '0'))])
     assert [s.rsplit(' (', 1)[0] for s in shown] == [
-        'mastodon-web 0/3 updated, 3/3 ready', 'mastodon-web 1/3 updated, 2/3 ready', 'mastodon-web 2/3 updated, 2/3 ready']
+        'mastodon-web 0/3 updated, 3/3 ready', 'mastodon-web 1/3 updated, 2/3 ready', 'mastodon-web 2/3 updated, 2/3 ready',
+        'mastodon-web 3/3 updated, 3/3 ready']  # the last line: the rollout is complete
     assert all(s.endswith(' s)') for s in shown)
 
 
