@@ -139,10 +139,11 @@ def version_label(version):
     return tag.strip('-_.')
 
 
-def migration_job_name(name, phase, version):
-    """`<name>-migrate-<phase>-<version slug>`, at most 63 characters. A version with a digest
-    (v4.6.5@sha256:...) keeps a hash of the whole, so two digests never share a Job name."""
-    return bounded_name('%s-migrate-%s-%s' % (name, phase, dns_label_slug(version)))
+def migration_job_name(name, phase, version, suffix=''):
+    """`<name>-migrate-<phase>-<version slug><suffix>`, at most 63 characters. A version with a digest
+    (v4.6.5@sha256:...) keeps a hash of the whole, so two digests never share a Job name. `suffix`:
+    _migrations.job_name_suffix (the plan's signals to the Job)."""
+    return bounded_name('%s-migrate-%s-%s%s' % (name, phase, dns_label_slug(version), suffix))
 
 
 # ------------------------------------------------------------------------------------------------ sidekiq groups
@@ -725,9 +726,13 @@ class _Builder(object):
         from ansible_collections.fediops.mastodon.plugins.module_utils import _migrations
 
         v = self.var
+        # The plan's signals to the Job (_migrations' docstring): keys generated in this deploy, keys replaced
+        # on purpose.
+        signals = {'fresh_secrets': bool(self.model.get('fresh_secrets')),
+                   'encryption_keys_replaced': bool(self.model.get('encryption_keys_replaced'))}
         job_container = _migrations.job_container(
-            phase, extra_env=_text_env('migrations_extra_env', v('migrations_extra_env')))
-        name = migration_job_name(self.name, phase, self.model['version'])
+            phase, extra_env=_text_env('migrations_extra_env', v('migrations_extra_env')), **signals)
+        name = migration_job_name(self.name, phase, self.model['version'], _migrations.job_name_suffix(phase, **signals))
         labels = self.labels('migrations-' + phase, {'fediops.mastodon/migrations': 'true'})
         env = self.ca_env(rails=True)
         env.update(job_container['env'])
