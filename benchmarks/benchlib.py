@@ -231,22 +231,22 @@ def parse_iso(stamp):
 
 _PLAN_SCRIPT = """
 import json, os, sys, yaml
-from ansible_collections.fediops.mastodon.plugins.module_utils import _deploy_plan as plan
+from ansible_collections.fediops.mastodon.plugins.module_utils._deploy import plan, variables
 from ansible_collections.fediops.mastodon.plugins.module_utils._digitalocean import DigitalOceanClient
 values = json.load(sys.stdin)
 values['config_kubernetes'] = False
-roles = os.path.join(os.path.dirname(plan.__file__), '..', '..', 'roles')
+roles = os.path.join(os.path.dirname(plan.__file__), '..', '..', '..', 'roles')
 def do_client(v):
     return DigitalOceanClient(token=v['config_do_api_token'], base_url=v['config_do_api_base_url'],
                               ca_path=v['config_do_ca_path'] or None)
-deploy = plan.Deploy(values, plan.load_role_specs(roles, yaml.safe_load), plan.COMPONENTS, do_client=do_client).plan()
+deploy = plan.Deploy(values, variables.load_role_specs(roles, yaml.safe_load), plan.COMPONENTS, do_client=do_client).plan()
 json.dump([['mastodon-set-' + c, deploy.manifests[c]] for c in plan.COMPONENTS], sys.stdout)
 """
 
 
 def planned_sets(collections, values):
     """The objects mastodon_deploy renders for these variables, per component: [(apply_set, [objects])]. Built by
-    the plan itself (plugins/module_utils/_deploy_plan.py, no cluster), Secret values included."""
+    the plan itself (plugins/module_utils/_deploy/, no cluster), Secret values included."""
     env = dict(os.environ, PYTHONPATH=str(collections))
     done = subprocess.run([sys.executable, '-c', _PLAN_SCRIPT], input=json.dumps(values), capture_output=True,
                           text=True, env=env, check=False)

@@ -4,7 +4,7 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 
 """fediops.mastodon.mastodon_deploy: plan, then apply, on the controller (thin: the logic is in
-plugins/module_utils/_deploy_plan.py)."""
+plugins/module_utils/_deploy/, mapped in docs/dev/ARCHITECTURE.md)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,11 @@ from ansible.errors import AnsibleActionFail
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 from ansible.plugins.action import ActionBase
 
-from ansible_collections.fediops.mastodon.plugins.module_utils import _deploy_plan as plan
+from ansible_collections.fediops.mastodon.plugins.module_utils._deploy import plan, variables
+from ansible_collections.fediops.mastodon.plugins.module_utils._deploy.errors import PlanError
+from ansible_collections.fediops.mastodon.plugins.module_utils._deploy.guards import KEPT_KEYS
+from ansible_collections.fediops.mastodon.plugins.module_utils._mastodon_config import ConfigError
+from ansible_collections.fediops.mastodon.plugins.module_utils._tls_check import check_endpoint
 from ansible_collections.fediops.mastodon.plugins.module_utils._digitalocean import (
     DigitalOceanClient, DigitalOceanError, digitalocean_argument_spec)
 from ansible_collections.fediops.mastodon.plugins.module_utils._kube import KubeClient, KubeError, kube_argument_spec
@@ -46,14 +50,14 @@ class ActionModule(ActionBase):
         if validated.error_messages:
             raise AnsibleActionFail('mastodon_deploy: %s' % '; '.join(validated.error_messages))
         params = validated.validated_parameters
-        specs = plan.load_role_specs(ROLES_DIR, self._loader.load)
+        specs = variables.load_role_specs(ROLES_DIR, self._loader.load)
         names = set(n for options in specs.values() for n in options)
         prefixes = tuple(role + '_' for role in specs)
         raw = {}
         for name, value in (task_vars or {}).items():
             if name in names:
                 raw[name] = self._templar.template(value)
-            elif name.startswith(prefixes) or plan.misspelt_role_variable(name, specs, names):
+            elif name.startswith(prefixes) or variables.misspelt_role_variable(name, specs, names):
                 raw[name] = None  # unknown: only its name is reported
         clients = {}
 
@@ -72,7 +76,6 @@ class ActionModule(ActionBase):
                                       max_retries=params['max_retries'], max_wait=params['max_wait'],
                                       user_agent='fediops.mastodon mastodon_deploy')
 
-        from ansible_collections.fediops.mastodon.plugins.module_utils._tls_check import check_endpoint
         staged = self.read_staged(params['staged_dir']) if params['staged_dir'] else None
         deploy = plan.Deploy(raw, specs, params['components'], kube_client=kube_client, do_client=do_client,
                              check_endpoint=check_endpoint, check_mode=bool(self._task.check_mode) or params['stage_files'],
@@ -80,7 +83,7 @@ class ActionModule(ActionBase):
         try:
             deploy.plan()
             if staged is not None and staged['env'] != deploy.files()['env.production']:
-                raise plan.PlanError([plan.ConfigError('config_env', 'the environment differs from the .env.production '
+                raise PlanError([ConfigError('config_env', 'the environment differs from the .env.production '
                                                        'staged in %s' % params['staged_dir'])], 'staged files are stale')
             if params['stage_files']:
                 out = deploy.check_result()
@@ -91,7 +94,7 @@ class ActionModule(ActionBase):
                 out = deploy.check_result()
             else:
                 out = deploy.apply()
-        except plan.PlanError as exc:
+        except PlanError as exc:
             result.update(failed=True, msg=exc.message(), errors=[str(e) for e in exc.errors], variables=exc.variables)
             return result
         except (KubeError, DigitalOceanError) as exc:
@@ -107,7 +110,7 @@ class ActionModule(ActionBase):
         directory = tempfile.mkdtemp(prefix='fediops-deploy-')
         try:
             files = deploy.files()
-            files['kept.json'] = json.dumps(dict((k, deploy.env[k]) for k in plan.KEPT_KEYS if deploy.env.get(k)))
+            files['kept.json'] = json.dumps(dict((k, deploy.env[k]) for k in KEPT_KEYS if deploy.env.get(k)))
             for name, text in files.items():
                 fd = os.open(os.path.join(directory, name), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
                 with os.fdopen(fd, 'w', encoding='utf-8') as handle:

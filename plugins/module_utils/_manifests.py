@@ -5,7 +5,7 @@
 
 """The Kubernetes objects of a Mastodon deploy, built from the planner's model (PRIVATE: no API guarantees).
 
-``build(model)`` takes the model of docs/dev/shapes.md section 2 and returns a ``Manifests``: a dict
+``build(model)`` takes the model of docs/dev/ARCHITECTURE.md section 6 and returns a ``Manifests``: a dict
 ``{component: [objects]}`` for the components ``config``, ``migrate-pre``, ``web``, ``streaming``, ``sidekiq``,
 ``migrate-post`` (in apply order), with two attributes:
 

@@ -11,7 +11,7 @@ in any release. Do not use it from other collections.
 Verification is OpenSSL's (the `ssl` module: chain to the trusted CAs, validity window, host name), the same
 checks libpq (verify-full) and node's `tls` make; the chain is parsed with `cryptography` for the report.
 
-Trust is chosen per endpoint, as the applications verify it (docs/dev/shapes.md section 5):
+Trust is chosen per endpoint, as the applications verify it (docs/dev/ARCHITECTURE.md section 7):
 - `trust='ca'`: ONLY the given CA (`ca_pem`/`ca_path`), never the system store. PostgreSQL and its PgBouncer
   pools on DigitalOcean: the project's private CA from the API (libpq `PGSSLROOTCERT`, node `NODE_EXTRA_CA_CERTS`).
 - `trust='system'`: OpenSSL's default verify paths (`ssl.create_default_context()`, so `SSL_CERT_FILE` and

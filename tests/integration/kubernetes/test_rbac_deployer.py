@@ -4,7 +4,7 @@ finding 4), on a local cluster with RBAC authorization on (tests/cluster: --auth
 The objects are the deploy's, shaped as roles/*/templates/*.j2 render them (config: env ConfigMap and
 Secret, kept secrets, direct database Secret, CA Secret, ServiceAccount; migrations: the pre-deployment Job; web:
 Deployment, Service, HPA, PDB, Ingress, NetworkPolicy; streaming: Deployment, Service, PDB, Ingress; sidekiq: one
-Deployment per group), each component in its ApplySet ``<name>-set-<component>`` (docs/dev/shapes.md section 2),
+Deployment per group), each component in its ApplySet ``<name>-set-<component>`` (docs/dev/ARCHITECTURE.md section 6),
 without the Namespace (``config_manage_namespace: false``, section 7). Authorization is the real API server's
 RBAC authorizer; the verdicts are read from its audit log.
 """

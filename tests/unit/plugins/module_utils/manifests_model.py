@@ -3,7 +3,7 @@
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 
-"""A model as the planner hands it to _manifests.build (docs/dev/shapes.md section 2), from the roles' real
+"""A model as the planner hands it to _manifests.build (docs/dev/ARCHITECTURE.md section 6), from the roles' real
 defaults; shared by the unit tests and the cluster test of the manifests."""
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ def role_defaults():
 
 
 def use_migrations_stand_in(monkeypatch):
-    """The migrations' job_container(phase, extra_env) (plugins/module_utils/_migrations.py, shapes section 4)
+    """The migrations' job_container(phase, extra_env) (plugins/module_utils/_migrations.py, docs/dev/ARCHITECTURE.md section 5)
     when it is there; else a stand-in with its signature and result shape."""
     try:
         __import__(MIGRATIONS_MODULE)

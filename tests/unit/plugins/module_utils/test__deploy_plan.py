@@ -3,8 +3,8 @@
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 
-"""The plan of mastodon_deploy (_deploy_plan.py): every input checked, all problems at once, each naming its
-variable; the kept-secrets and LOCAL_DOMAIN guards; the model of docs/dev/shapes.md section 2.
+"""The plan of mastodon_deploy (_deploy/): every input checked, all problems at once, each naming its
+variable; the kept-secrets and LOCAL_DOMAIN guards; the model of docs/dev/ARCHITECTURE.md section 2.
 
 Mastodon facts: the Sidekiq queues default, push, pull, ingress, mailers, scheduler, fasp (config/sidekiq.yml,
 ../shared/reference/mastodon/README.md); the generated-once secrets SECRET_KEY_BASE, VAPID_*,
@@ -26,10 +26,10 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from ansible_collections.fediops.mastodon.plugins.module_utils import _deploy_plan as plan
+from ansible_collections.fediops.mastodon.plugins.module_utils._deploy import applier, endpoints, errors, guards, model, plan, preflight, variables
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), '..', '..', '..', '..'))
-SPECS = plan.load_role_specs(os.path.join(ROOT, 'roles'), yaml.safe_load)
+SPECS = variables.load_role_specs(os.path.join(ROOT, 'roles'), yaml.safe_load)
 NOW = datetime.datetime(2026, 11, 29, tzinfo=datetime.timezone.utc)
 BASE = {'config_local_domain': 'social.example', 'config_database_source': 'explicit', 'config_db_host': 'db.example',
         'config_db_password': 'pw-0123456789', 'config_redis_url': 'rediss://default:pw@redis.example:25061',
@@ -43,7 +43,7 @@ def problems(**overrides):
     deploy = plan.Deploy(raw, SPECS, plan.COMPONENTS, now=NOW)
     try:
         deploy.check_inputs()
-    except plan.PlanError as exc:
+    except errors.PlanError as exc:
         return exc.errors
     return []
 
@@ -177,7 +177,7 @@ def test_a_misspelt_role_prefix_is_flagged(name, meant):
     error = one(**{name: 'x'})
     assert error.key == name and 'did you mean %s?' % meant in str(error)
     known = set(n for options in SPECS.values() for n in options)
-    assert plan.misspelt_role_variable(name, SPECS, known) == meant  # the action passes it on (value None)
+    assert variables.misspelt_role_variable(name, SPECS, known) == meant  # the action passes it on (value None)
     assert one(**{name: None}).key == name
 
 
@@ -185,7 +185,7 @@ def test_a_misspelt_role_prefix_is_flagged(name, meant):
                                   'configuration_file', 'stream_name'])
 def test_other_play_variables_are_left_alone(name):
     assert problems(**{name: 'x'}) == []
-    assert plan.misspelt_role_variable(name, SPECS, set(n for options in SPECS.values() for n in options)) is None
+    assert variables.misspelt_role_variable(name, SPECS, set(n for options in SPECS.values() for n in options)) is None
 
 
 def test_db_pool_below_the_web_threads_is_refused():
@@ -301,7 +301,7 @@ def test_a_private_key_is_refused_and_never_echoed():
 
 
 # ------------------------------------------------------------------ guards
-KEPT = dict((k, 'old-' + k) for k in plan.KEPT_KEYS)
+KEPT = dict((k, 'old-' + k) for k in guards.KEPT_KEYS)
 
 
 def _v(**overrides):
@@ -310,20 +310,20 @@ def _v(**overrides):
 
 
 def test_first_install_generates():
-    known, backup = plan.kept_secrets(_v(), {'instance': [], 'kept_exists': False})
+    known, backup = guards.kept_secrets(_v(), {'instance': [], 'kept_exists': False})
     assert known == {} and backup is None
 
 
 def test_kept_secrets_are_reused():
-    known, backup = plan.kept_secrets(_v(), {'instance': ['Secret mastodon-env'], 'kept_exists': True, 'kept': KEPT})
+    known, backup = guards.kept_secrets(_v(), {'instance': ['Secret mastodon-env'], 'kept_exists': True, 'kept': KEPT})
     assert known == KEPT and backup is None
 
 
 def test_existing_instance_without_kept_secrets_is_refused_before_any_write():
     state = {'instance': ['Secret mastodon-env', 'Deployment mastodon-web'], 'kept_exists': False,
              'env_secret': KEPT}
-    with pytest.raises(plan.PlanError) as info:
-        plan.kept_secrets(_v(), state)
+    with pytest.raises(errors.PlanError) as info:
+        guards.kept_secrets(_v(), state)
     text = info.value.message()
     assert 'mastodon-generated-secrets' in text and 'SECRET_KEY_BASE' in text
     assert 'config_restore_kept_secrets_from_env: true' in text and 'config_secrets' in text
@@ -332,35 +332,35 @@ def test_existing_instance_without_kept_secrets_is_refused_before_any_write():
 
 def test_restore_from_the_env_secret():
     state = {'instance': ['Secret mastodon-env'], 'kept_exists': False, 'env_secret': dict(KEPT, DB_PASS='x')}
-    known, backup = plan.kept_secrets(_v(config_restore_kept_secrets_from_env=True), state)
+    known, backup = guards.kept_secrets(_v(config_restore_kept_secrets_from_env=True), state)
     assert known == KEPT and backup is None
 
 
 def test_restore_from_a_backup_through_config_secrets():
     state = {'instance': ['Deployment mastodon-web'], 'kept_exists': False, 'env_secret': {}}
-    known, dummy = plan.kept_secrets(_v(config_secrets=KEPT), state)
+    known, dummy = guards.kept_secrets(_v(config_secrets=KEPT), state)
     assert known == KEPT
 
 
 def test_rotation_keeps_a_backup():
     state = {'instance': ['Secret mastodon-env'], 'kept_exists': True, 'kept': KEPT}
-    known, backup = plan.kept_secrets(_v(config_rotate_kept_secrets=True), state)
+    known, backup = guards.kept_secrets(_v(config_rotate_kept_secrets=True), state)
     assert known == {} and backup == KEPT
-    secret = plan.backup_secret('mastodon', 'social', {}, backup)
+    secret = guards.backup_secret('mastodon', 'social', {}, backup)
     assert secret['metadata']['name'] == 'mastodon-generated-secrets-previous' and set(secret['data']) == set(KEPT)
 
 
 def test_local_domain_change_is_refused_unless_allowed():
     state = {'env_configmap': {'data': {'LOCAL_DOMAIN': 'old.example'}}, 'env_secret': {}}
-    with pytest.raises(plan.PlanError) as info:
-        plan.local_domain_guard(_v(), state)
+    with pytest.raises(errors.PlanError) as info:
+        guards.local_domain_guard(_v(), state)
     assert info.value.variables == ['config_local_domain']
-    plan.local_domain_guard(_v(config_allow_local_domain_change=True), state)
-    plan.local_domain_guard(_v(config_local_domain='old.example'), state)
+    guards.local_domain_guard(_v(config_allow_local_domain_change=True), state)
+    guards.local_domain_guard(_v(config_local_domain='old.example'), state)
 
 
 # ------------------------------------------------------------------ model, TLS preflight, dry-run mapping
-def test_plan_without_a_cluster_builds_the_model_of_shapes_section_2():
+def test_plan_without_a_cluster_builds_the_model():
     deploy = plan.Deploy(dict(BASE, config_kubernetes=False, config_cdn_host='cdn.example'), SPECS, plan.COMPONENTS,
                          now=NOW).plan()
     model = deploy.model
@@ -368,7 +368,7 @@ def test_plan_without_a_cluster_builds_the_model_of_shapes_section_2():
                           'streaming_host', 'env', 'checksums', 'ca_pem', 'redis_ca_pem', 'kept_secrets', 'db_direct',
                           'sidekiq_groups'}
     assert model['image'] == 'ghcr.io/mastodon/mastodon:v4.6.5'
-    assert set(model['kept_secrets']) == set(plan.KEPT_KEYS)
+    assert set(model['kept_secrets']) == set(guards.KEPT_KEYS)
     assert model['env']['rails']['config']['CDN_HOST'] == 'https://cdn.example'
     assert 'SECRET_KEY_BASE' not in model['env']['streaming']['secret']
     assert list(deploy.manifests) == list(plan.COMPONENTS)
@@ -376,7 +376,7 @@ def test_plan_without_a_cluster_builds_the_model_of_shapes_section_2():
 
 
 def test_pinned_digest_image():
-    assert plan.image_ref('ghcr.io/mastodon/mastodon', 'v4.6.5@sha256:' + 'b' * 64) == \
+    assert model.image_ref('ghcr.io/mastodon/mastodon', 'v4.6.5@sha256:' + 'b' * 64) == \
         'ghcr.io/mastodon/mastodon@sha256:' + 'b' * 64
 
 
@@ -389,7 +389,7 @@ def test_tls_preflight_postgres_against_the_ca_and_redis_against_the_system_stor
 
     endpoints = {'db': {'direct_host': 'direct.db', 'direct_port': 25060, 'host': 'pool.db', 'port': 25061,
                         'pgbouncer': True}, 'redis_url': 'rediss://u:p@redis.db:25061', 'ca_pem': 'CA'}
-    errors = plan.tls_preflight(endpoints, check, hostaddr='127.0.0.1')
+    errors = preflight.tls_preflight(endpoints, check, hostaddr='127.0.0.1')
     assert [str(e) for e in errors] == ['config_tls_preflight: TLS preflight failed: database: unknown CA',
                                         'config_tls_preflight: TLS preflight failed: pool: unknown CA']
     assert [c['ca_pem'] for c in calls] == ['CA', 'CA', None]
@@ -398,20 +398,20 @@ def test_tls_preflight_postgres_against_the_ca_and_redis_against_the_system_stor
 
 def test_a_dry_run_rejection_names_the_variable():
     origins = {('Deployment', 'mastodon-web', 'spec.template.spec.containers[0].resources'): 'web_resources'}
-    applier = plan.ComponentApplier.__new__(plan.ComponentApplier)
-    applier.origins, applier.component = origins, 'web'
-    applier.rejections = {('apps', 'Deployment', 'social', 'mastodon-web'): {
+    one_applier = applier.ComponentApplier.__new__(applier.ComponentApplier)
+    one_applier.origins, one_applier.component = origins, 'web'
+    one_applier.rejections = {('apps', 'Deployment', 'social', 'mastodon-web'): {
         'kind': 'Status', 'message': 'invalid', 'details': {'causes': [{
             'field': 'spec.template.spec.containers[0].resources.requests.cpu',
             'message': 'quantities must match the regular expression'}]}}}
-    (error,) = applier.rejection_errors()
+    (error,) = one_applier.rejection_errors()
     assert error.key == 'web_resources'
     assert 'Deployment mastodon-web: spec.template.spec.containers[0].resources.requests.cpu' in str(error)
 
 
 def test_summary_lists_changes_per_component():
-    text = plan.summary_text([('config', {'created': ['Namespace/social'], 'unchanged': ['Secret/x']}),
-                              ('web', {})])
+    text = applier.summary_text([('config', {'created': ['Namespace/social'], 'unchanged': ['Secret/x']}),
+                                 ('web', {})])
     assert 'config       1 created, 1 unchanged' in text and 'created: Namespace/social' in text
     assert 'web          nothing to do' in text
 
@@ -454,8 +454,8 @@ def _do_vars(**extra):
 def test_a_database_that_does_not_admit_the_cluster_is_refused_naming_it():
     """DigitalOcean facts (reference README): a database whose trusted sources omit the cluster refuses the pods."""
     client = FakeDigitalOcean({'pg-id': [{'type': 'ip_addr', 'value': '203.0.113.7', 'cluster_uuid': 'pg-id'}]})
-    with pytest.raises(plan.PlanError) as caught:
-        plan.do_endpoints(_do_vars(config_do_kubernetes_cluster_id=client.K8S_ID), client)
+    with pytest.raises(errors.PlanError) as caught:
+        endpoints.do_endpoints(_do_vars(config_do_kubernetes_cluster_id=client.K8S_ID), client)
     error = caught.value.errors[0]
     assert error.key == 'config_do_database_cluster'
     assert "'pg' does not admit the Kubernetes cluster" in str(error)
@@ -464,25 +464,25 @@ def test_a_database_that_does_not_admit_the_cluster_is_refused_naming_it():
 
 def test_a_database_that_admits_the_cluster_passes_and_an_unknown_cluster_only_warns():
     rules = {'pg-id': [{'type': 'k8s', 'value': FakeDigitalOcean.K8S_ID}]}
-    found = plan.do_endpoints(_do_vars(config_do_kubernetes_cluster_id=FakeDigitalOcean.K8S_ID),
+    found = endpoints.do_endpoints(_do_vars(config_do_kubernetes_cluster_id=FakeDigitalOcean.K8S_ID),
                               FakeDigitalOcean(rules))
     assert found['warnings'] == [] and found['redis_url'] == 'rediss://default:kv-pw@r:25061'
     # The id comes from a DOKS kubeconfig's server URL too.
-    found = plan.do_endpoints(_do_vars(), FakeDigitalOcean(rules),
+    found = endpoints.do_endpoints(_do_vars(), FakeDigitalOcean(rules),
                               'https://%s.k8s.ondigitalocean.com' % FakeDigitalOcean.K8S_ID)
     assert found['warnings'] == []
     # Not DOKS (the id is unknown): the plan cannot judge, so it warns.
-    found = plan.do_endpoints(_do_vars(), FakeDigitalOcean(rules), 'https://127.0.0.1:6443')
+    found = endpoints.do_endpoints(_do_vars(), FakeDigitalOcean(rules), 'https://127.0.0.1:6443')
     assert len(found['warnings']) == 1 and 'config_do_kubernetes_cluster_id' in found['warnings'][0]
 
 
 def test_the_redis_cluster_must_be_valkey_or_redis():
-    with pytest.raises(plan.PlanError) as caught:
-        plan.do_endpoints(_do_vars(config_do_redis_cluster='pg'), FakeDigitalOcean({}))
+    with pytest.raises(errors.PlanError) as caught:
+        endpoints.do_endpoints(_do_vars(config_do_redis_cluster='pg'), FakeDigitalOcean({}))
     assert caught.value.errors[0].key == 'config_do_redis_cluster'
     assert 'not Valkey or Redis' in str(caught.value.errors[0])
     # A legacy Redis cluster is one.
-    found = plan.do_endpoints(_do_vars(), FakeDigitalOcean({}, redis_engine='redis'))
+    found = endpoints.do_endpoints(_do_vars(), FakeDigitalOcean({}, redis_engine='redis'))
     assert found['redis_url'].startswith('rediss://')
 
 
@@ -495,7 +495,7 @@ def test_tls_preflight_trust_per_endpoint_and_unreachable_endpoints_explained():
 
     endpoints = {'db': {'direct_host': 'direct.db', 'direct_port': 25060, 'host': 'pool.db', 'port': 25061,
                         'pgbouncer': False}, 'redis_url': 'rediss://u:p#w@redis.db:25061', 'ca_pem': 'CA'}
-    errors = plan.tls_preflight(endpoints, check, redis_ca_pem='REDIS-CA')
+    errors = preflight.tls_preflight(endpoints, check, redis_ca_pem='REDIS-CA')
     assert [(c['host'], c['trust'], c['ca_pem']) for c in calls] == [('direct.db', 'ca', 'CA'), ('redis.db', 'ca', 'REDIS-CA')]
     assert len(errors) == 1 and 'cannot reach database, redis' in str(errors[0])
     assert 'in-cluster check' in str(errors[0])
@@ -515,7 +515,7 @@ def test_in_cluster_preflight_runs_a_job_with_the_same_trust_and_names_the_varia
     model = {'streaming_image': 'ghcr.io/mastodon/mastodon-streaming:v4.6.5', 'labels': {'a': 'b'}, 'redis_ca_pem': '',
              'tls_endpoints': {'db': {'direct_host': 'db.example', 'direct_port': 25060, 'pgbouncer': False},
                                'redis_url': 'rediss://default:s3cret@kv.example:25061', 'ca_pem': _cert()[0]}}
-    errors = plan.in_cluster_preflight(object(), v, model, run_job=run_job)
+    errors = preflight.in_cluster_preflight(object(), v, model, run_job=run_job)
     assert [e.key for e in errors] == ['config_tls_preflight_in_cluster'] * 2
     assert 'redis: hostname mismatch' in str(errors[0]) and 'database: unknown CA' in str(errors[1])
     job = seen[0]
@@ -524,4 +524,4 @@ def test_in_cluster_preflight_runs_a_job_with_the_same_trust_and_names_the_varia
     endpoints = dict((e['name'], e) for e in json.loads(container['env'][0]['value']))
     assert endpoints['database']['trust'] == 'ca' and endpoints['redis']['trust'] == 'system'
     assert 's3cret' not in json.dumps(job)
-    assert plan.in_cluster_preflight(object(), v, model, run_job=lambda c, j: {'failed': False, 'msg': None}) == []
+    assert preflight.in_cluster_preflight(object(), v, model, run_job=lambda c, j: {'failed': False, 'msg': None}) == []

@@ -6,7 +6,7 @@
 """A corpus of operator mistakes across all roles (issue 18): each one is rejected by the plan, before anything is
 written, by an error that names the variable. The plan runs without a cluster here (config_kubernetes: false,
 explicit endpoints): the input checks, the environment, the model and the manifests; the guards and the dry-run
-need the cluster and are covered by test__deploy_plan.py and molecule/default.
+need the cluster and are covered by test__deploy/ and molecule/default.
 
 Mastodon's queues (config/sidekiq.yml): default, push, pull, ingress, mailers, scheduler, fasp.
 """
@@ -18,10 +18,10 @@ import os
 import pytest
 import yaml
 
-from ansible_collections.fediops.mastodon.plugins.module_utils import _deploy_plan as plan
+from ansible_collections.fediops.mastodon.plugins.module_utils._deploy import errors, plan, variables
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), '..', '..', '..', '..'))
-SPECS = plan.load_role_specs(os.path.join(ROOT, 'roles'), yaml.safe_load)
+SPECS = variables.load_role_specs(os.path.join(ROOT, 'roles'), yaml.safe_load)
 BASE = {'config_local_domain': 'social.example', 'config_database_source': 'explicit', 'config_db_host': 'db.example',
         'config_db_password': 'pw-0123456789', 'config_redis_url': 'rediss://default:pw@redis.example:25061',
         'config_media_ephemeral': True, 'config_tls_preflight': False, 'config_kubernetes': False}
@@ -152,7 +152,7 @@ MISTAKES = [
 @pytest.mark.parametrize('variables,variable', [pytest.param(m[1], m[2], id=m[0]) for m in MISTAKES])
 def test_each_mistake_is_rejected_naming_its_variable(variables, variable):
     deploy = plan.Deploy(dict(BASE, **variables), SPECS, plan.COMPONENTS)
-    with pytest.raises(plan.PlanError) as info:
+    with pytest.raises(errors.PlanError) as info:
         deploy.plan()
     assert variable in info.value.variables, info.value.message()
     assert 'nothing was changed' in info.value.message()

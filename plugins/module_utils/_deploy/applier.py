@@ -1,0 +1,125 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) fediops.mastodon contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""The dry-run and apply of one component's objects.
+
+PRIVATE: no API guarantees; the map is docs/dev/ARCHITECTURE.md."""
+
+from __future__ import annotations
+
+from ansible_collections.fediops.mastodon.plugins.module_utils import _manifests
+from ansible_collections.fediops.mastodon.plugins.module_utils._deploy.errors import PlanError
+from ansible_collections.fediops.mastodon.plugins.module_utils._k8s_apply import Applier, ApplyError, key_of, order_objects
+from ansible_collections.fediops.mastodon.plugins.module_utils._kube import status_message
+from ansible_collections.fediops.mastodon.plugins.module_utils._mastodon_config import ConfigError
+
+
+class ComponentApplier(Applier):
+    """The Applier of one component: ``plan`` is a server-side dry-run of every object (a rejection mapped to the
+    variable that produced the field), ``apply`` then writes only what the dry-run found different."""
+
+    def __init__(self, client, component, namespace, apply_set, origins, new_namespace=False, **kwargs):
+        super(ComponentApplier, self).__init__(client, namespace=namespace, apply_set=apply_set, check_mode=True,
+                                               **kwargs)
+        self.component = component
+        self.origins = origins
+        self.rejections = {}
+        self.planned = {}
+        self.objects = []
+        if new_namespace:
+            self.new_namespaces.add(namespace)
+
+    def _apply_request(self, obj, force=None):
+        if self.check_mode and obj['metadata'].get('namespace') in self.new_namespaces:
+            # The namespace does not exist yet: the server would answer 404 to a dry-run; the plan's own checks
+            # stand for it and the object is reported as to be created.
+            return 404, None
+        status, body = super(ComponentApplier, self)._apply_request(obj, force)
+        if status not in (200, 201) and not (status == 404 and obj['metadata'].get('namespace') in self.new_namespaces):
+            with self._lock:
+                self.rejections[key_of(obj)] = body
+        return status, body
+
+    def rejection_errors(self):
+        errors = []
+        for key, body in sorted(self.rejections.items()):
+            dummy_group, kind, dummy_ns, name = key
+            causes = ((body or {}).get('details') or {}).get('causes') or [] if isinstance(body, dict) else []
+            if not causes:
+                variable = _manifests.origin_of(self.origins, kind, name, 'metadata') or 'config_name'
+                errors.append(ConfigError(variable, '%s %s rejected by the API server: %s' % (kind, name, status_message(body))))
+            for cause in causes:
+                field = cause.get('field') or ''
+                variable = _manifests.origin_of(self.origins, kind, name, field) or self.component_variable()
+                errors.append(ConfigError(variable, '%s %s: %s: %s (rejected by the API server)' % (
+                    kind, name, field or '?', cause.get('message') or cause.get('reason'))))
+        return errors
+
+    def component_variable(self):
+        return {'config': 'config_env', 'web': 'web_resources', 'streaming': 'streaming_resources',
+                'sidekiq': 'sidekiq_workers'}.get(self.component, 'migrations_resources')
+
+    def plan(self, objects):
+        """Dry-run: {key: action}; PlanError naming the variables on a rejection."""
+        try:
+            result = self.present(objects)
+        except ApplyError as exc:
+            errors = self.rejection_errors() or [ConfigError(self.component_variable(), exc.msg)]
+            raise PlanError(errors, 'the API server rejects objects of %s (server-side dry-run)' % self.component)
+        self.objects = self.prepare(objects)
+        self.planned = dict(((r['apiVersion'].split('/')[0] if '/' in r['apiVersion'] else '', r['kind'],
+                              r['namespace'] or '', r['name']), r) for r in result['objects'])
+        self.plan_result = result
+        return result
+
+    def summary(self):
+        counts = {}
+        for entry in self.plan_result['objects']:
+            counts.setdefault(entry['action'], []).append('%s/%s' % (entry['kind'], entry['name']))
+        for entry in self.plan_result['pruned']:
+            counts.setdefault('deleted (pruned)', []).append('%s/%s' % (entry['kind'], entry['name']))
+        return counts
+
+    def apply(self):
+        """Write what the dry-run found different (created, configured, replaced), prune, wait."""
+        self.check_mode = False
+        self.results, self.diffs, self.pruned, self.done = [], [], [], []
+        todo = [o for o in self.objects if (self.planned.get(key_of(o)) or {}).get('action') != 'unchanged']
+        # Objects the dry-run found unchanged are not written; their live state is what the dry-run returned.
+        settled = [(o, (self.planned.get(key_of(o)) or {}).get('object')) for o in self.objects if o not in todo]
+        applied = []
+        parent_changed = False
+        for group in order_objects(todo):
+            if self.set_id and not parent_changed and any(o['metadata'].get('namespace') for o in group):
+                parent_changed = self.write_parent(self.objects, union=True) or parent_changed
+            applied.extend(self.run_tiers([group], self.apply_one))
+        if self.set_id:
+            declared = set(key_of(o) for o in self.objects)
+            strays = [item for key, item in self.live.items() if key not in declared]
+            for dummy, entry in self.run_tiers(order_objects(strays, reverse=True), self.delete_one):
+                if entry:
+                    self.pruned.append(dict((k, entry[k]) for k in ('kind', 'apiVersion', 'namespace', 'name')))
+            parent_changed = self.write_parent(self.objects, union=False) or parent_changed
+        if self.wait:
+            self.wait_for([(obj, body[1]) for obj, body in applied] + settled)
+        changed = parent_changed or any(r['action'] != 'unchanged' for r in self.results)
+        out = self.result(changed)
+        out['unchanged'] = len(settled)
+        return out
+
+
+def summary_text(summaries):
+    """The per-component summary shown before the per-object diffs in check mode."""
+    lines = ['Plan of the deploy (per component):']
+    for component, counts in summaries:
+        if not counts:
+            lines.append('  %-12s nothing to do' % component)
+            continue
+        parts = ['%d %s' % (len(items), action) for action, items in sorted(counts.items())]
+        lines.append('  %-12s %s' % (component, ', '.join(parts)))
+        for action, items in sorted(counts.items()):
+            if action != 'unchanged':
+                lines.append('      %s: %s' % (action, ', '.join(items)))
+    return '\n'.join(lines) + '\n'

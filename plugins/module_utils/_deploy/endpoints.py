@@ -1,0 +1,125 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) fediops.mastodon contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""The PostgreSQL and Redis endpoints: from the DigitalOcean API or from the explicit variables.
+
+PRIVATE: no API guarantees; the map is docs/dev/ARCHITECTURE.md."""
+
+from __future__ import annotations
+
+from ansible_collections.fediops.mastodon.plugins.module_utils import _digitalocean as do
+from ansible_collections.fediops.mastodon.plugins.module_utils import _x509
+from ansible_collections.fediops.mastodon.plugins.module_utils._deploy.errors import PlanError
+from ansible_collections.fediops.mastodon.plugins.module_utils._mastodon_config import ConfigError
+
+
+def do_endpoints(v, client, kube_server=None):
+    """The PostgreSQL and Redis endpoints from the DigitalOcean API (as roles/config did with do_database_info):
+    {'db': {...}, 'redis_url': str, 'ca_pem': str, 'cluster': <the PostgreSQL cluster>}."""
+    key = 'private_connection' if v['config_do_private_network'] else 'connection'
+    try:
+        cluster = do.find_cluster_by_name(client, v['config_do_database_cluster'])
+    except do.DigitalOceanError as exc:
+        raise PlanError([ConfigError('config_do_database_cluster', exc.args[0] if exc.args else str(exc))],
+                        'DigitalOcean look-up failed')
+    pools = client.database_pools(cluster['id']) if cluster.get('engine') in do.POOL_ENGINES else []
+    passwords = do.collect_passwords(cluster, pools)
+    direct = cluster.get(key) or {}
+    pool = None
+    if v['config_do_use_pool']:
+        for item in pools:
+            if v['config_do_pool'] and item.get('name') == v['config_do_pool'] or \
+                    not v['config_do_pool'] and item.get('mode') == 'transaction' and item.get('db') == v['config_db_name']:
+                pool = item
+                break
+        if v['config_do_pool'] and pool is None:
+            raise PlanError([ConfigError('config_do_pool', 'connection pool %s not found in cluster %s (pools: %s)' % (
+                v['config_do_pool'], v['config_do_database_cluster'],
+                ', '.join(p.get('name') for p in pools) or 'none'))], 'DigitalOcean look-up failed')
+    users = passwords.get('users', {})
+    if pool is not None:
+        pool_password = ((passwords.get('pools', {}).get(pool['name']) or {}).get(key) or users.get(pool.get('user'))
+                         or passwords.get(key))
+        db = {'host': pool[key]['host'], 'port': int(pool[key]['port']), 'name': pool['name'], 'user': pool['user'],
+              'password': pool_password, 'pgbouncer': True, 'direct_name': pool['db']}
+    else:
+        db = {'host': direct.get('host'), 'port': int(direct.get('port') or 25060), 'name': v['config_db_name'],
+              'user': direct.get('user'), 'password': passwords.get(key), 'pgbouncer': False,
+              'direct_name': v['config_db_name']}
+    # Migrations connect directly but as the APPLICATION's user (docs/dev/ARCHITECTURE.md section 6): never the admin.
+    db.update(direct_host=direct.get('host'), direct_port=int(direct.get('port') or 25060), direct_user=db['user'],
+              direct_password=users.get(db['user']) or db['password'])
+    redis_url = v['config_redis_url']
+    clusters = [('config_do_database_cluster', cluster)]
+    if v['config_do_redis_cluster']:
+        try:
+            redis = do.find_cluster_by_name(client, v['config_do_redis_cluster'])
+        except do.DigitalOceanError as exc:
+            raise PlanError([ConfigError('config_do_redis_cluster', exc.args[0] if exc.args else str(exc))],
+                            'DigitalOcean look-up failed')
+        try:
+            redis_url = do.redis_url(redis, private=v['config_do_private_network'])
+        except do.DigitalOceanError as exc:
+            raise PlanError([ConfigError('config_do_redis_cluster', exc.args[0] if exc.args else str(exc))],
+                            'DigitalOcean look-up failed')
+        clusters.append(('config_do_redis_cluster', redis))
+    ca_pem = v['config_db_ca_pem']
+    if not ca_pem:
+        try:
+            ca_pem = _x509.load_ca_from_base64(client.database_ca(cluster['id']), what='the CA of %s' % cluster.get('name'))[0]
+        except _x509.X509Error as exc:
+            raise PlanError([ConfigError('config_do_database_cluster', str(exc))], 'DigitalOcean look-up failed')
+    warnings = trusted_sources(v, client, clusters, kube_server) if v['config_kubernetes'] else []
+    return {'db': db, 'redis_url': redis_url, 'ca_pem': ca_pem, 'cluster': cluster, 'warnings': warnings}
+
+
+def trusted_sources(v, client, clusters, kube_server):
+    """Warnings; PlanError naming each database whose trusted sources (firewall rules) do not admit the Kubernetes
+    cluster the applications run in: they could not connect (reference README, DigitalOcean facts)."""
+    cluster_id = v['config_do_kubernetes_cluster_id'] or do.kubernetes_cluster_id_from_server(kube_server)
+    errors, warnings = [], []
+    for variable, database in clusters:
+        rules = client.database_firewall_rules(database['id'])
+        problem = do.trusted_sources_problem(database.get('name'), rules, cluster_id, database_id=database['id'])
+        if problem and cluster_id:
+            errors.append(ConfigError(variable, problem))
+        elif problem:
+            warnings.append(problem)
+    if errors:
+        raise PlanError(errors, 'the databases do not admit the Kubernetes cluster')
+    return warnings
+
+
+def explicit_endpoints(v):
+    direct_host = v['config_db_direct_host'] or v['config_db_host']
+    db = {'host': v['config_db_host'], 'port': v['config_db_port'], 'name': v['config_db_name'],
+          'user': v['config_db_user'], 'password': v['config_db_password'], 'pgbouncer': v['config_db_pgbouncer'],
+          'direct_host': direct_host,
+          'direct_port': v['config_db_direct_port'] if v['config_db_direct_host'] else v['config_db_port'],
+          'direct_name': v['config_db_direct_name'] or v['config_db_name'],
+          'direct_user': v['config_db_user'], 'direct_password': v['config_db_password']}
+    return {'db': db, 'redis_url': v['config_redis_url'], 'ca_pem': v['config_db_ca_pem']}
+
+
+def base_env(v, endpoints):
+    """The environment the variables imply, before config_env overrides it (the old config__env)."""
+    db, redis_url, ca_pem = endpoints['db'], endpoints['redis_url'], endpoints['ca_pem']
+    env = {'LOCAL_DOMAIN': v['config_local_domain'], 'DB_HOST': db['host'], 'DB_PORT': db['port'],
+           'DB_NAME': db['name'], 'DB_USER': db['user'], 'DB_PASS': db['password'],
+           'DB_SSLMODE': v['config_db_sslmode'] or ('verify-full' if ca_pem else 'require')}
+    if v['config_web_domain']:
+        env['WEB_DOMAIN'] = v['config_web_domain']
+    if db['pgbouncer']:
+        env['PREPARED_STATEMENTS'] = False
+    if redis_url:
+        env['REDIS_URL'] = redis_url
+        if redis_url.startswith('rediss://'):
+            env['REDIS_DRIVER'] = 'ruby'
+    if v['config_streaming_host']:
+        env['STREAMING_API_BASE_URL'] = 'wss://' + v['config_streaming_host']
+    if v['config_cdn_host']:
+        env['CDN_HOST'] = 'https://' + v['config_cdn_host']
+    env.update(v['config_env'])
+    return env

@@ -1,0 +1,263 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) fediops.mastodon contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""The rules between role variables (cross_checks), each refusal naming its variable.
+
+PRIVATE: no API guarantees; the map is docs/dev/ARCHITECTURE.md."""
+
+from __future__ import annotations
+
+import re
+
+from urllib.parse import urlsplit
+
+from ansible_collections.fediops.mastodon.plugins.module_utils import _manifests
+from ansible_collections.fediops.mastodon.plugins.module_utils import _mastodon_config as mconfig
+from ansible_collections.fediops.mastodon.plugins.module_utils import _x509
+from ansible_collections.fediops.mastodon.plugins.module_utils._deploy.errors import did_you_mean
+from ansible_collections.fediops.mastodon.plugins.module_utils._deploy.variables import INT_TEXT
+from ansible_collections.fediops.mastodon.plugins.module_utils._mastodon_config import ConfigError
+
+# Keys of Mastodon's environment that a variable owns: set through config_env they would bypass its checks
+OWNED_KEYS = {'LOCAL_DOMAIN': 'config_local_domain', 'WEB_DOMAIN': 'config_web_domain'}
+
+_DNS_LABEL = re.compile(r'\A[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?\Z')
+_NAME = re.compile(r'\A[a-z]([-a-z0-9]{0,28}[a-z0-9])?\Z')
+_HOST = re.compile(r'\A(?=.{1,253}\Z)[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?(\.[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)*\Z')
+# Kubernetes' resource.Quantity: a signed decimal number and one suffix (binary SI, decimal SI or an exponent).
+_QUANTITY = re.compile(r'\A[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)(Ki|Mi|Gi|Ti|Pi|Ei|n|u|m|k|M|G|T|P|E|[eE][+-]?[0-9]+)?\Z')
+_INT_OR_PERCENT = re.compile(r'\A[0-9]+%?\Z')
+_LABEL_KEY = re.compile(r'\A([a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?\Z')
+_LABEL_VALUE = re.compile(r'\A(([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9])?\Z')
+TOLERATION_KEYS = ('key', 'operator', 'value', 'effect', 'tolerationSeconds')
+RESOURCE_SECTIONS = ('requests', 'limits', 'claims')
+
+
+def check_host(name, value, allow_empty=True):
+    if not value and allow_empty:
+        return
+    if '://' in value or '/' in value:
+        raise ConfigError(name, 'must be a host name without scheme or path (e.g. cdn.example.com, not '
+                                'https://cdn.example.com/)')
+    if not _HOST.match(value):
+        raise ConfigError(name, 'must be a DNS host name in lower case (letters, digits, - and .)')
+
+
+def check_quantities(name, resources, where=''):
+    """A container's resources: {requests, limits} of Kubernetes quantities; requests no larger than limits."""
+    prefix = '%s: ' % where if where else ''
+    if not isinstance(resources, dict):
+        raise ConfigError(name, '%sresources must be a mapping with requests and limits' % prefix)
+    for section, amounts in resources.items():
+        if section not in RESOURCE_SECTIONS:
+            raise ConfigError(name, '%sunknown key %s%s (known: requests, limits)'
+                              % (prefix, section, did_you_mean(str(section), RESOURCE_SECTIONS)))
+        if section == 'claims':
+            continue
+        if not isinstance(amounts, dict):
+            raise ConfigError(name, '%s%s must be a mapping of resource name to quantity' % (prefix, section))
+        for resource, amount in amounts.items():
+            text = str(amount) if isinstance(amount, (int, float)) and not isinstance(amount, bool) else amount
+            if not isinstance(text, str) or not _QUANTITY.match(text.strip()):
+                raise ConfigError(name, '%s%s.%s is not a Kubernetes quantity (e.g. 250m, 0.5, 768Mi, 1Gi)'
+                                  % (prefix, section, resource))
+    requests, limits = resources.get('requests') or {}, resources.get('limits') or {}
+    for resource in set(requests) & set(limits):
+        if quantity_value(requests[resource]) > quantity_value(limits[resource]):
+            raise ConfigError(name, '%srequests.%s is larger than limits.%s' % (prefix, resource, resource))
+
+
+_SUFFIX = {'Ki': 2 ** 10, 'Mi': 2 ** 20, 'Gi': 2 ** 30, 'Ti': 2 ** 40, 'Pi': 2 ** 50, 'Ei': 2 ** 60, 'n': 1e-9,
+           'u': 1e-6, 'm': 1e-3, '': 1, 'k': 1e3, 'M': 1e6, 'G': 1e9, 'T': 1e12, 'P': 1e15, 'E': 1e18}
+
+
+def quantity_value(amount):
+    text = str(amount).strip()
+    match = re.match(r'\A([+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+))(.*)\Z', text)
+    number, suffix = float(match.group(1)), match.group(2)
+    if suffix[:1] in ('e', 'E'):
+        return number * 10 ** int(suffix[1:])
+    return number * _SUFFIX[suffix]
+
+
+def check_strategy(name, strategy):
+    if not isinstance(strategy, dict) or strategy.get('type') not in ('RollingUpdate', 'Recreate'):
+        raise ConfigError(name, 'must be a mapping with type RollingUpdate or Recreate')
+    for key in strategy:
+        if key not in ('type', 'rollingUpdate'):
+            raise ConfigError(name, 'unknown key %s%s' % (key, did_you_mean(str(key), ('type', 'rollingUpdate'))))
+    rolling = strategy.get('rollingUpdate')
+    if strategy['type'] == 'Recreate' and rolling is not None:
+        raise ConfigError(name, 'rollingUpdate is only allowed with type RollingUpdate')
+    if rolling is not None:
+        if not isinstance(rolling, dict):
+            raise ConfigError(name, 'rollingUpdate must be a mapping with maxSurge and maxUnavailable')
+        for key, value in rolling.items():
+            if key not in ('maxSurge', 'maxUnavailable'):
+                raise ConfigError(name, 'rollingUpdate: unknown key %s%s' % (
+                    key, did_you_mean(str(key), ('maxSurge', 'maxUnavailable'))))
+            if isinstance(value, bool) or not (isinstance(value, int) and value >= 0 or
+                                               isinstance(value, str) and _INT_OR_PERCENT.match(value)):
+                raise ConfigError(name, 'rollingUpdate.%s must be an integer >= 0 or a percentage such as 25%%' % key)
+        if rolling.get('maxSurge') in (0, '0', '0%') and rolling.get('maxUnavailable') in (0, '0', '0%'):
+            raise ConfigError(name, 'rollingUpdate: maxSurge and maxUnavailable cannot both be 0')
+
+
+def check_node_selector(name, selector, where=''):
+    prefix = '%s: ' % where if where else ''
+    for key, value in (selector or {}).items():
+        if not isinstance(key, str) or not _LABEL_KEY.match(key):
+            raise ConfigError(name, '%s%r is not a label key' % (prefix, key))
+        if not isinstance(value, str):
+            raise ConfigError(name, '%s%s must be a string (quote it: "%s")' % (
+                prefix, key, str(value).lower() if isinstance(value, bool) else value))
+        if not _LABEL_VALUE.match(value):
+            raise ConfigError(name, '%s%s is not a label value' % (prefix, key))
+
+
+def check_tolerations(name, tolerations, where=''):
+    prefix = '%s: ' % where if where else ''
+    for index, item in enumerate(tolerations or []):
+        if not isinstance(item, dict):
+            raise ConfigError(name, '%sitem %d must be a mapping' % (prefix, index))
+        for key in item:
+            if key not in TOLERATION_KEYS:
+                raise ConfigError(name, '%sitem %d: unknown key %s%s' % (prefix, index, key,
+                                                                         did_you_mean(str(key), TOLERATION_KEYS)))
+        if item.get('operator', 'Equal') not in ('Equal', 'Exists'):
+            raise ConfigError(name, '%sitem %d: operator must be Equal or Exists' % (prefix, index))
+        if item.get('effect', '') not in ('', 'NoSchedule', 'PreferNoSchedule', 'NoExecute'):
+            raise ConfigError(name, '%sitem %d: effect must be NoSchedule, PreferNoSchedule or NoExecute' % (prefix, index))
+
+
+def check_given_ca(name, pem, now=None):
+    """A CA given as PEM text: certificates only (a private key is refused and never echoed), each one a CA
+    (basicConstraints CA:TRUE) inside its validity. Returns the normalised PEM bundle."""
+    if 'PRIVATE KEY' in pem:
+        raise ConfigError(name, 'contains a PRIVATE KEY block: give only the CA certificate (and rotate that key: '
+                                'it has been in your variables)')
+    blocks = re.findall(r'-----BEGIN ([A-Z0-9 ]+)-----(.*?)-----END \1-----', pem, re.S)
+    if not blocks:
+        raise ConfigError(name, 'must be PEM text with at least one -----BEGIN CERTIFICATE----- block')
+    outside = re.sub(r'-----BEGIN ([A-Z0-9 ]+)-----.*?-----END \1-----', '', pem, flags=re.S)
+    if outside.strip():
+        raise ConfigError(name, 'has text outside the PEM blocks')
+    out = []
+    for index, (label, body) in enumerate(blocks):
+        what = '%s certificate %d' % (name, index + 1)
+        if label != 'CERTIFICATE':
+            raise ConfigError(name, 'block %d is a %s, not a CERTIFICATE' % (index + 1, label))
+        text = '-----BEGIN CERTIFICATE-----%s-----END CERTIFICATE-----\n' % body
+        try:
+            cert = _x509.load_certificate(text.encode('ascii', 'replace'), what=what)
+            _x509.check_ca_certificate(cert, now=now, what=what)
+        except _x509.X509Error as exc:
+            raise ConfigError(name, _without_pem(str(exc)))
+        out.append(text)
+    return ''.join(out)
+
+
+def _without_pem(text):
+    return re.sub(r'-----BEGIN.*', '(PEM text not shown)', text, flags=re.S)
+
+
+def cross_checks(v, now=None):
+    """Rules between the typed variables; returns (errors, sidekiq_groups)."""
+    errors = []
+
+    def check(func, *args, **kwargs):
+        try:
+            return func(*args, **kwargs)
+        except ConfigError as exc:
+            errors.append(exc)
+
+    def rule(ok, name, reason):
+        if not ok:
+            errors.append(ConfigError(name, reason))
+
+    rule(_NAME.match(v['config_name']), 'config_name', 'must be a DNS label of at most 30 characters starting with a letter')
+    rule(_DNS_LABEL.match(v['config_namespace']), 'config_namespace', 'must be a DNS label (a-z, 0-9, -; 63 at most)')
+    check(mconfig.parse_version, v['config_mastodon_version'], v['config_allow_unsupported_version'])
+    rule(v['config_local_domain'], 'config_local_domain', 'is required (the domain of the user handles)')
+    check(check_host, 'config_local_domain', v['config_local_domain'])
+    check(check_host, 'config_web_domain', v['config_web_domain'])
+    check(check_host, 'config_streaming_host', v['config_streaming_host'])
+    check(check_host, 'config_cdn_host', v['config_cdn_host'])
+    rule(v['config_ca_mount_dir'].startswith('/'), 'config_ca_mount_dir', 'must be an absolute path')
+    if v['config_database_source'] == 'digitalocean':
+        rule(v['config_do_database_cluster'], 'config_do_database_cluster',
+             'is required with config_database_source=digitalocean (the name of the PostgreSQL cluster)')
+    else:
+        rule(v['config_db_host'], 'config_db_host', 'is required with config_database_source=explicit')
+        check(check_host, 'config_db_host', v['config_db_host'].lower())
+        for name in ('config_db_port', 'config_db_direct_port'):
+            rule(0 < v[name] < 65536, name, 'must be a TCP port (1-65535)')
+        if v['config_redis_url']:
+            rule(urlsplit(v['config_redis_url']).scheme in ('redis', 'rediss', 'unix'), 'config_redis_url',
+                 'must be a redis:// or rediss:// URL')
+    if v['config_db_ca_pem']:
+        check(check_given_ca, 'config_db_ca_pem', v['config_db_ca_pem'], now)
+    for key, value in v['config_labels'].items():
+        rule(isinstance(value, str) and _LABEL_KEY.match(str(key)) and _LABEL_VALUE.match(value), 'config_labels',
+             '%s: label keys and values must be strings of letters, digits, -, _ and .' % key)
+    for variable in ('config_env', 'config_extra_env'):
+        for key, owner in sorted(OWNED_KEYS.items()):
+            rule(key not in v[variable], variable, '%s: set %s instead (the LOCAL_DOMAIN guard and the Ingress hosts '
+                 'read it there)' % (key, owner))
+    for key in sorted(set(v['config_secrets']) - set(mconfig.GENERATED), key=str):
+        rule(False, 'config_secrets', 'unknown key %s%s (known: %s)' % (
+            key, did_you_mean(str(key), mconfig.GENERATED), ', '.join(mconfig.GENERATED)))
+    db_pool = v['config_env'].get('DB_POOL')
+    if db_pool is not None and INT_TEXT.match(str(db_pool).strip()):
+        # config/database.yml: pool is DB_POOL when set, else MAX_THREADS; a smaller pool makes Puma's threads wait
+        # for a connection (ActiveRecord::ConnectionTimeoutError). Sidekiq sets DB_POOL per group on its containers.
+        rule(int(db_pool) >= v['web_max_threads'], 'config_env', 'DB_POOL (%s) is lower than web_max_threads (%d): '
+             "Puma's threads would wait for database connections; remove it or raise it" % (db_pool, v['web_max_threads']))
+    for role in ('web', 'streaming', 'sidekiq', 'migrations'):
+        variable = role + '_extra_env'
+        for key in sorted(v[variable], key=str):
+            reason = (mconfig.FORBIDDEN.get(key) or mconfig.REJECTED.get(key) or
+                      ('set %s instead' % OWNED_KEYS[key] if key in OWNED_KEYS else None))
+            rule(reason is None, variable, '%s: %s' % (key, reason))
+    for role in ('web', 'streaming'):
+        rule(v[role + '_replicas'] >= 0, role + '_replicas', 'must be >= 0')
+        check(check_quantities, role + '_resources', v[role + '_resources'])
+        check(check_node_selector, role + '_node_selector', v[role + '_node_selector'])
+        check(check_tolerations, role + '_tolerations', v[role + '_tolerations'])
+        rule(v[role + '_exposure'] != 'httproute' or v[role + '_gateway_parent_refs'], role + '_gateway_parent_refs',
+             'is required with %s_exposure=httproute' % role)
+        rule(v[role + '_wait_timeout'] > 0, role + '_wait_timeout', 'must be > 0')
+        pdb = v[role + '_pdb_min_available']
+        rule(pdb >= 0, role + '_pdb_min_available', 'must be >= 0')
+        fixed = not v.get(role + '_hpa_enabled')  # with the autoscaler the replicas move: not checked here
+        if v[role + '_pdb_enabled'] and fixed and v[role + '_replicas'] > 0:
+            rule(pdb < v[role + '_replicas'], role + '_pdb_min_available',
+                 'must be lower than %s_replicas (%d): no pod could ever be evicted, so node drains (DOKS upgrades '
+                 'included) would hang' % (role, v[role + '_replicas']))
+    rule(v['web_concurrency'] >= 0, 'web_concurrency', 'must be >= 0')
+    rule(v['web_max_threads'] >= 1, 'web_max_threads', 'must be >= 1')
+    check(check_strategy, 'web_strategy', v['web_strategy'])
+    if v['web_hpa_enabled']:
+        rule(v['web_hpa_min_replicas'] >= 1, 'web_hpa_min_replicas', 'must be >= 1')
+        rule(v['web_hpa_max_replicas'] >= v['web_hpa_min_replicas'], 'web_hpa_max_replicas',
+             'must be >= web_hpa_min_replicas (%d)' % v['web_hpa_min_replicas'])
+        rule(1 <= v['web_hpa_cpu_utilization'] <= 100, 'web_hpa_cpu_utilization', 'must be a percentage (1-100)')
+    check(check_quantities, 'migrations_resources', v['migrations_resources'])
+    check(check_node_selector, 'migrations_node_selector', v['migrations_node_selector'])
+    check(check_tolerations, 'migrations_tolerations', v['migrations_tolerations'])
+    rule(v['migrations_active_deadline_seconds'] > 0, 'migrations_active_deadline_seconds', 'must be > 0')
+    check(check_quantities, 'sidekiq_resources', v['sidekiq_resources'])
+    check(check_node_selector, 'sidekiq_node_selector', v['sidekiq_node_selector'])
+    check(check_tolerations, 'sidekiq_tolerations', v['sidekiq_tolerations'])
+    rule(v['sidekiq_max_concurrency'] >= 1, 'sidekiq_max_concurrency', 'must be >= 1')
+    groups = check(_manifests.sidekiq_groups, v['sidekiq_workers'], {
+        'resources': v['sidekiq_resources'], 'node_selector': v['sidekiq_node_selector'],
+        'tolerations': v['sidekiq_tolerations'], 'max_concurrency': v['sidekiq_max_concurrency']})
+    for group in groups or []:
+        where = 'group %s' % group['name']
+        check(check_quantities, 'sidekiq_workers', group['resources'], where)
+        check(check_node_selector, 'sidekiq_workers', group['node_selector'], where)
+        check(check_tolerations, 'sidekiq_workers', group['tolerations'], where)
+    return errors, groups
