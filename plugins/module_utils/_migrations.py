@@ -115,10 +115,9 @@ end
 _SCHEMA_CHECK = '''
 c = ActiveRecord::Base.connection
 exit %(empty)d unless c.table_exists?("schema_migrations")
-count, newest = c.select_rows("SELECT count(*), max(version) FROM schema_migrations").first
 if ENV["%(fresh)s"] == "true"
-  warn "fediops migrations: this database already holds a Mastodon schema (schema_migrations: #{count} versions, the newest " \\
-       "#{newest.inspect}), and this deploy generated new secrets (SECRET_KEY_BASE, the ActiveRecord encryption keys): " \\
+  warn "fediops migrations: this database already holds a Mastodon schema (the table schema_migrations), " \\
+       "and this deploy generated new secrets (SECRET_KEY_BASE, the ActiveRecord encryption keys): " \\
        "it belongs to another instance, or this instance lost its Secret <config_name>-generated-secrets (a changed " \\
        "config_name or config_namespace, a deleted namespace). New keys would make every encrypted column unreadable " \\
        "(Mastodon 4.7: the signing key of every local account) and log every user out. Nothing was changed. Restore the secrets of " \\
@@ -133,6 +132,7 @@ unless c.select_value("SELECT pg_has_role(current_user, #{c.quote(owner)}, #{c.q
        "and the migrations run as #{user}, which may not alter its tables"
   exit %(foreign)d
 end
+count, newest = c.select_rows("SELECT count(*), max(version) FROM schema_migrations").first
 puts "fediops migrations: schema_migrations holds #{count} versions, the newest #{newest.inspect}"
 %(keys_check)s
 exit %(initialized)d

@@ -132,16 +132,38 @@ def check_tolerations(name, tolerations, where=''):
             raise ConfigError(name, '%sitem %d: effect must be NoSchedule, PreferNoSchedule or NoExecute' % (prefix, index))
 
 
+_PEM_MARKER = re.compile(r'-----(BEGIN|END) ([A-Z0-9 ]{1,64})-----')
+
+
+def pem_blocks(pem):
+    """([(label, body)], text outside the blocks) of PEM text, in one pass over it (linear whatever it holds:
+    the lazy `BEGIN (.*?) END` expression this replaces read to the end of the text from every BEGIN, quadratic
+    for a value of many BEGIN lines). A BEGIN closes at the next END of the same label; an unmatched marker
+    stays outside (and is refused as text outside the blocks)."""
+    blocks, outside = [], []
+    position, opened = 0, None  # opened: (label, end of its BEGIN marker, start of its BEGIN marker)
+    for marker in _PEM_MARKER.finditer(pem):
+        kind, label = marker.group(1), marker.group(2)
+        if opened is None:
+            if kind == 'BEGIN':
+                outside.append(pem[position:marker.start()])
+                opened = (label, marker.end(), marker.start())
+        elif kind == 'END' and label == opened[0]:
+            blocks.append((label, pem[opened[1]:marker.start()]))
+            position, opened = marker.end(), None
+    outside.append(pem[opened[2] if opened else position:])
+    return blocks, ''.join(outside)
+
+
 def check_given_ca(name, pem, now=None):
     """A CA given as PEM text: certificates only (a private key is refused and never echoed), each one a CA
     (basicConstraints CA:TRUE) inside its validity. Returns the normalised PEM bundle."""
     if 'PRIVATE KEY' in pem:
         raise ConfigError(name, 'contains a PRIVATE KEY block: give only the CA certificate (and rotate that key: '
                                 'it has been in your variables)')
-    blocks = re.findall(r'-----BEGIN ([A-Z0-9 ]+)-----(.*?)-----END \1-----', pem, re.S)
+    blocks, outside = pem_blocks(pem)
     if not blocks:
         raise ConfigError(name, 'must be PEM text with at least one -----BEGIN CERTIFICATE----- block')
-    outside = re.sub(r'-----BEGIN ([A-Z0-9 ]+)-----.*?-----END \1-----', '', pem, flags=re.S)
     if outside.strip():
         raise ConfigError(name, 'has text outside the PEM blocks')
     out = []
