@@ -450,7 +450,7 @@ class _Builder(object):
             out.append(self.secret(name, labels, secret, origin='config_env'))
         out.append(self.secret(self.name + '-generated-secrets', labels, self.model['kept_secrets'],
                                note='Generated once on the first deploy and reused by every later run. Do not delete.',
-                               origin='config_secrets'))
+                               origin='config_secrets', annotations=self.model.get('kept_secrets_annotations')))
         direct_user, app_user = self.model['db_direct'].get('DB_USER'), self.rails_env.get('DB_USER')
         if direct_user and app_user and direct_user != app_user:
             # Tables the migrations create belong to the user that runs them: it must be the application's.
@@ -473,9 +473,12 @@ class _Builder(object):
             out.extend(self.network_policies())
         return out
 
-    def secret(self, name, labels, data, note=None, origin=None):
+    def secret(self, name, labels, data, note=None, origin=None, annotations=None):
+        more = dict(annotations or {})
+        if note:
+            more['fediops.mastodon/note'] = note
         obj = {'apiVersion': 'v1', 'kind': 'Secret', 'type': 'Opaque',
-               'metadata': self.meta(name, labels, {'fediops.mastodon/note': note} if note else None),
+               'metadata': self.meta(name, labels, more or None),
                'data': dict((k, _b64(data[k])) for k in sorted(data))}
         if origin:
             self.origin(obj, 'data', origin)

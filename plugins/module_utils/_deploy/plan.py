@@ -16,7 +16,8 @@ from ansible_collections.fediops.mastodon.plugins.module_utils import _mastodon_
 from ansible_collections.fediops.mastodon.plugins.module_utils._deploy.applier import ComponentApplier, summary_text
 from ansible_collections.fediops.mastodon.plugins.module_utils._deploy.endpoints import do_endpoints, explicit_endpoints
 from ansible_collections.fediops.mastodon.plugins.module_utils._deploy.errors import PlanError
-from ansible_collections.fediops.mastodon.plugins.module_utils._deploy.guards import backup_secret, kept_secrets, local_domain_guard
+from ansible_collections.fediops.mastodon.plugins.module_utils._deploy.guards import (
+    backup_secret, fresh_secrets, kept_plan, local_domain_guard)
 from ansible_collections.fediops.mastodon.plugins.module_utils._deploy.model import build_model, dotenv_text, environment
 from ansible_collections.fediops.mastodon.plugins.module_utils._deploy.preflight import in_cluster_preflight, tls_preflight
 from ansible_collections.fediops.mastodon.plugins.module_utils._deploy.rules import cross_checks
@@ -71,6 +72,7 @@ class Deploy(object):
         self.env = None
         self.generated = []
         self.state = {}
+        self.kept = {}
 
     def check_inputs(self):
         v, errors = check_variables(self.raw_vars, self.specs)
@@ -117,16 +119,22 @@ class Deploy(object):
         if v['config_kubernetes']:
             self.state = found['state']
             local_domain_guard(v, self.state)
-        known, self.backup = kept_secrets(v, self.state)
+        self.kept = kept_plan(v, self.state)
+        known, self.backup = self.kept['known'], self.kept['backup']
+        self.warnings += self.kept['warnings']
         staged = dict(self.staged.get('kept') or {})
         staged.update(known)
         version = mconfig.parse_version(v['config_mastodon_version'], v['config_allow_unsupported_version'])[0]
         self.env, self.generated, warnings = environment(v, self.endpoints, staged, version)
         self.warnings += warnings
-        if self.generated and self.state.get('instance') and not v['config_rotate_kept_secrets']:
+        unasked = [k for k in self.generated if k not in self.kept['requested']]
+        if unasked and self.state.get('instance'):
             raise PlanError([ConfigError('config_generate_secrets', 'would generate %s for an existing instance'
-                                         % ', '.join(self.generated))], 'the kept secrets are incomplete')
+                                         % ', '.join(unasked))], 'the kept secrets are incomplete')
         self.model = build_model(v, self.groups, self.endpoints, self.env, self.env, version)
+        self.model['fresh_secrets'] = fresh_secrets(self.generated, self.staged.get('kept'), known, self.kept['requested'])
+        self.model['encryption_keys_replaced'] = self.kept['encryption_keys_replaced']
+        self.model['kept_secrets_annotations'] = self.kept['annotations']
         problem = _manifests.media_storage_problem(self.model)
         if problem:
             raise PlanError([ConfigError('config_media_volume_claim', problem.split(': ', 1)[1])], 'uploads would be lost')
@@ -190,7 +198,8 @@ class Deploy(object):
         client = self.kube_client()
         out = {}
         if self.backup:
-            backup = backup_secret(self.v['config_name'], self.v['config_namespace'], self.model['labels'], self.backup)
+            backup = backup_secret(self.v['config_name'], self.v['config_namespace'], self.model['labels'], self.backup,
+                                   self.kept['backup_name'])
             saver = Applier(client, namespace=self.v['config_namespace'])
             saver.present([backup])
         for applier in self.appliers:
@@ -219,7 +228,7 @@ class Deploy(object):
                'plan': list(PLAN_STEPS), 'name': self.v['config_name'], 'namespace': self.v['config_namespace'],
                'version': self.model['version'], 'config_out': self.config_out()}
         if self.backup:
-            out['kept_secrets_backup'] = '%s-generated-secrets-previous' % self.v['config_name']
+            out['kept_secrets_backup'] = self.kept['backup_name']
         if diffs is not None:
             out['diff'] = diffs
         return out

@@ -59,6 +59,7 @@ def read_state(client, v):
     }
     out = concurrently(todo)
     out['kept_exists'] = out['kept']['exists']
+    out['kept_annotations'] = out['kept'].get('annotations') or {}
     out['kept'] = out['kept']['data'] if out['kept']['exists'] else {}
     out['env_secret_exists'] = out['env_secret']['exists']
     out['env_secret'] = out['env_secret']['data'] if out['env_secret']['exists'] else {}
