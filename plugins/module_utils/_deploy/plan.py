@@ -22,7 +22,7 @@ from ansible_collections.fediops.mastodon.plugins.module_utils._deploy.model imp
 from ansible_collections.fediops.mastodon.plugins.module_utils._deploy.preflight import in_cluster_preflight, tls_preflight
 from ansible_collections.fediops.mastodon.plugins.module_utils._deploy.rules import cross_checks
 from ansible_collections.fediops.mastodon.plugins.module_utils._deploy.state import catching, concurrently, read_state
-from ansible_collections.fediops.mastodon.plugins.module_utils._deploy.variables import check_variables
+from ansible_collections.fediops.mastodon.plugins.module_utils._deploy.variables import MAX_OBJECT_BYTES, check_variables
 from ansible_collections.fediops.mastodon.plugins.module_utils._k8s_apply import Applier, KubeError
 from ansible_collections.fediops.mastodon.plugins.module_utils._mastodon_config import ConfigError
 
@@ -48,6 +48,37 @@ PLAN_STEPS = (
     'TLS preflight: PostgreSQL direct and pool against the CA, Redis against the system store',
     'server-side dry-run of every object of the selected components, rejections mapped to variables',
 )
+
+
+def _largest_contributor(v, data, fallback):
+    """The variable among those that fill an env object whose keys weigh most in `data`."""
+    weights = []
+    for variable in ('config_env', 'config_extra_env', 'config_secrets'):
+        given = v.get(variable) or {}
+        weights.append((sum(len(k) + len(str(data[k])) for k in given if k in data), variable))
+    weight, variable = max(weights)
+    return variable if weight else fallback
+
+
+def object_size_problems(manifests, v=None):
+    """[ConfigError] for each Secret or ConfigMap whose data exceed what Kubernetes accepts (1 MiB), naming the
+    variable that weighs most in it (values from several variables can add up past the bound of each one)."""
+    errors = []
+    for objects in manifests.values():
+        for obj in objects:
+            if obj['kind'] not in ('Secret', 'ConfigMap'):
+                continue
+            data = obj.get('data') or {}
+            # Secret data is base64 here: 4 characters for 3 bytes
+            size = sum(len(k) + (len(val) * 3 // 4 if obj['kind'] == 'Secret' else len(val.encode('utf-8')))
+                       for k, val in data.items())
+            if size > MAX_OBJECT_BYTES:
+                variable = _manifests.origin_of(manifests.origins, obj['kind'], obj['metadata']['name'], 'data') or 'config_env'
+                variable = _largest_contributor(v or {}, data, variable)
+                errors.append(ConfigError(variable, '%s %s would hold %d bytes; Kubernetes accepts at most %d in one '
+                                                    'Secret or ConfigMap' % (obj['kind'], obj['metadata']['name'], size,
+                                                                             MAX_OBJECT_BYTES)))
+    return errors
 
 
 class Deploy(object):
@@ -145,6 +176,9 @@ class Deploy(object):
         except ValueError as exc:  # _migrations.MigrationsError: '<variable>: <reason>'
             variable, dummy, reason = str(exc).partition(': ')
             raise PlanError([ConfigError(variable, reason)], 'the manifests cannot be built')
+        too_large = object_size_problems(self.manifests, v)
+        if too_large:
+            raise PlanError(too_large, 'objects larger than Kubernetes accepts')
         if v['config_tls_preflight'] and v['config_tls_preflight_in_cluster'] and v['config_kubernetes']:
             self.in_cluster_preflight()
         elif v['config_tls_preflight'] and self.check_endpoint is not None:
