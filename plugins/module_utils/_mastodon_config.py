@@ -476,6 +476,10 @@ def to_text(key, value):
 def _check_type(key, setting, value, line):
     kind = setting.kind
     if kind == 'locale':
+        if value in ('true', 'false'):
+            # YAML 1.1 (Ansible's) reads yes/no/on/off/true/false unquoted as booleans: `no` (Norwegian) arrives as false.
+            raise ConfigError(key, 'is a boolean (%s), not a locale: YAML reads an unquoted yes/no/on/off as true/false; '
+                                   'quote the locale, e.g. "no"' % value)
         if value not in LOCALES[line]:
             raise ConfigError(key, 'is not a locale of Mastodon %s; one of %s' % (line, ', '.join(LOCALES[line])))
         return

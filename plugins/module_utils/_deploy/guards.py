@@ -207,3 +207,28 @@ def backup_secret(name, namespace, labels, data, backup_name=None):
             'metadata': {'name': backup_name or name + '-generated-secrets-previous-1', 'namespace': namespace,
                          'labels': dict(labels), 'annotations': {'fediops.mastodon/replaced-at': stamp}},
             'data': dict((k, base64.b64encode(val.encode('utf-8')).decode('ascii')) for k, val in sorted(data.items()))}
+
+
+def reference_problems(references, namespace):
+    """(errors, warnings) of the objects the deploy refers to without creating them (state.read_references).
+
+    A missing uploads claim is refused: the web and sidekiq pods would stay Pending, and nothing in the deploy
+    creates it. A missing pull Secret or IngressClass is a warning only: they are often created by other tools
+    after the namespace (a registry credential sync, the ingress controller's installation)."""
+    errors, warnings = [], []
+    for (variable, kind, name), present in sorted(references.items()):
+        if present is not False:
+            continue
+        if kind == 'PersistentVolumeClaim':
+            errors.append(ConfigError(variable, 'PersistentVolumeClaim %s does not exist in namespace %s: the web and '
+                                                'sidekiq pods would stay Pending until it does; create it first (the '
+                                                'deploy does not)' % (name, namespace)))
+        elif kind == 'Secret':
+            warnings.append('%s: the Secret %s does not exist in namespace %s (yet): the pods cannot pull a private '
+                            'image until it does; the deploy goes on because a registry credential tool may create it '
+                            'later' % (variable, name, namespace))
+        else:
+            warnings.append('%s: the IngressClass %s does not exist in the cluster (yet): no controller will serve the '
+                            'Ingress until it does; the deploy goes on because installing the ingress controller '
+                            'creates it' % (variable, name))
+    return errors, warnings

@@ -17,11 +17,12 @@ from ansible_collections.fediops.mastodon.plugins.module_utils._deploy.applier i
 from ansible_collections.fediops.mastodon.plugins.module_utils._deploy.endpoints import do_endpoints, explicit_endpoints
 from ansible_collections.fediops.mastodon.plugins.module_utils._deploy.errors import PlanError
 from ansible_collections.fediops.mastodon.plugins.module_utils._deploy.guards import (
-    backup_secret, fresh_secrets, kept_plan, local_domain_guard)
+    backup_secret, fresh_secrets, kept_plan, local_domain_guard, reference_problems)
 from ansible_collections.fediops.mastodon.plugins.module_utils._deploy.model import build_model, dotenv_text, environment
 from ansible_collections.fediops.mastodon.plugins.module_utils._deploy.preflight import in_cluster_preflight, tls_preflight
 from ansible_collections.fediops.mastodon.plugins.module_utils._deploy.rules import cross_checks
-from ansible_collections.fediops.mastodon.plugins.module_utils._deploy.state import catching, concurrently, read_state
+from ansible_collections.fediops.mastodon.plugins.module_utils._deploy.state import (
+    catching, concurrently, read_references, read_state)
 from ansible_collections.fediops.mastodon.plugins.module_utils._deploy.variables import MAX_OBJECT_BYTES, check_variables
 from ansible_collections.fediops.mastodon.plugins.module_utils._k8s_apply import Applier, KubeError
 from ansible_collections.fediops.mastodon.plugins.module_utils._mastodon_config import ConfigError
@@ -141,7 +142,7 @@ class Deploy(object):
         # The DigitalOcean look-ups and the cluster's state are independent: read them at the same time.
         lookups = {}
         if v['config_database_source'] == 'digitalocean':
-            lookups['endpoints'] = lambda: do_endpoints(v, self.do_client(v), self.kube_server())
+            lookups['endpoints'] = lambda: do_endpoints(v, lambda: self.do_client(v), self.kube_server())
         if v['config_kubernetes']:
             lookups['state'] = lambda: read_state(self.kube_client(), v)
         found = concurrently(lookups)
@@ -150,6 +151,11 @@ class Deploy(object):
         if v['config_kubernetes']:
             self.state = found['state']
             local_domain_guard(v, self.state)
+            if self.state.get('namespace') is not None:
+                problems, warnings = reference_problems(read_references(self.kube_client(), v), v['config_namespace'])
+                self.warnings += warnings
+                if problems:
+                    raise PlanError(problems, 'objects the deploy refers to are missing')
         self.kept = kept_plan(v, self.state)
         known, self.backup = self.kept['known'], self.kept['backup']
         self.warnings += self.kept['warnings']
