@@ -127,6 +127,10 @@ class ComponentApplier(Applier):
             if self.set_id and not parent_changed and any(o['metadata'].get('namespace') for o in group):
                 parent_changed = self.write_parent(self.objects, union=True) or parent_changed
             applied.extend(self.run_tiers([group], self.apply_one))
+        if self.wait:
+            # Wait before pruning: what this component replaces (the previous version's migration Job, an old
+            # sidekiq group) stays until the new objects are ready; a failed wait raises and prunes nothing.
+            self.wait_for([(obj, body[1]) for obj, body in applied] + settled)
         if self.set_id:
             declared = set(key_of(o) for o in self.objects)
             strays = [item for key, item in self.live.items() if key not in declared]
@@ -134,8 +138,6 @@ class ComponentApplier(Applier):
                 if entry:
                     self.pruned.append(dict((k, entry[k]) for k in ('kind', 'apiVersion', 'namespace', 'name')))
             parent_changed = self.write_parent(self.objects, union=False) or parent_changed
-        if self.wait:
-            self.wait_for([(obj, body[1]) for obj, body in applied] + settled)
         changed = parent_changed or any(r['action'] != 'unchanged' for r in self.results)
         out = self.result(changed)
         out['unchanged'] = len(settled)

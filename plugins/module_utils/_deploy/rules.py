@@ -347,11 +347,12 @@ def consistency_checks(v, groups):
              'would be set on the objects but not on the pods nor the selectors; use another label key' % key)
     mount = v['config_ca_mount_dir'].rstrip('/') or '/'
     if mount.startswith('/'):
-        hidden = [other for other in OTHER_MOUNTS + (_manifests.APP_ROOT,) if _inside(other, mount)]
-        hidden += [_manifests.APP_ROOT] if _inside(mount, _manifests.APP_ROOT) and _manifests.APP_ROOT not in hidden else []
-        rule(not hidden, 'config_ca_mount_dir', '%s would be mounted over %s (the pods mount %s there, or Mastodon\'s '
-             'own files are there): use a directory of its own such as /etc/mastodon/db-ca'
-             % (mount, ', '.join(hidden), ', '.join(OTHER_MOUNTS)))
+        hidden = [other for other in OTHER_MOUNTS if _inside(other, mount)]
+        rule(not hidden, 'config_ca_mount_dir', '%s would be mounted over %s, which the pods mount themselves: use a '
+             'directory of its own such as /etc/mastodon/db-ca' % (mount, ', '.join(hidden)))
+        rule(hidden or not (_inside(mount, _manifests.APP_ROOT) or _inside(_manifests.APP_ROOT, mount)),
+             'config_ca_mount_dir', '%s would hide Mastodon\'s own files under %s: use a directory of its own such as '
+             '/etc/mastodon/db-ca' % (mount, _manifests.APP_ROOT))
     if v['web_hpa_enabled'] and v['web_pdb_enabled']:
         # At the autoscaler's minimum, a PodDisruptionBudget that keeps as many pods admits no eviction: drains hang.
         rule(v['web_pdb_min_available'] < v['web_hpa_min_replicas'], 'web_pdb_min_available',
