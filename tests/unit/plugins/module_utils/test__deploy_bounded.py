@@ -127,8 +127,9 @@ def test_the_pem_scan_is_linear():
 
 
 def test_no_regular_expression_in_plugins_is_super_linear():
-    """Every regular expression literal of plugins/ on 50 KB and 200 KB adversarial strings: 4 times the input
-    may take at most ~10 times as long (a quadratic expression takes 16 times), or stays under 50 ms."""
+    """Every regular expression literal of plugins/ on 50 KB and 200 KB adversarial strings (best of three runs):
+    flagged when 200 KB take more than a second and more than 6 times the 50 KB (a quadratic expression takes 16
+    times; the URL expression this replaced took 94 s at 64 KB, a linear one takes milliseconds)."""
     literal = re.compile(r"re\.(?:compile|search|match|fullmatch|findall|sub|split|finditer)\(\s*r?'((?:[^'\\]|\\.)*)'")
     found = []
     for folder, dummy, files in os.walk(os.path.join(ROOT, 'plugins')):
@@ -152,6 +153,6 @@ def test_no_regular_expression_in_plugins_is_super_linear():
                 regex.search(text)
                 regex.findall(text)
                 times.append(time.perf_counter() - started)
-            if times[1] > 0.05 and times[1] > 10 * times[0]:
+            if times[1] > 1.0 and times[1] > 6 * times[0]:
                 slow.append('%s %r on %s: %.4f s -> %.4f s' % (name, pattern, shape, times[0], times[1]))
     assert slow == []
