@@ -37,13 +37,15 @@ WAITS = {'config': (None, 'config_apply_timeout'), 'migrate-pre': (None, 'migrat
 # What the plan checks, in order (the action's result lists it; docs/docsite/rst/guide_deploy.rst explains it).
 PLAN_STEPS = (
     'variables: every role variable against its argument spec (strict types, choices, required, unknown <role>_* '
-    'variables with did-you-mean)',
+    'variables with did-you-mean), and its size (1 MiB per object, 128 KiB per environment string)',
     'cross-role rules: names, hosts (CDN without scheme), versions, resource quantities, strategy, nodeSelector, '
     'tolerations, HPA bounds, exposure, sidekiq groups (keys, queues with did-you-mean, scheduler in exactly one '
     'replica, unique names, every queue served), the given CA (X.509, CA:TRUE, validity, no private key)',
     'endpoints: DigitalOcean look-ups (cluster, pool, users, CA) or the explicit variables',
     'cluster state: namespace, kept secrets, env Secret/ConfigMap, web Deployment, ApplySet marker (GETs only)',
-    'guards: kept secrets (refuse when the instance exists without them), LOCAL_DOMAIN change',
+    'guards: kept secrets (refuse when the instance exists without them or config_secrets differs from them; a '
+    'rotation acts once), LOCAL_DOMAIN change, objects referred to (a missing uploads claim refused, a missing pull '
+    'Secret or IngressClass warned)',
     "environment: Mastodon's schema for the version, kept secrets generated once, split per component",
     'manifests: every object of every component rendered; uploads storage',
     'TLS preflight: PostgreSQL direct and pool against the CA, Redis against the system store',
