@@ -94,7 +94,8 @@ ActiveRecord::Base.descendants.each do |model|
       record.read_attribute(attribute)
     rescue ActiveRecord::Encryption::Errors::Decryption, ActiveRecord::Encryption::Errors::Configuration => e
       if replaced
-        warn "fediops migrations: #{model.name}##{attribute} cannot be decrypted (#{e.class}): the encryption keys were replaced on purpose (%(replaced)s), going on"
+        warn "fediops migrations: #{model.name}##{attribute} cannot be decrypted (#{e.class}): " \\
+             "the encryption keys were replaced on purpose (%(replaced)s), going on"
         next
       end
       warn "fediops migrations: the ActiveRecord encryption keys given to this Job do not decrypt #{model.name}##{attribute} " \\

@@ -42,7 +42,7 @@ ADVERSARIAL = {
     'at signs after a scheme': lambda n: 'redis://' + '@' * n,
     'spaces': lambda n: ' ' * n + 'x',
     'PEM begin lines': lambda n: '-----BEGIN A-----' * (n // 17),
-    'random printable': lambda n: ''.join(random.Random(n).choice('ab:/@?#-. 0') for _ in range(n)),
+    'random printable': lambda n: ''.join(random.Random(n).choice('ab:/@?#-. 0') for dummy in range(n)),
 }
 
 
