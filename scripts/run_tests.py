@@ -71,12 +71,6 @@ def base_env():
     env['ANSIBLE_FORCE_COLOR'] = '0'
     env['PY_COLORS'] = '0'
     env['FEDIOPS_REPO_COPY'] = COPY
-    # The contract test reads DigitalOcean's OpenAPI excerpt from shared/ beside the checkout.
-    openapi = os.path.join(os.path.dirname(REPO), 'shared', 'reference', 'digitalocean-openapi')
-    if os.path.isdir(openapi):
-        env.setdefault('FEDIOPS_DO_OPENAPI', openapi)
-    # The schema conformance test reads Mastodon's env reads from there; it fails when they are missing.
-    env.setdefault('FEDIOPS_MASTODON_REFERENCE', os.path.join(os.path.dirname(REPO), 'shared', 'reference', 'mastodon'))
     return env
 
 

@@ -187,6 +187,14 @@ build_cluster_binaries() {
   PATH=${go_bin_dir:+$go_bin_dir:}$PATH python3 "$repo/tests/cluster/localcluster.py" build >/dev/null
 }
 
+fetch_gateway_api_crds() {
+  # The Gateway API CRDs (HTTPRoute) for the tests that deploy with an HTTPRoute: from the Go module proxy
+  # (the Go module sigs.k8s.io/gateway-api), cached under $FEDIOPS_CACHE/gateway-api.
+  [ -f "$repo/tests/cluster/localcluster.py" ] || return 0
+  PATH=${go_bin_dir:+$go_bin_dir:}$PATH FEDIOPS_CACHE=$cache python3 "$repo/tests/cluster/localcluster.py" \
+    fetch-gateway-api >/dev/null
+}
+
 main() {
   local purpose=test print_env=0
   while [ $# -gt 0 ]; do
@@ -208,7 +216,8 @@ main() {
       install_node_packages
       ensure_go
       ensure_kubectl
-      build_cluster_binaries ;;
+      build_cluster_binaries
+      fetch_gateway_api_crds ;;
     demo|bench)
       install_apt_packages "${apt_common[@]}"
       install_venv

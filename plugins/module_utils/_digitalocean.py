@@ -396,6 +396,23 @@ class DigitalOceanClient(object):
         what = 'add user %s to %s' % (username, cluster_id)
         return expect_object(self.post('/v2/databases/%s/users' % cluster_id, dict(name=username), what=what), 'user', what)
 
+    def database_backups(self, cluster_id):
+        """databases_list_backups: GET /v2/databases/{uuid}/backups -> {"backups": [{created_at, size_gigabytes,
+        incremental?}], "scheduled_backup_time"?: {backup_hour, backup_minute, backup_interval_hours},
+        "backup_progress"?: "36"} (responses/database_backups.yml; `backups` is required there).
+
+        Returns that object with `backups` always a list of objects. The list is not paginated (the operation
+        takes no page parameters). "Backups are not supported for Caching or Valkey clusters"
+        (databases_list_backups.yml): the caller asks only about the PostgreSQL cluster.
+        """
+        what = 'list backups of %s' % cluster_id
+        data = self.get('/v2/databases/%s/backups' % cluster_id, what=what)
+        if not isinstance(data.get('backups'), list):
+            raise DigitalOceanError('DigitalOcean API %s: the answer has no \'backups\' list' % what)
+        answer = dict(data)
+        answer['backups'] = [item for item in data['backups'] if isinstance(item, dict)]
+        return answer
+
     def database_firewall_rules(self, cluster_id):
         """databases_list_firewall_rules: GET /v2/databases/{uuid}/firewall -> {"rules": [...]} ("trusted sources")."""
         return expect_list(self.get('/v2/databases/%s/firewall' % cluster_id, what='list trusted sources of %s' % cluster_id),

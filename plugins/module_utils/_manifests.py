@@ -19,7 +19,7 @@
 ``media_storage_problem(model)`` says why uploads would be lost (no object storage and no volume), or None.
 Both raise/return messages that name the variable and the field.
 
-Facts from Mastodon's code (v4.6.5, see ../shared/reference/mastodon/README.md):
+Facts from Mastodon's code (v4.6.5, see tests/data/mastodon/FACTS.md):
 * both images run as uid/gid 991 (Dockerfile:45-47, streaming/Dockerfile:29-31); the working directory is
   /opt/mastodon, so Rails' ``tmp/`` is /opt/mastodon/tmp;
 * the image sets MASTODON_SIDEKIQ_READY_FILENAME (Dockerfile:64-72) and config/initializers/sidekiq.rb:11-18
@@ -28,8 +28,9 @@ Facts from Mastodon's code (v4.6.5, see ../shared/reference/mastodon/README.md):
   default ``public/system`` (paperclip.rb:163);
 * node reads NODE_EXTRA_CA_CERTS at process start only; streaming ignores PGSSLROOTCERT, Rails' libpq reads it.
 
-With a read-only root filesystem, Rails' tmp/ and /tmp are emptyDir volumes: they start empty, so whatever the
-image keeps under tmp/ (a precompiled Bootsnap cache, if any) is rebuilt by each new pod.
+With a read-only root filesystem, Rails' tmp/ and /tmp are emptyDir volumes. The image precompiles Bootsnap's cache
+into tmp/cache/bootsnap (config/boot.rb: cache_dir tmp/cache); an init container copies the image's tmp/ into the
+emptyDir first, so the pods boot from that cache instead of recompiling it (see ``seed_rails_tmp``).
 """
 
 from __future__ import annotations
@@ -50,6 +51,8 @@ MIGRATION_PHASES = {'migrate-pre': 'pre', 'migrate-post': 'post'}
 APP_ROOT = '/opt/mastodon'
 RAILS_TMP = APP_ROOT + '/tmp'
 MEDIA_PATH = APP_ROOT + '/public/system'
+# Where the init container sees the rails-tmp emptyDir while it copies the image's tmp/ into it.
+RAILS_TMP_SEED = '/seed/rails-tmp'
 UID = 991
 # Dockerfile:64-72 sets this name; we set the same value explicitly so the probe and the file always agree.
 SIDEKIQ_READY_FILENAME = 'sidekiq_process_has_started_and_will_begin_processing_jobs'
@@ -63,6 +66,29 @@ _GROUP_NAME_RE = re.compile(r'\A[a-z0-9]([-a-z0-9]{0,38}[a-z0-9])?\Z')
 _QUEUE_RE = re.compile(r'\A\s*([a-z0-9_-]+)\s*(?:,\s*([0-9]+)\s*)?\Z')
 # Object storage backends Mastodon knows (paperclip.rb:38, 118, 142): with one of them, nothing is kept on disk.
 OBJECT_STORAGE_SWITCHES = ('S3_ENABLED', 'SWIFT_ENABLED', 'AZURE_ENABLED')
+
+
+# ------------------------------------------------------------------------------------------------ graceful shutdown
+def prestop_sleep(seconds):
+    """The preStop hook of web and streaming: the kubelet's own `sleep` action (no binary needed in the image, so
+    it works with a read-only root and under Pod Security `restricted`; beta and on by default since Kubernetes
+    1.30, GA in 1.34). While it sleeps the pod is already Terminating, so the EndpointSlice controller has marked
+    its endpoint not ready and the ingress/load balancer stop sending new requests; then SIGTERM reaches Puma
+    (which finishes the requests in flight) or node (streaming/index.js:1427-1443 exits at once). None for 0."""
+    return {'preStop': {'sleep': {'seconds': seconds}}} if seconds else None
+
+
+def sidekiq_prestop(quiet_seconds):
+    """Sidekiq's preStop: TSTP (quiet: stop fetching, keep the jobs in flight), then wait `quiet_seconds` before the
+    kubelet sends TERM (which then waits `-t` seconds before pushing unfinished jobs back to Redis).
+
+    The signal goes to PID 1 of the container, which IS Sidekiq: the container's `command` replaces the image's
+    ENTRYPOINT (tini, Dockerfile: ENTRYPOINT ["/usr/bin/tini", "--"]), and `bundle exec` runs Sidekiq in its own
+    process (Kernel#load or exec: same PID). Were tini PID 1, it would still pass TSTP on: tini's
+    wait_and_forward_signal (krallin/tini src/tini.c) forwards every signal but SIGCHLD to its child (SIGTTIN/
+    SIGTTOU are ignored). `sh` (dash) and `sleep` (coreutils) are in every Debian-based image; `kill` is a shell
+    builtin; the same uid may signal PID 1 without any capability."""
+    return {'preStop': {'exec': {'command': ['/bin/sh', '-c', 'kill -TSTP 1; sleep %d' % quiet_seconds]}}}
 
 
 class Manifests(dict):
@@ -226,9 +252,15 @@ def sidekiq_groups(workers, defaults):
     return groups
 
 
-def sidekiq_command(group):
-    """bundle exec sidekiq -c N -q queue[,weight] ... for a parsed group."""
+def sidekiq_command(group, shutdown_timeout=None):
+    """bundle exec sidekiq -c N [-t SECONDS] -q queue[,weight] ... for a parsed group.
+
+    -t is Sidekiq's shutdown timeout (default 25): after TERM it waits that long for the jobs in flight, then
+    pushes the unfinished ones back to Redis. Written explicitly so the pod's grace period can be checked
+    against it (sidekiq_termination_grace_period_seconds)."""
     command = ['bundle', 'exec', 'sidekiq', '-c', str(group['concurrency'])]
+    if shutdown_timeout is not None:
+        command += ['-t', str(shutdown_timeout)]
     for queue in group['queues']:
         command += ['-q', queue['name'] + (',%d' % queue['weight'] if queue.get('weight') is not None else '')]
     return command
@@ -313,6 +345,8 @@ class _Builder(object):
         self.rails_env = _rails_env(model)
         self.has_ca = bool(model.get('ca_pem'))
         self.has_redis_ca = bool(model.get('redis_ca_pem'))
+        # The CA of Elasticsearch/OpenSearch (config_es_ca_pem, or DigitalOcean's OpenSearch CA from the plan).
+        self.has_es_ca = bool(model.get('es_ca_pem'))
 
     def var(self, name):
         return model_var(self.model, name)
@@ -345,7 +379,7 @@ class _Builder(object):
         """Pod annotation: the env of that kind and the CAs (a changed CA must restart node: it reads
         NODE_EXTRA_CA_CERTS at start)."""
         text = '\n'.join((self.model['checksums'][kind], self.model.get('ca_pem') or '',
-                          self.model.get('redis_ca_pem') or ''))
+                          self.model.get('redis_ca_pem') or '') + ((self.model['es_ca_pem'],) if self.has_es_ca else ()))
         return hashlib.sha256(text.encode('utf-8')).hexdigest()
 
     def ca_file(self, key='ca.crt'):
@@ -362,25 +396,54 @@ class _Builder(object):
                 'seccompProfile': {'type': 'RuntimeDefault'}}
 
     def volumes(self, rails, media=False):
-        """(volumes, volumeMounts): writable scratch space for a read-only root, the CA, the media claim."""
+        """(volumes, volumeMounts): writable scratch space for a read-only root, the CA, the media claim (or an
+        emptyDir for the media with config_media_ephemeral)."""
         volumes = [{'name': 'tmp', 'emptyDir': {}}]
         mounts = [{'name': 'tmp', 'mountPath': '/tmp'}]
         if rails:
-            # Rails' tmp/: Bootsnap's cache (tmp/cache), pids, the Sidekiq ready file.
+            # Rails' tmp/: Bootsnap's cache (tmp/cache/bootsnap, copied from the image by seed_rails_tmp), pids, the
+            # Sidekiq ready file.
             volumes.append({'name': 'rails-tmp', 'emptyDir': {}})
             mounts.append({'name': 'rails-tmp', 'mountPath': RAILS_TMP})
-        if self.has_ca or self.has_redis_ca:
+        if self.has_ca or self.has_redis_ca or self.has_es_ca:
             volumes.append({'name': 'db-ca', 'secret': {'secretName': self.name + '-db-ca', 'defaultMode': 0o444}})
             mounts.append({'name': 'db-ca', 'mountPath': self.var('config_ca_mount_dir'), 'readOnly': True})
         claim = self.var('config_media_volume_claim')
-        if media and claim and not object_storage_enabled(self.rails_env):
-            volumes.append({'name': 'media', 'persistentVolumeClaim': {'claimName': claim}})
-            mounts.append({'name': 'media', 'mountPath': media_path(self.rails_env)})
+        if media and not object_storage_enabled(self.rails_env):
+            if claim:
+                volumes.append({'name': 'media', 'persistentVolumeClaim': {'claimName': claim}})
+                mounts.append({'name': 'media', 'mountPath': media_path(self.rails_env)})
+            elif self.var('config_media_ephemeral'):
+                # Paperclip writes uploads under public/system (paperclip.rb:163): on a read-only root that is EROFS
+                # unless something writable is mounted there. The pod's own emptyDir: lost with the pod, as accepted.
+                volumes.append({'name': 'media', 'emptyDir': {}})
+                mounts.append({'name': 'media', 'mountPath': media_path(self.rails_env)})
         return volumes, mounts
+
+    def seed_rails_tmp(self, container):
+        """The init container that copies the image's tmp/ (Bootsnap's precompiled cache, tmp/cache/bootsnap) into
+        the rails-tmp emptyDir, which otherwise hides it: without it every web, Sidekiq and Job pod recompiles the
+        cache at boot (config/boot.rb: Bootsnap.setup(cache_dir: tmp/cache)).
+
+        Chosen over BOOTSNAP_READONLY=true with emptyDirs only at the writable subpaths: Bootsnap reads
+        BOOTSNAP_READONLY only in its default setup (`require 'bootsnap/setup'`, lib/bootsnap.rb default_setup),
+        not when an application calls Bootsnap.setup with its own arguments as Mastodon's config/boot.rb has done;
+        and Mastodon writes directly under tmp/ (the Sidekiq ready file, config/initializers/sidekiq.rb:11-18), so
+        tmp/ itself must stay writable and an emptyDir there hides the cache anyway. The copy needs no assumption
+        about either and costs one `cp` of the cache at pod start. Measured with Debian's Rails 6.1 (997 cache files,
+        8.2 MB): booting with an empty cache 2.8-3.1 s, with the cache 1.0-1.3 s, the copy 0.4-0.6 s."""
+        return {'name': 'seed-rails-tmp', 'image': container['image'], 'imagePullPolicy': container['imagePullPolicy'],
+                'command': ['cp', '-R', RAILS_TMP + '/.', RAILS_TMP_SEED + '/'],
+                'volumeMounts': [{'name': 'rails-tmp', 'mountPath': RAILS_TMP_SEED}],
+                'securityContext': self.container_security_context(), 'resources': container['resources']}
 
     def ca_env(self, rails):
         if rails:
-            return {'PGSSLROOTCERT': self.ca_file()} if self.has_ca else {}
+            out = {'PGSSLROOTCERT': self.ca_file()} if self.has_ca else {}
+            if self.has_es_ca:
+                # config/initializers/chewy.rb:4-9: the private CA of Elasticsearch/OpenSearch.
+                out['ES_CA_FILE'] = self.ca_file('es-ca.crt')
+            return out
         if self.has_redis_ca:
             return {'NODE_EXTRA_CA_CERTS': self.ca_file('node-extra-ca.crt')}
         return {'NODE_EXTRA_CA_CERTS': self.ca_file()} if self.has_ca else {}
@@ -400,6 +463,11 @@ class _Builder(object):
             self.origin(obj, prefix + '.affinity', role_prefix + '_affinity')
         spec.update(extra or {})
         spec['volumes'] = volumes
+        if any(m['name'] == 'rails-tmp' for m in containers[0]['volumeMounts']):
+            spec['initContainers'] = [self.seed_rails_tmp(containers[0])]
+            self.origin(obj, prefix + '.initContainers[0].image', 'config_mastodon_version')
+            self.origin(obj, prefix + '.initContainers[0].resources',
+                        {'sidekiq': 'sidekiq_workers'}.get(role_prefix, role_prefix + '_resources'))
         spec['containers'] = containers
         self.origin(obj, prefix + '.imagePullSecrets', 'config_image_pull_secrets')
         self.origin(obj, prefix + '.volumes', 'config_media_volume_claim')
@@ -459,8 +527,10 @@ class _Builder(object):
         out.append(self.secret(self.name + '-db-direct', labels, self.model['db_direct'],
                                note='Direct PostgreSQL connection (bypassing the PgBouncer pool) as the application\'s '
                                     'user, for the migration Jobs.', origin='config_db_direct_host'))
-        if self.has_ca or self.has_redis_ca:
+        if self.has_ca or self.has_redis_ca or self.has_es_ca:
             data = {}
+            if self.has_es_ca:
+                data['es-ca.crt'] = self.model['es_ca_pem']
             if self.has_ca:
                 data['ca.crt'] = self.model['ca_pem']
             if self.has_redis_ca:
@@ -568,7 +638,9 @@ class _Builder(object):
             deployment['spec']['replicas'] = v(role + '_replicas')
             self.origin(deployment, 'spec.replicas', role + '_replicas')
         deployment['spec'].update({'revisionHistoryLimit': 5, 'strategy': strategy,
+                                   'progressDeadlineSeconds': v(role + '_progress_deadline_seconds'),
                                    'selector': {'matchLabels': selector}})
+        self.origin(deployment, 'spec.progressDeadlineSeconds', role + '_progress_deadline_seconds')
         prefix = 'spec.template.spec'
         volumes, mounts = self.volumes(rails=rails, media=rails)
         container = self.container(deployment, prefix, role, image, command, env, mounts, v(role + '_resources'), rails,
@@ -577,9 +649,22 @@ class _Builder(object):
         probe = {'httpGet': {'path': health_path, 'port': port_name}}
         container['startupProbe'] = dict(probe, periodSeconds=5, failureThreshold=startup_failures, timeoutSeconds=5)
         container['readinessProbe'] = dict(probe, periodSeconds=10, failureThreshold=3, timeoutSeconds=5)
-        container['livenessProbe'] = dict(probe, periodSeconds=30, failureThreshold=3, timeoutSeconds=5)
+        if rails:
+            # Puma answers GET /health from the same threads as real requests: with every thread busy the probe
+            # queues and times out, and the kubelet would kill a pod that is only busy. Liveness asks only whether
+            # Puma still accepts connections (as Mastodon's Helm chart does); readiness keeps /health.
+            container['livenessProbe'] = {'tcpSocket': {'port': port_name}, 'periodSeconds': 30, 'failureThreshold': 3,
+                                          'timeoutSeconds': 5}
+        else:
+            container['livenessProbe'] = dict(probe, periodSeconds=30, failureThreshold=3, timeoutSeconds=5)
+        lifecycle = prestop_sleep(v(role + '_prestop_delay_seconds'))
+        if lifecycle:
+            container['lifecycle'] = lifecycle
+        self.origin(deployment, prefix + '.containers[0].lifecycle', role + '_prestop_delay_seconds')
         self.template(deployment, role, 'rails' if rails else 'streaming', container, volumes,
-                      v(role + '_node_selector'), v(role + '_tolerations'), v(role + '_affinity'))
+                      v(role + '_node_selector'), v(role + '_tolerations'), v(role + '_affinity'),
+                      extra={'terminationGracePeriodSeconds': v(role + '_termination_grace_period_seconds')})
+        self.origin(deployment, prefix + '.terminationGracePeriodSeconds', role + '_termination_grace_period_seconds')
         return name, labels, selector, [deployment, self.service(name, labels, selector, port_name, port)]
 
     def template(self, obj, role, env_kind, container, volumes, node_selector, tolerations, affinity=None, extra=None):
@@ -670,9 +755,23 @@ class _Builder(object):
         return []
 
     # ---------------------------------------------------------------- streaming
+    def streaming_sslmode(self):
+        """streaming's DB_SSLMODE: streaming_db_sslmode when set, else the one that matches Rails' (config_db_sslmode,
+        as the environment carries it). streaming/database.js:85-97 knows only: disable or empty -> no TLS,
+        no-verify -> TLS without verification, anything else -> TLS verifying chain and host name. So libpq's
+        disable and allow (which tries without TLS first) become disable; prefer, require, verify-ca and verify-full
+        become verify-full (the TLS preflight has checked those certificates against the same CA, or the system
+        store, before anything is written)."""
+        chosen = self.var('streaming_db_sslmode')
+        if chosen:
+            return chosen
+        # config/database.yml:7: Rails' default is prefer.
+        rails = self.rails_env.get('DB_SSLMODE') or 'prefer'
+        return 'disable' if rails in ('disable', 'allow') else 'verify-full'
+
     def streaming(self):
         v = self.var
-        env = {'PORT': '4000', 'BIND': '0.0.0.0', 'NODE_ENV': 'production', 'DB_SSLMODE': v('streaming_db_sslmode')}
+        env = {'PORT': '4000', 'BIND': '0.0.0.0', 'NODE_ENV': 'production', 'DB_SSLMODE': self.streaming_sslmode()}
         strategy = {'type': 'RollingUpdate', 'rollingUpdate': {'maxSurge': '25%', 'maxUnavailable': 0}}
         name, labels, selector, out = self.server('streaming', self.model['streaming_image'], ['node', './streaming'],
                                                   env, 'streaming', 4000, '/api/v1/streaming/health', 30, strategy)
@@ -705,19 +804,27 @@ class _Builder(object):
                           'metadata': self.meta(name, labels, {'fediops.mastodon/sidekiq-queues':
                                                                ','.join(q['name'] for q in group['queues'])}),
                           'spec': {'replicas': group['replicas'], 'revisionHistoryLimit': 5, 'strategy': strategy,
+                                   'progressDeadlineSeconds': v('sidekiq_progress_deadline_seconds'),
                                    'selector': {'matchLabels': selector}}}
+            self.origin(deployment, 'spec.progressDeadlineSeconds', 'sidekiq_progress_deadline_seconds')
             prefix = 'spec.template.spec'
             volumes, mounts = self.volumes(rails=True, media=True)
             container = self.container(deployment, prefix, 'sidekiq', self.model['image'],
-                                       sidekiq_command(group), env, mounts, group['resources'],
+                                       sidekiq_command(group, v('sidekiq_shutdown_timeout_seconds')), env, mounts,
+                                       group['resources'],
                                        True, 'sidekiq_workers', 'sidekiq_extra_env')
             # config/initializers/sidekiq.rb:11-18 touches tmp/<MASTODON_SIDEKIQ_READY_FILENAME> (on the rails-tmp
             # emptyDir) once Sidekiq processes jobs, and removes it at shutdown.
             container['readinessProbe'] = {'exec': {'command': ['cat', RAILS_TMP + '/' + SIDEKIQ_READY_FILENAME]},
                                            'initialDelaySeconds': 5, 'periodSeconds': 10, 'failureThreshold': 3,
                                            'timeoutSeconds': 5}
+            container['lifecycle'] = sidekiq_prestop(v('sidekiq_quiet_seconds'))
+            self.origin(deployment, prefix + '.containers[0].lifecycle', 'sidekiq_quiet_seconds')
             self.template(deployment, 'sidekiq', 'rails', container, volumes, group['node_selector'],
-                          group['tolerations'], v('sidekiq_affinity'), extra={'terminationGracePeriodSeconds': 60})
+                          group['tolerations'], v('sidekiq_affinity'),
+                          extra={'terminationGracePeriodSeconds': v('sidekiq_termination_grace_period_seconds')})
+            self.origin(deployment, prefix + '.terminationGracePeriodSeconds',
+                        'sidekiq_termination_grace_period_seconds')
             self.origin(deployment, 'spec.replicas', 'sidekiq_workers')
             self.origin(deployment, prefix + '.containers[0].command', 'sidekiq_workers')
             out.append(deployment)

@@ -3,21 +3,25 @@
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 
-"""Mastodon 4.5 and 4.6 settings: versions, schema, validation, per-component subsets and secret generation.
+"""Mastodon's settings: versions, schema, validation, per-component subsets and secret generation.
 
 PRIVATE to this collection: no API guarantees.
 
-The schema is held against Mastodon's own code: every key accepted for a release is read by that release
-(the env-reads-<version>.json lists of the reference data, checked by tests/integration/schema), or is one of
-OWN_KEYS below, read by something other than Mastodon's Ruby/JS code. Sources: Mastodon's config/, lib/, app/
-and streaming/ at v4.5.15 and v4.6.5, the web-push gem (VAPID key format) and Rails' `secret` /
-`db:encryption:init` tasks. Error messages name the key and never show a value.
+The schema is Mastodon's own code, line by line: every key that a supported line reads is accepted for that
+line (_mastodon_env_reads, generated from the env-reads catalogues under tests/data/mastodon/), with where it is
+read (Rails, streaming or both: component_env), unless it is refused below with the reason (REJECTED: it aborts
+the boot or skips the post-deployment migrations; FORBIDDEN: the process reads it before the file; NOT_FOR_PRODUCTION:
+only development, test or maintainer tasks read it). SCHEMA's typed entries are the format overlay: the kind of
+value Mastodon expects where it checks one, and which keys are secrets. OWN_KEYS are accepted although Mastodon's
+Ruby/JS code does not read them by name (tests/integration/schema holds all this against the catalogues). Versions
+are data in _mastodon_versions. Error messages name the key and never show a value.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import datetime
 import difflib
 import hashlib
 import re
@@ -30,29 +34,39 @@ except ImportError:  # pragma: no cover
     from urlparse import urlsplit, parse_qs  # type: ignore[no-redef]
 
 from ansible_collections.fediops.mastodon.plugins.module_utils import _dotenv
+from ansible_collections.fediops.mastodon.plugins.module_utils import _mastodon_env_reads as env_reads
+from ansible_collections.fediops.mastodon.plugins.module_utils import _mastodon_versions as versions
 
 WEB, STREAMING, SIDEKIQ = 'web', 'streaming', 'sidekiq'
 COMPONENTS = (WEB, STREAMING, SIDEKIQ)
 _RAILS = (WEB, SIDEKIQ)
 _ALL = COMPONENTS
 _STREAM_ONLY = (STREAMING,)
+# Where a key is read (the generated catalogue) -> the components that read it.
+_PLACED = {env_reads.RAILS: _RAILS, env_reads.STREAMING: _STREAM_ONLY, env_reads.BOTH: _ALL}
 
-# The stable lines this collection deploys, each with the newest patch release it was checked against.
-SUPPORTED_LINES = {'4.5': 'v4.5.15', '4.6': 'v4.6.5'}
-DEFAULT_VERSION = SUPPORTED_LINES['4.6']
+# The versions, for the callers of this module (the data and its functions live in _mastodon_versions).
+SUPPORTED_LINES = versions.SUPPORTED_LINES
+LINE_ORDER = versions.LINE_ORDER
+DEFAULT_VERSION = versions.DEFAULT_VERSION
+line_of = versions.line_of
+version_tuple = versions.version_tuple
+zero_downtime_floor = versions.zero_downtime_floor
+schema_line = versions.schema_line
 VERSION_VARIABLE = 'config_mastodon_version'
 OVERRIDE_VARIABLE = 'config_allow_unsupported_version'
-_VERSION_RE = re.compile(r'\Av(?P<major>[0-9]+)\.(?P<minor>[0-9]+)\.(?P<patch>[0-9]+)(?:@sha256:[0-9a-f]{64})?\Z')
 _IMAGE_TAG_RE = re.compile(r'\A[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}(?:@sha256:[0-9a-f]{64})?\Z')
 
 # config.i18n.available_locales: config/initializers/i18n.rb (DEFAULT_LOCALE is read right after the list,
-# at line 104 in v4.5.15 and 105 in v4.6.5: one more locale, nan-TW, mastodon/mastodon#37822).
+# at line 104 in v4.5.15 and 105 in v4.6.5 and at the 4.7 branch point: one more locale from 4.6, nan-TW,
+# mastodon/mastodon#37822; tests/integration/schema checks the count against the catalogues).
 _LOCALES_4_5 = tuple((
     'af an ar ast be bg bn br bs ca ckb co cs cy da de el en en-GB eo es es-AR es-MX et eu fa fi fo fr fr-CA fy '
     'ga gd gl he hi hr hu hy ia id ie ig io is it ja ka kab kk kn ko ku kw la lt lv mk ml mr ms my nl nn no oc pa '
     'pl pt-BR pt-PT ro ru sa sc sco si sk sl sq sr sr-Latn sv szl ta te th tr tt ug uk ur vi zgh zh-CN zh-HK zh-TW'
 ).split())
-LOCALES = {'4.5': _LOCALES_4_5, '4.6': tuple(sorted(_LOCALES_4_5 + ('nan-TW',), key=str.lower))}
+_LOCALES_4_6 = tuple(sorted(_LOCALES_4_5 + ('nan-TW',), key=str.lower))
+LOCALES = {'4.5': _LOCALES_4_5, '4.6': _LOCALES_4_6, '4.7': _LOCALES_4_6}
 SSLMODES = ('disable', 'allow', 'prefer', 'require', 'verify-ca', 'verify-full')
 # streaming/logging.js:107-108: pino's levels; any other value is ignored.
 PINO_LEVELS = ('fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent')
@@ -60,9 +74,10 @@ PGBOUNCER_PORT = 25061  # DigitalOcean's managed PgBouncer connection pools list
 
 
 class Setting(object):
-    """One key of the schema. `lines`: the supported lines that read it (None: all of them)."""
+    """One key of the schema. `components`: who reads it (derived from the catalogue unless given: web or sidekiq
+    alone narrows Rails); `lines`: the supported lines that read it (derived from the catalogue)."""
 
-    def __init__(self, kind='str', components=_RAILS, secret=False, choices=None, schemes=None, minimum=None,
+    def __init__(self, kind='str', components=None, secret=False, choices=None, schemes=None, minimum=None,
                  maximum=None, section='Other', generated=False, lines=None, hint=None):
         self.kind = kind
         self.hint = hint
@@ -88,7 +103,7 @@ def _section(title, entries):
         SCHEMA[key] = setting
 
 
-def _s(kind='str', components=_RAILS, **kwargs):
+def _s(kind='str', components=None, **kwargs):
     return Setting(kind=kind, components=components, **kwargs)
 
 
@@ -131,8 +146,8 @@ _section('Deployment', [
     ('PGSSLROOTCERT', _s('path', _RAILS)),
     ('FFMPEG_BINARY', _s('path')),
     ('FFPROBE_BINARY', _s('path')),
-    ('MASTODON_USE_LIBVIPS', _s('bool', lines=('4.5',))),
-    ('MAGICK_CONFIGURE_PATH', _s('path', lines=('4.5',))),
+    ('MASTODON_USE_LIBVIPS', _s('bool')),
+    ('MAGICK_CONFIGURE_PATH', _s('path')),
     ('EXPERIMENTAL_FEATURES', _s()),
     ('UPDATE_CHECK_URL', _s('url', schemes=_HTTP)),
     ('MASTODON_PROMETHEUS_EXPORTER_ENABLED', _s('bool')),
@@ -143,7 +158,7 @@ _section('Deployment', [
 ])
 _section('Scaling', [
     ('WEB_CONCURRENCY', _s('int', (WEB,), minimum=0, maximum=256)),
-    ('MAX_THREADS', _s('int', (WEB,), minimum=1, maximum=1024)),
+    ('MAX_THREADS', _s('int', minimum=1, maximum=1024)),
     ('MIN_THREADS', _s('int', (WEB,), minimum=0, maximum=1024)),
     ('PERSISTENT_TIMEOUT', _s('int', (WEB,), minimum=1)),
     ('SIDEKIQ_CONCURRENCY', _s('int', (SIDEKIQ,), minimum=1, maximum=1024)),
@@ -168,21 +183,22 @@ _section('PostgreSQL', [
     ('REPLICA_PREPARED_STATEMENTS', _s('bool')),
     ('REPLICA_DATABASE_URL', _s('url', schemes=('postgres', 'postgresql'))),
 ])
-# lib/mastodon/redis_configuration.rb:37-44 builds these names for the prefixes none, CACHE_ and SIDEKIQ_;
-# streaming/redis.js reads the unprefixed ones (plus the sentinel credentials below).
+# lib/mastodon/redis_configuration.rb builds these names for the prefixes none, CACHE_ and SIDEKIQ_ (lines 38-45
+# and 69-73, the sentinel credentials included); streaming/redis.js reads the unprefixed ones too.
 REDIS_PREFIXED = ('REDIS_URL', 'REDIS_USER', 'REDIS_PASSWORD', 'REDIS_HOST', 'REDIS_PORT', 'REDIS_DB',
-                  'REDIS_SENTINEL_MASTER', 'REDIS_SENTINEL_PORT', 'REDIS_SENTINELS')
+                  'REDIS_SENTINEL_MASTER', 'REDIS_SENTINEL_PORT', 'REDIS_SENTINELS', 'REDIS_SENTINEL_USERNAME',
+                  'REDIS_SENTINEL_PASSWORD')
 REDIS_PREFIXES = ('', 'CACHE_', 'SIDEKIQ_')
 _REDIS_KINDS = {'REDIS_URL': dict(kind='url', schemes=_REDIS), 'REDIS_PASSWORD': dict(secret=True),
                 'REDIS_HOST': dict(kind='host'), 'REDIS_PORT': dict(kind='int', **_PORT),
-                'REDIS_DB': dict(kind='int', minimum=0), 'REDIS_SENTINEL_PORT': dict(kind='int', **_PORT)}
-_redis = []
-for _prefix in REDIS_PREFIXES:
-    for _name in REDIS_PREFIXED:
-        _redis.append((_prefix + _name, _s(components=_ALL if not _prefix else _RAILS, **_REDIS_KINDS.get(_name, {}))))
+                'REDIS_DB': dict(kind='int', minimum=0), 'REDIS_SENTINEL_PORT': dict(kind='int', **_PORT),
+                'REDIS_SENTINEL_PASSWORD': dict(secret=True)}
+# The order of the rendered file is kept as it was: the prefixed names first, then the sentinel credentials.
+_redis = [(_prefix + _name, _s(**_REDIS_KINDS.get(_name, {})))
+          for _prefix in REDIS_PREFIXES for _name in REDIS_PREFIXED[:9]]
+_redis += [(_prefix + _name, _s(**_REDIS_KINDS.get(_name, {})))
+           for _name in REDIS_PREFIXED[9:] for _prefix in REDIS_PREFIXES]
 _section('Redis', _redis + [
-    ('REDIS_SENTINEL_USERNAME', _s('str', _STREAM_ONLY)),
-    ('REDIS_SENTINEL_PASSWORD', _s('str', _STREAM_ONLY, secret=True)),
     ('REDIS_DRIVER', _s('enum', choices=('ruby', 'hiredis'))),
 ])
 _section('Elasticsearch', [
@@ -217,7 +233,7 @@ _section('E-mail', _smtp + [
     ('SMTP_REPLY_TO', _s()),
     ('SMTP_RETURN_PATH', _s()),
     ('SMTP_DELIVERY_METHOD', _s('enum', choices=('smtp', 'sendmail', 'file'))),
-    ('DISABLE_EMAIL_SUBSCRIPTIONS', _s('bool', lines=('4.6',))),
+    ('DISABLE_EMAIL_SUBSCRIPTIONS', _s('bool')),
 ])
 _section('File storage', [
     ('CDN_HOST', _s('url', schemes=_HTTP)),
@@ -315,9 +331,9 @@ _section('Limits and other', [
     ('SOURCE_BASE_URL', _s('url', schemes=_HTTP)),
     ('GITHUB_REPOSITORY', _s()),
     ('ALLOW_ACCESS_TO_HIDDEN_SERVICE', _s('bool')),
-    ('ENABLE_SIDEKIQ_UNIQUE_JOBS_UI', _s('bool', (WEB,), lines=('4.5',))),
-    ('DONATION_CAMPAIGNS_URL', _s('url', schemes=_HTTP, lines=('4.6',))),
-    ('DONATION_CAMPAIGNS_ENVIRONMENT', _s(lines=('4.6',))),
+    ('ENABLE_SIDEKIQ_UNIQUE_JOBS_UI', _s('bool', (WEB,))),
+    ('DONATION_CAMPAIGNS_URL', _s('url', schemes=_HTTP)),
+    ('DONATION_CAMPAIGNS_ENVIRONMENT', _s()),
 ])
 
 # Keys of the schema that Mastodon's own code (config/, lib/, app/, streaming/) does not read by name, and
@@ -360,12 +376,94 @@ FORBIDDEN = {
     'BIND': 'set it per process: it is read before the dotenv file',
     'SOCKET': 'set it per process: it is read before the dotenv file',
 }
+_SECRET_NAME_RE = re.compile(r'(PASSWORD|PASS|SECRET|TOKEN|PRIVATE_KEY|API_KEY|CREDENTIALS?)(_|$)')
+_IMAGE_SETS = 'the image sets it'
+# Read by Mastodon, but not settings of a production instance: refused with the reason (tests/integration/schema
+# checks that every place the catalogue lists for them is development, test or maintainer code, or is cited here).
+NOT_FOR_PRODUCTION = {
+    'CI': 'read only by config/environments/test.rb: no effect in production',
+    'HEROKU': 'read only by config/environments/development.rb: no effect in production',
+    'REMOTE_DEV': 'read only by config/environments/development.rb: no effect in production',
+    'VAGRANT': 'read only by config/environments/development.rb: no effect in production',
+    'DISABLE_FORGERY_REQUEST_PROTECTION': 'read only by config/environments/development.rb: no effect in production',
+    'TEST_ENV_NUMBER': 'read only to separate parallel test databases (config/database.yml, '
+                       'lib/mastodon/redis_configuration.rb:45): it would rename the database and the Redis DB',
+    'TEST_DATA_SHOWCASE_EMAIL': 'read only by the development task lib/tasks/dev.rake',
+    'TEST_DATA_SHOWCASE_SIDEKICK_EMAIL': 'read only by the development task lib/tasks/dev.rake',
+    'GITHUB_API_TOKEN': 'read only by the maintainers\' task lib/tasks/repo.rake',
+    'ANNOTATERB_SKIP_ON_DB_TASKS': 'read only by the development task lib/tasks/annotate_rb.rake',
+    'VITE_DEV_SERVER_PUBLIC': 'the address of the development asset server (config/initializers/'
+                              'content_security_policy.rb:34); gone in 4.7',
+    'BUNDLE_GEMFILE': 'read by Bundler at boot to find the Gemfile (config/boot.rb:15); %s' % _IMAGE_SETS,
+    'SECRET_KEY_BASE_DUMMY': 'set only while the image is built (assets:precompile); at run time it turns off the '
+                             'check of the encryption keys (config/initializers/active_record_encryption.rb:8)',
+    'IGNORE_ALREADY_SET_SECRETS': 'an option of the task db:encryption:init (lib/tasks/db.rake:15), which the '
+                                  'role replaces: it generates the ActiveRecord encryption keys itself',
+    'USER': 'the login name of the process, read by lib/mastodon/migration_helpers.rb:727; not a setting',
+    'MASTODON_SIDEKIQ_READY_FILENAME': 'the sidekiq containers set it for their readiness probe (config/initializers/'
+                                       'sidekiq.rb:11 touches that file); %s too' % _IMAGE_SETS,
+}
+# Keys Mastodon still reads as the old name of another (config/initializers/deprecations.rb warns at boot):
+# accepted, with a warning naming the new name.
+DEPRECATED = {'WHITELIST_MODE': 'LIMITED_FEDERATION_MODE', 'EMAIL_DOMAIN_BLACKLIST': 'EMAIL_DOMAIN_DENYLIST',
+              'EMAIL_DOMAIN_WHITELIST': 'EMAIL_DOMAIN_ALLOWLIST'}
+# Keys a role variable sets on a container (plugins/module_utils/_manifests.py) or that the plan derives from a
+# variable: {key: (variable, why, role)}. In config_env or config_extra_env they would be overridden silently or
+# bypass the variable's checks, so the plan refuses them there naming the variable (_deploy/rules.py); in a role's
+# extra_env too, for `role` (None: every role).
+ROLE_OWNED_KEYS = {
+    'LOCAL_DOMAIN': ('config_local_domain', 'the LOCAL_DOMAIN guard and the Ingress hosts read it there', None),
+    'WEB_DOMAIN': ('config_web_domain', 'the LOCAL_DOMAIN guard and the Ingress hosts read it there', None),
+    'WEB_CONCURRENCY': ('web_concurrency', 'the web containers set it from that variable, over config_env', 'web'),
+    'MAX_THREADS': ('web_max_threads', 'the web containers set it from that variable, over config_env, and the '
+                                       'DB_POOL check reads it there', 'web'),
+}
+# Keys a container sets although config_env may hold them too: allowed on purpose, as config_env's value is the
+# one the other components read.
+CONTAINER_SET_KEYS = {
+    'DB_POOL': 'web and streaming read config_env\'s (config/database.yml:3, streaming/database.js:105); each '
+               'sidekiq group sets its own (its concurrency) and the migration Jobs theirs',
+    'DB_SSLMODE': 'Rails reads config_env\'s (config_db_sslmode by default); the streaming containers set their '
+                  'own (streaming_db_sslmode, else the one matching Rails\'), as streaming reads the same name with '
+                  'other meanings (streaming/database.js:85-97)',
+    'PREPARED_STATEMENTS': 'the application reads config_env\'s; the migration Jobs set true for their direct '
+                           '(non-PgBouncer) connection',
+}
+# Every key Mastodon reads that is refused, with the reason.
+REFUSED = dict(NOT_FOR_PRODUCTION)
+REFUSED.update(REJECTED)
+REFUSED.update(FORBIDDEN)
+
+
+# Keys the overlay does not know whose name misleads: named like a secret but not one (an endpoint URL and a
+# switch of the OpenID Connect provider, config/initializers/3_omniauth.rb:89,100), or a secret named otherwise
+# (Rails' credentials key, config/environments/production.rb:21 at v4.5.15).
+NOT_SECRET = ('OIDC_TOKEN_ENDPOINT', 'OIDC_SEND_SCOPE_TO_TOKEN_ENDPOINT', 'CACHE_BUSTER_SECRET_HEADER')
+SECRET_NAMED_OTHERWISE = ('RAILS_MASTER_KEY',)
+
+# The schema of every line: the catalogue's keys (less the refused ones) with the overlay's formats. Keys the
+# overlay does not know are plain strings, secret when named like one; they render under "Other" (sorted).
+for _line in versions.LINE_ORDER:
+    for _key in env_reads.READS[_line]:
+        if _key not in REFUSED and _key not in SCHEMA:
+            SCHEMA[_key] = Setting(secret=(bool(_SECRET_NAME_RE.search(_key)) and _key not in NOT_SECRET
+                                           or _key in SECRET_NAMED_OTHERWISE))
+for _key, _setting in SCHEMA.items():
+    _where = set(env_reads.READS[_line].get(_key) for _line in versions.LINE_ORDER) - {None}
+    if _key in OWN_KEYS:
+        _setting.lines = None
+        _setting.components = _setting.components or _RAILS
+        continue
+    _lines = tuple(_line for _line in versions.LINE_ORDER if _key in env_reads.READS[_line])
+    _setting.lines = None if _lines == versions.LINE_ORDER else _lines
+    if _setting.components is None:
+        # The same place in every line (tests/integration/schema); a key no line reads is never accepted.
+        _setting.components = _PLACED[_where.pop()] if _where else _RAILS
 REQUIRED = ('LOCAL_DOMAIN', 'SECRET_KEY_BASE', 'VAPID_PRIVATE_KEY', 'VAPID_PUBLIC_KEY',
             'ACTIVE_RECORD_ENCRYPTION_DETERMINISTIC_KEY', 'ACTIVE_RECORD_ENCRYPTION_KEY_DERIVATION_SALT',
             'ACTIVE_RECORD_ENCRYPTION_PRIMARY_KEY')
 GENERATED = ('SECRET_KEY_BASE', 'VAPID_PRIVATE_KEY', 'VAPID_PUBLIC_KEY', 'ACTIVE_RECORD_ENCRYPTION_DETERMINISTIC_KEY',
              'ACTIVE_RECORD_ENCRYPTION_KEY_DERIVATION_SALT', 'ACTIVE_RECORD_ENCRYPTION_PRIMARY_KEY', 'OTP_SECRET')
-_SECRET_NAME_RE = re.compile(r'(PASSWORD|PASS|SECRET|TOKEN|PRIVATE_KEY|API_KEY|CREDENTIALS?)(_|$)')
 _HOST_RE = re.compile(r'\A(?=.{1,253}\Z)(?!-)[A-Za-z0-9-]{1,63}(?<!-)(\.(?!-)[A-Za-z0-9-]{1,63}(?<!-))*\.?\Z')
 _TRUE = ('true',)
 _FALSE = ('false',)
@@ -380,66 +478,60 @@ class ConfigError(ValueError):
         super(ConfigError, self).__init__('%s: %s' % (key, reason))
 
 
-def _version_tuple(tag):
-    match = _VERSION_RE.match(tag)
-    return tuple(int(match.group(n)) for n in ('major', 'minor', 'patch')) if match else None
-
-
-def _line_tuple(line):
-    return tuple(int(n) for n in line.split('.'))
+def _supported_text():
+    return ', '.join('%s (newest known %s)' % (line, SUPPORTED_LINES[line]) for line in LINE_ORDER)
 
 
 def parse_version(text, allow_unsupported=False):
     """(tag, line) of a Mastodon image version: `vX.Y.Z`, optionally pinned as `vX.Y.Z@sha256:<64 hex>`.
 
     `tag` is the text as given, so `<repository>:<tag>` is a valid image reference in both forms; `line` is
-    `X.Y`, one of SUPPORTED_LINES. Other lines are refused unless `allow_unsupported`, which also admits any
-    image tag (then `line` is `X.Y` when the tag has that form, else None). Raises ConfigError.
+    `X.Y`, one of SUPPORTED_LINES: any patch of a supported line is accepted, also one newer than the newest
+    known. Other lines are refused unless `allow_unsupported`, which also admits any image tag (then `line` is
+    `X.Y` when the tag has that form, else None). Raises ConfigError naming config_mastodon_version.
     """
     tag = text if isinstance(text, str) else ''
-    supported = ', '.join('%s (newest known %s)' % (line, SUPPORTED_LINES[line]) for line in sorted(SUPPORTED_LINES))
-    numbers = _version_tuple(tag)
-    if numbers is None:
+    line = versions.line_of(tag)
+    if line is None:
         if allow_unsupported and _IMAGE_TAG_RE.match(tag):
             return tag, None
         raise ConfigError(VERSION_VARIABLE, 'must be a Mastodon release tag vX.Y.Z, optionally pinned as '
-                                            'vX.Y.Z@sha256:<64 hex digits> (supported lines: %s)' % supported)
-    line = '%d.%d' % numbers[:2]
-    if line not in SUPPORTED_LINES and not allow_unsupported:
-        raise ConfigError(VERSION_VARIABLE, 'Mastodon %s is not a supported line; this collection supports %s. Set '
-                                            '%s: true to deploy it anyway (its settings are then checked against '
-                                            'the nearest supported line)' % (line, supported, OVERRIDE_VARIABLE))
+                                            'vX.Y.Z@sha256:<64 hex digits> (supported lines: %s)' % _supported_text())
+    if not versions.is_supported(line) and not allow_unsupported:
+        ends = versions.end_of_support(line)
+        if ends:
+            status = 'Mastodon ends its support on %s' % ends if ends > _today() else 'Mastodon ended its support on %s' % ends
+        elif versions.line_tuple(line) < versions.line_tuple(LINE_ORDER[0]):
+            status = 'Mastodon no longer supports it'
+        else:
+            status = 'this collection does not know it yet'
+        raise ConfigError(VERSION_VARIABLE, 'Mastodon %s is not a supported line (%s); this collection supports %s. '
+                                            'Set %s: true to deploy it anyway (its settings are then checked against '
+                                            'the nearest supported line)' % (line, status, _supported_text(),
+                                                                             OVERRIDE_VARIABLE))
     return tag, line
 
 
+def _today():
+    return datetime.date.today().isoformat()
+
+
 def version_warnings(version):
-    """Warnings about a version that parse_version accepts: an older patch or an unsupported line."""
-    numbers = _version_tuple(version or '')
+    """Warnings about a version that parse_version accepts: an older patch than the newest known (naming it),
+    an unsupported line, a tag that is not a release."""
+    numbers = versions.version_tuple(version or '')
     if numbers is None:
         return ['%s %s is not a release tag: the settings are checked against Mastodon %s'
                 % (VERSION_VARIABLE, version, DEFAULT_VERSION)]
-    line = '%d.%d' % numbers[:2]
-    if line not in SUPPORTED_LINES:
+    line = versions.line_of(version)
+    if not versions.is_supported(line):
         return ['Mastodon %s is not a supported line: the settings are checked against Mastodon %s'
                 % (line, SUPPORTED_LINES[schema_line(version)])]
-    newest = SUPPORTED_LINES[line]
-    if numbers < _version_tuple(newest):
+    newest = versions.newest_known(line)
+    if numbers < versions.version_tuple(newest):
         return ['Mastodon %s is older than %s, the newest %s release this collection knows: upgrade to it '
                 '(patch releases carry security fixes)' % (version.split('@')[0], newest, line)]
     return []
-
-
-def schema_line(version):
-    """The supported line whose schema applies to `version` (an unsupported one gets the nearest line)."""
-    numbers = _version_tuple(version or '')
-    if numbers is None:
-        return '%d.%d' % _version_tuple(DEFAULT_VERSION)[:2]
-    line = '%d.%d' % numbers[:2]
-    if line in SUPPORTED_LINES:
-        return line
-    lines = sorted(SUPPORTED_LINES, key=_line_tuple)
-    older = [item for item in lines if _line_tuple(item) < numbers[:2]]
-    return older[-1] if older else lines[0]
 
 
 def accepted_keys(version=DEFAULT_VERSION):
@@ -451,10 +543,12 @@ def accepted_keys(version=DEFAULT_VERSION):
 def _other_line_reason(key, line):
     setting = SCHEMA[key]
     lines = ', '.join(setting.lines)
-    if _line_tuple(line) > max(_line_tuple(item) for item in setting.lines):
+    if not setting.lines:
+        return 'is not read by any supported line of Mastodon; remove it'
+    if versions.line_tuple(line) > max(versions.line_tuple(item) for item in setting.lines):
         return 'is not read by Mastodon %s (only by %s); remove it' % (line, lines)
     newest = SUPPORTED_LINES[setting.lines[0]]
-    return 'is read only from Mastodon %s on; set %s to %s or remove it' % (lines, VERSION_VARIABLE, newest)
+    return 'is read only from Mastodon %s on; set %s to %s or remove it' % (setting.lines[0], VERSION_VARIABLE, newest)
 
 
 def suggest(key, candidates):
@@ -777,7 +871,7 @@ def fill_secrets(known, generate=True, generate_otp=False):
 def normalise(env, extra_env=None):
     """Turn the user's dicts into one {KEY: text} dict; returns (values, errors). Unknown/forbidden keys are errors.
 
-    Keys refused for a version (REJECTED, or of another line) are passed on: validate() names the version.
+    Keys refused for a version (REFUSED, or of another line) are passed on: validate() names the version.
     """
     values = {}
     errors = []
@@ -787,7 +881,7 @@ def normalise(env, extra_env=None):
             if key_text in FORBIDDEN:
                 errors.append(ConfigError(key_text, 'must not be in .env.production: ' + FORBIDDEN[key_text]))
                 continue
-            if source == 'env' and key_text not in SCHEMA and key_text not in REJECTED:
+            if source == 'env' and key_text not in SCHEMA and key_text not in REFUSED:
                 hint = suggest(key_text, SCHEMA)
                 reason = 'unknown Mastodon setting'
                 reason += ' (did you mean %s?)' % hint if hint else ''
@@ -824,6 +918,8 @@ def validate(env, pgbouncer=None, components=None, version=DEFAULT_VERSION):
                 raise ConfigError(key, 'must not be in .env.production: ' + FORBIDDEN[key])
             if key in REJECTED:
                 raise ConfigError(key, 'refused for Mastodon %s: %s' % (line, REJECTED[key]))
+            if key in NOT_FOR_PRODUCTION:
+                raise ConfigError(key, 'refused for Mastodon %s: %s' % (line, NOT_FOR_PRODUCTION[key]))
             if setting is not None and key not in accepted:
                 raise ConfigError(key, _other_line_reason(key, line))
             _dotenv.check_value(key, value)
@@ -840,6 +936,8 @@ def validate(env, pgbouncer=None, components=None, version=DEFAULT_VERSION):
         elif _b64decode(vapid_public_from_private(env['VAPID_PRIVATE_KEY'])) != _b64decode(env['VAPID_PUBLIC_KEY']):
             errors.append(ConfigError('VAPID_PUBLIC_KEY', 'does not belong to VAPID_PRIVATE_KEY'))
     errors += _cross_checks(env, pgbouncer)
+    for key in sorted(set(env) & set(DEPRECATED) & accepted):
+        warnings.append('%s is the old name of %s (Mastodon warns about it at boot): rename it' % (key, DEPRECATED[key]))
     if components:
         for key in sorted(env):
             setting = SCHEMA.get(key)
@@ -867,7 +965,7 @@ def component_env(env, component, version=DEFAULT_VERSION):
     for key, value in env.items():
         setting = SCHEMA.get(key)
         if setting is None:
-            reads = component == RAILS_COMPONENT and key not in REJECTED
+            reads = component == RAILS_COMPONENT and key not in REFUSED
         else:
             reads = key in accepted and bool(set(setting.components) & set(wanted))
         if reads:

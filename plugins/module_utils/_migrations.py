@@ -7,7 +7,7 @@
 
 PRIVATE to this collection: no API guarantees.
 
-Mastodon's rules (v4.5.15 / v4.6.5; ../shared/reference/mastodon/README.md):
+Mastodon's rules (v4.5.15 / v4.6.5; tests/data/mastodon/FACTS.md):
 
 * `lib/mastodon/database.rb:31` adds `db/post_migrate` to the migration paths unless
   `SKIP_POST_DEPLOYMENT_MIGRATIONS` is present; a presence test, so any value (even `false`) skips.

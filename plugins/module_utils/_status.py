@@ -5,9 +5,13 @@
 
 """What a Mastodon deployment runs right now, read from the cluster (fediops.mastodon.mastodon_status).
 
-Four GETs, nothing written: the Deployments and the Pods (running versions, rollout state), the Jobs (last
-migration per phase and its outcome) of the instance (label ``app.kubernetes.io/instance=<name>``), and the
-database CA Secret ``<name>-db-ca`` (its certificate's expiry). ``render_table`` makes the compact table.
+Five GETs, nothing written: the Deployments and the Pods (running versions, rollout state), the Jobs (last
+migration per phase and its outcome) of the instance (label ``app.kubernetes.io/instance=<name>``), the
+database CA Secret ``<name>-db-ca`` (its certificate's expiry) and the deploy record, the ConfigMap
+``<name>-deploy-record`` (key ``record.json``: the deploy's version, phase, outcome and whether post-deployment
+migrations are still to run; docs/dev/ARCHITECTURE.md section 2). With an update check URL, one more GET there
+(``_update_check.check_updates``): newer releases and whether one is urgent. ``render_table`` makes the compact
+table.
 
 This is a PRIVATE API of the fediops.mastodon collection: it may change or go away without notice
 in any release. Do not use it from other collections.
@@ -16,10 +20,12 @@ in any release. Do not use it from other collections.
 from __future__ import annotations
 
 import datetime
+import json
 
 from ansible_collections.fediops.mastodon.plugins.module_utils._kube import KubeError, status_message
 from ansible_collections.fediops.mastodon.plugins.module_utils._k8s_apply import job_state, rollout_state
 from ansible_collections.fediops.mastodon.plugins.module_utils._k8s_secret_info import secret_path
+from ansible_collections.fediops.mastodon.plugins.module_utils._update_check import check_updates
 from ansible_collections.fediops.mastodon.plugins.module_utils._x509 import (
     X509Error, decode_base64_pem, load_certificate, not_valid_after)
 
@@ -29,6 +35,12 @@ VERSION_LABEL = 'app.kubernetes.io/version'
 CA_KEY = 'ca.crt'
 CA_WARN_DAYS = 30
 MIGRATION_PHASES = ('pre', 'post')
+RECORD_KEY = 'record.json'
+# current.post_migrations of the deploy record: done, or still to run (pending: the deploy has not reached them;
+# held: migrations_post was hold)
+POST_MIGRATIONS_TO_RUN = ('pending', 'held')
+RECORD_FIELDS = ('version', 'previous_version', 'phase', 'outcome', 'post_migrations', 'schema_version', 'started_at',
+                 'updated_at')
 
 
 def image_version(image):
@@ -62,6 +74,11 @@ def _component(obj, name):
     return short or (meta.get('labels') or {}).get(COMPONENT_LABEL, '')
 
 
+def _ready(pod):
+    return any(c.get('type') == 'Ready' and c.get('status') == 'True'
+               for c in ((pod.get('status') or {}).get('conditions') or []))
+
+
 def component_status(deployment, pods, name):
     """One Deployment: desired and running versions, replicas and its rollout state."""
     spec = deployment.get('spec') or {}
@@ -69,7 +86,7 @@ def component_status(deployment, pods, name):
     containers = ((spec.get('template') or {}).get('spec') or {}).get('containers') or [{}]
     desired = image_version(containers[0].get('image'))
     selector = (spec.get('selector') or {}).get('matchLabels') or {}
-    running = set()
+    running, serving = set(), set()
     for pod in pods:
         if not _matches(selector, (pod.get('metadata') or {}).get('labels') or {}):
             continue
@@ -77,6 +94,9 @@ def component_status(deployment, pods, name):
             continue
         pod_containers = ((pod.get('spec') or {}).get('containers')) or [{}]
         running.add(image_version(pod_containers[0].get('image')))
+        # Serving: Ready and not terminating, as the EndpointSlice controller counts a ready endpoint.
+        if _ready(pod) and not (pod.get('metadata') or {}).get('deletionTimestamp'):
+            serving.add(image_version(pod_containers[0].get('image')))
     state, message = rollout_state(dict(deployment, kind='Deployment'))
     rollout = {'ok': 'complete', 'pending': 'progressing', 'failed': 'failed'}[state]
     return dict(
@@ -84,6 +104,7 @@ def component_status(deployment, pods, name):
         deployment=(deployment.get('metadata') or {}).get('name'),
         version=desired,
         running_versions=sorted(running),
+        serving_versions=sorted(serving),
         replicas=spec.get('replicas', 1),
         ready_replicas=status.get('readyReplicas', 0),
         updated_replicas=status.get('updatedReplicas', 0),
@@ -178,7 +199,52 @@ def database_ca_status(client, namespace, name, now=None):
                 not_after=after.strftime('%Y-%m-%dT%H:%M:%SZ'), days_left=days, state=state)
 
 
-def collect(client, namespace, name, now=None):
+def deploy_record_status(client, namespace, name):
+    """The `current` entry of the deploy record (ConfigMap <name>-deploy-record, key record.json), or present=False.
+
+    post_migrations_pending is true when current.post_migrations is pending or held; a record that cannot be read
+    is state invalid with the reason, not an error (the status must still show the rest).
+    """
+    configmap = '%s-deploy-record' % name
+    status, body = client.request('GET', '/api/v1/namespaces/%s/configmaps/%s' % (namespace, configmap))
+    if status == 404:
+        return dict(configmap=configmap, present=False, state='absent', post_migrations_pending=False)
+    if status != 200 or not isinstance(body, dict):
+        raise KubeError('ConfigMap %s/%s: HTTP %s: %s' % (namespace, configmap, status, status_message(body)),
+                        status=status)
+    text = (body.get('data') or {}).get(RECORD_KEY)
+    try:
+        record = json.loads(text) if text else None
+    except ValueError:
+        record = None
+    current = record.get('current') if isinstance(record, dict) else None
+    if not isinstance(current, dict):
+        return dict(configmap=configmap, present=True, state='invalid', post_migrations_pending=False,
+                    message='key %s is missing or is not a JSON object with a "current" entry' % RECORD_KEY)
+    out = dict(configmap=configmap, present=True, state='ok')
+    for field in RECORD_FIELDS:
+        value = current.get(field)
+        out[field] = value if isinstance(value, str) and value else None
+    out['post_migrations_pending'] = out['post_migrations'] in POST_MIGRATIONS_TO_RUN
+    return out
+
+
+def post_migrations_hint(record):
+    """The line that says post-deployment migrations are still to run, and how to run them; None when they are not."""
+    if not record.get('post_migrations_pending'):
+        return None
+    return ('post-deployment migrations pending (%s): run them with ansible-playbook fediops.mastodon.deploy '
+            '-e @<your vars> --tags post-migrations -e migrations_post=run (after a recent backup: '
+            'migrations_backup_max_age)' % record['post_migrations'])
+
+
+def running_version(components, record):
+    """The version the instance runs: web's, else the deploy record's, else the first component's."""
+    by_name = dict((c['component'], c['version']) for c in components)
+    return by_name.get('web') or (record or {}).get('version') or (components[0]['version'] if components else None)
+
+
+def collect(client, namespace, name, now=None, update_check_url=None, update_check_timeout=10, check=check_updates):
     """Everything the status table shows, as data."""
     selector = '%s=%s' % (INSTANCE_LABEL, name)
     deployments = _items(client, '/apis/apps/v1/namespaces/%s/deployments' % namespace, selector)
@@ -194,11 +260,17 @@ def collect(client, namespace, name, now=None):
                                                   (j.get('metadata') or {}).get('name') or ''))
             migrations.append(dict(migration_status(last, pods), phase=phase))
     ca = database_ca_status(client, namespace, name, now=now)
+    record = deploy_record_status(client, namespace, name)
+    version = running_version(components, record)
+    updates = dict(available=[], urgent=False, warning=None, checked=False, running_version=version)
+    if update_check_url:
+        updates.update(check(update_check_url, version, timeout=update_check_timeout), checked=True)
     healthy = (bool(components) and all(c['rollout'] == 'complete' for c in components)
                and all(m['outcome'] == 'succeeded' for m in migrations)
-               and ca['state'] in ('ok', 'absent', 'expires soon'))
+               and ca['state'] in ('ok', 'absent', 'expires soon')
+               and record.get('outcome') != 'failed')
     return dict(name=name, namespace=namespace, components=components, migrations=migrations,
-                database_ca=ca, healthy=healthy)
+                database_ca=ca, deploy_record=record, updates=updates, healthy=healthy)
 
 
 def _order_key(component):
@@ -213,6 +285,10 @@ def _table(headers, rows):
 
 
 def _version_cell(component):
+    serving = component.get('serving_versions') or []
+    if serving and component['version'] not in serving:
+        # The new pods are not ready (yet, or ever): the old version is what users get.
+        return '%s (serving %s)' % (component['version'], ', '.join(serving))
     others = [v for v in component['running_versions'] if v != component['version']]
     if not others:
         return component['version']
@@ -249,4 +325,41 @@ def render_table(status):
         lines.append('DATABASE CA  %s: %s, expires %s (%d days)%s' % (
             ca['secret'], ca['subject'], ca['not_after'], ca['days_left'],
             '' if ca['state'] == 'ok' else ' ' + ca['state'].upper()))
+    lines += _record_lines(status.get('deploy_record'))
+    lines += _update_lines(status.get('updates'))
     return lines
+
+
+def _record_lines(record):
+    if not record:
+        return []
+    if not record['present']:
+        return ['DEPLOY       %s: none (no deploy record yet)' % record['configmap']]
+    if record['state'] == 'invalid':
+        return ['DEPLOY       %s: INVALID: %s' % (record['configmap'], record['message'])]
+    lines = ['DEPLOY       %s%s, phase %s, outcome %s, post-deployment migrations %s' % (
+        record['version'] or '?', ' (from %s)' % record['previous_version'] if record['previous_version'] else '',
+        record['phase'] or '?', (record['outcome'] or '?') if record['outcome'] != 'failed' else 'FAILED',
+        record['post_migrations'] or '?')]
+    hint = post_migrations_hint(record)
+    if hint:
+        lines.append('PENDING      ' + hint)
+    return lines
+
+
+def _update_lines(updates):
+    if not updates or not updates.get('checked'):
+        return []
+    if updates.get('warning'):
+        warning = ['UPDATES      warning: %s' % updates['warning']]
+    else:
+        warning = []
+    if not updates['available']:
+        return warning or ['UPDATES      none newer than %s' % updates['running_version']]
+    newest = updates['available'][0]
+    line = 'UPDATES      %s newer than %s: %s' % (
+        'URGENT, a security release is' if updates['urgent'] else 'releases', updates['running_version'],
+        ', '.join('%s%s' % (u['version'], ' (urgent)' if u['urgent'] else '') for u in updates['available']))
+    if newest.get('release_notes'):
+        line += '; release notes of %s: %s' % (newest['version'], newest['release_notes'])
+    return [line] + warning

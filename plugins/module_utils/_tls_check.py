@@ -158,7 +158,8 @@ def trust_hint(kind, protocol, trust):
         return ''
     if protocol == 'redis' and trust == 'system':
         return ("DigitalOcean's Valkey certificates are publicly trusted: is this a self-managed Redis with a private "
-                "CA? set config_redis_ca_pem")
+                "CA? web and Sidekiq verify Redis against the system trust store only (Mastodon's Redis client takes "
+                "no CA option): give Redis a publicly trusted certificate")
     if protocol == 'redis':
         return ("DigitalOcean's Valkey certificates are publicly trusted: check Redis against the system trust store "
                 "(leave config_redis_ca_pem empty), not against the database CA")

@@ -12,8 +12,8 @@ short_description: Validate Mastodon's configuration, generate its secrets once 
 version_added: 0.1.0
 description:
   - Validates Mastodon's settings for the release in O(mastodon_version) (types, allowed values, URL schemes, cross-key
-    rules) before anything is written. Supported are the stable lines 4.5 and 4.6; a key is accepted only when that
-    release reads it, and keys Mastodon refuses or no longer reads are rejected naming the key, the version and
+    rules) before anything is written. Supported are the stable lines 4.5, 4.6 and 4.7; every key that release reads is
+    accepted, and keys Mastodon refuses or no longer reads are rejected naming the key, the version and
     what to do instead (for example C(REDIS_NAMESPACE), C(STATSD_ADDR), C(STREAMING_CLUSTER_NUM), and
     C(SKIP_POST_DEPLOYMENT_MIGRATIONS), which only the migration Jobs may set).
   - Generates missing secrets (C(SECRET_KEY_BASE), the VAPID key pair, C(ACTIVE_RECORD_ENCRYPTION_*), optionally
@@ -82,11 +82,12 @@ options:
     type: bool
   mastodon_version:
     description:
-      - The Mastodon release the settings are for, V(vX.Y.Z) or V(vX.Y.Z@sha256:<digest>), of the line 4.5 or 4.6.
-      - An older patch release of a supported line is accepted with a warning recommending the newest one.
+      - The Mastodon release the settings are for, V(vX.Y.Z) or V(vX.Y.Z@sha256:<digest>), of the line 4.5, 4.6 or 4.7.
+      - Any patch release of a supported line is accepted; one older than the newest this collection knows gets a
+        warning naming it.
       - Other lines are refused unless O(allow_unsupported_version=true).
     type: str
-    default: v4.6.5
+    default: v4.7.6
   allow_unsupported_version:
     description:
       - Accept a O(mastodon_version) outside the supported lines (any image tag); its settings are then checked against

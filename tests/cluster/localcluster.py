@@ -76,6 +76,54 @@ def etcd_version() -> str:
     return _gomod_version(HERE / "etcd" / "go.mod", "go.etcd.io/etcd/server/v3")
 
 
+# Gateway API's standard channel (HTTPRoute, Gateway, ...): the CRDs ship in the Go module, under
+# config/crd/standard/; fetched from the Go module proxy into <cache>/gateway-api/<version>/standard/.
+GATEWAY_API_MODULE = "sigs.k8s.io/gateway-api"
+GATEWAY_API_VERSION = "v1.3.0"
+
+
+def gateway_api_crds(cache_dir=None, version: str = GATEWAY_API_VERSION) -> Path:
+    """The directory of the Gateway API standard-channel CRDs (YAML files), fetched once with
+    `go mod download` (the Go module proxy) and kept in the cache."""
+    cache = Path(cache_dir or default_cache_dir()).resolve()
+    target = cache / "gateway-api" / version / "standard"
+    if target.is_dir() and any(target.glob("*.yaml")):
+        return target
+    go = shutil.which("go")
+    if not go:
+        raise ClusterError("`go` not found in PATH; needed to fetch the Gateway API CRDs (Go module "
+                           f"{GATEWAY_API_MODULE})")
+    with _flock(cache / "gateway-api" / ".fetch.lock"):
+        if target.is_dir() and any(target.glob("*.yaml")):
+            return target
+        work = cache / "gateway-api" / f".download-{os.getpid()}"
+        shutil.rmtree(work, ignore_errors=True)
+        work.mkdir(parents=True)
+        try:
+            env = dict(os.environ, GOMODCACHE=str(work / "mod"), GOPATH=str(work / "gopath"), GOFLAGS="-modcacherw",
+                       GOTOOLCHAIN="local")
+            proc = subprocess.run([go, "mod", "download", "-json", f"{GATEWAY_API_MODULE}@{version}"], cwd=work,
+                                  env=env, capture_output=True, text=True, timeout=600, check=False)
+            try:
+                source = Path(json.loads(proc.stdout)["Dir"]) / "config" / "crd" / "standard"
+            except (ValueError, KeyError):
+                raise ClusterError(f"go mod download {GATEWAY_API_MODULE}@{version} failed: "
+                                   f"{proc.stdout.strip()} {proc.stderr.strip()}")
+            files = sorted(source.glob("*.yaml"))
+            if not files:
+                raise ClusterError(f"no CRD in {source}")
+            tmp = target.with_name("standard.tmp")
+            shutil.rmtree(tmp, ignore_errors=True)
+            tmp.mkdir(parents=True)
+            for f in files:
+                shutil.copyfile(f, tmp / f.name)
+            tmp.rename(target)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+    log(f"Gateway API {version} standard CRDs in {target}")
+    return target
+
+
 def default_cache_dir() -> Path:
     base = os.environ.get("FEDIOPS_CACHE") or os.path.join(
         os.path.expanduser("~"), ".cache", "fediops-mastodon")
@@ -148,7 +196,7 @@ class LocalCluster:
 
     def __init__(self, state_dir, cache_dir=None, *, audit: bool | None = None,
                  nodes: int = 1, job_duration: str = "1s", verbose: bool = True,
-                 authorization: str | None = None):
+                 authorization: str | None = None, ready_delay: str = "0s"):
         self.state_dir = Path(state_dir).resolve()
         self.cache_dir = Path(cache_dir or default_cache_dir()).resolve()
         self.version = k8s_version()
@@ -162,6 +210,7 @@ class LocalCluster:
         self.authorization = authorization
         self.nodes = nodes
         self.job_duration = job_duration
+        self.ready_delay = ready_delay
         self.verbose = verbose
         self._procs: dict[str, subprocess.Popen] = {}
 
@@ -316,6 +365,30 @@ class LocalCluster:
     def running(self) -> bool:
         procs = self.processes()
         return bool(procs) and all(p["alive"] for p in procs.values()) and set(procs) == set(COMPONENTS)
+
+    # ------------------------------------------------------------ Gateway API
+    def install_gateway_api(self, version: str = GATEWAY_API_VERSION, timeout: float = 120.0) -> list[str]:
+        """Install the Gateway API standard-channel CRDs into the running cluster (idempotent: server-side
+        apply; the HTTPRoute CRD is too large for a client-side apply's annotation) and wait until the API
+        server serves them. Returns the CRD names."""
+        crds = gateway_api_crds(self.cache_dir, version)
+        kubectl = shutil.which("kubectl")
+        if not kubectl:
+            raise ClusterError("`kubectl` not found in PATH; needed to install the Gateway API CRDs")
+        base = [kubectl, "--kubeconfig", str(self.kubeconfig)]
+        proc = subprocess.run(base + ["apply", "--server-side", "--force-conflicts", "--field-manager",
+                                      "fediops-localcluster", "-o", "name", "-f", str(crds)],
+                              capture_output=True, text=True, timeout=timeout, check=False)
+        if proc.returncode:
+            raise ClusterError(f"installing the Gateway API CRDs failed: {proc.stderr.strip()}")
+        names = [line.split("/", 1)[1] for line in proc.stdout.split() if "/" in line]
+        proc = subprocess.run(base + ["wait", "--for", "condition=Established", f"--timeout={int(timeout)}s"]
+                              + [f"crd/{n}" for n in names], capture_output=True, text=True,
+                              timeout=timeout + 10, check=False)
+        if proc.returncode:
+            raise ClusterError(f"the Gateway API CRDs were not established: {proc.stderr.strip()}")
+        self._say(f"Gateway API {version} CRDs installed: {', '.join(names)}")
+        return names
 
     # ------------------------------------------------------------ http
     def _ssl_ctx(self) -> ssl.SSLContext:
@@ -541,7 +614,7 @@ current-context: {CONTEXT_NAME}
         ], pids)
         self._spawn("kubesim", [
             str(self.binary("kubesim")), f"--kubeconfig={kc}", f"--nodes={self.nodes}",
-            f"--job-duration={self.job_duration}", "--v=1",
+            f"--job-duration={self.job_duration}", f"--ready-delay={self.ready_delay}", "--v=1",
         ], pids)
 
         def sa_and_node():
@@ -665,7 +738,10 @@ current-context: {CONTEXT_NAME}
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("command", choices=["build", "start", "stop", "status", "env", "restart", "restart-apiserver"])
+    ap.add_argument("command", choices=["build", "start", "stop", "status", "env", "restart", "restart-apiserver",
+                                        "fetch-gateway-api", "install-gateway-api"],
+                    help="fetch-gateway-api: download the Gateway API CRDs into the cache; install-gateway-api: "
+                         "install them into the running cluster (fetching them first if needed)")
     ap.add_argument("--state-dir", default=os.environ.get("FEDIOPS_CLUSTER_STATE", ".cluster"),
                     help="where kubeconfig, pki, logs and pids live (default: $FEDIOPS_CLUSTER_STATE or ./.cluster)")
     ap.add_argument("--cache-dir", default=None,
@@ -673,6 +749,8 @@ def main(argv=None) -> int:
     ap.add_argument("--no-audit", action="store_true", help="disable the API server audit log")
     ap.add_argument("--nodes", type=int, default=1, help="number of simulated nodes")
     ap.add_argument("--job-duration", default="1s", help="how long Job pods run (Go duration)")
+    ap.add_argument("--ready-delay", default="0s",
+                    help="how long Deployment (restartPolicy Always) pods take to become Ready (Go duration)")
     ap.add_argument("--force", action="store_true", help="build: rebuild even if cached")
     ap.add_argument("--timeout", type=float, default=120.0)
     ap.add_argument("--authorization", choices=sorted(AUTHORIZATION_MODES), default=None,
@@ -682,7 +760,8 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
 
     c = LocalCluster(args.state_dir, args.cache_dir, audit=False if args.no_audit else None,
-                     nodes=args.nodes, job_duration=args.job_duration, authorization=args.authorization)
+                     nodes=args.nodes, job_duration=args.job_duration, authorization=args.authorization,
+                     ready_delay=args.ready_delay)
     try:
         if args.command == "build":
             print(c.build(force=args.force))
@@ -692,6 +771,10 @@ def main(argv=None) -> int:
             print(c.start(timeout=args.timeout))
         elif args.command == "stop":
             c.stop()
+        elif args.command == "fetch-gateway-api":
+            print(gateway_api_crds(args.cache_dir))
+        elif args.command == "install-gateway-api":
+            print("\n".join(c.install_gateway_api(timeout=args.timeout)))
         elif args.command == "restart-apiserver":
             c.restart_apiserver(down=args.down, timeout=args.timeout)
         elif args.command == "status":

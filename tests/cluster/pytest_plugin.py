@@ -91,3 +91,11 @@ def kube_cluster(tmp_path_factory):
         yield kc
     finally:
         cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def gateway_api(kube_cluster):
+    """The Gateway API standard-channel CRDs (HTTPRoute, Gateway, ...) installed in the session's cluster;
+    returns their names. Fetched once into the cache (see localcluster.gateway_api_crds)."""
+    cluster = kube_cluster.cluster or LocalCluster(Path(kube_cluster.kubeconfig).parent, verbose=False)
+    return cluster.install_gateway_api()

@@ -13,7 +13,7 @@ import pytest
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from localcluster import LocalCluster, k8s_version  # noqa: E402
+from localcluster import GATEWAY_API_VERSION, LocalCluster, gateway_api_crds, k8s_version  # noqa: E402
 
 pytest_plugins = ["pytest_plugin"]
 
@@ -314,3 +314,26 @@ def test_rolling_update_and_namespace_deletion(kube_cluster):
         r = kc.kubectl("delete", "namespace", name, "--timeout=60s", check=False)
     assert r.returncode == 0, r.stderr
     assert kc.kubectl("get", "namespace", name, check=False).returncode != 0
+
+
+def test_gateway_api_crds_come_from_the_cache_without_go(tmp_path, monkeypatch):
+    """A fetched copy in the cache is used as is: no `go` (nor network) needed on later runs."""
+    target = tmp_path / "gateway-api" / GATEWAY_API_VERSION / "standard"
+    target.mkdir(parents=True)
+    (target / "gateway.networking.k8s.io_httproutes.yaml").write_text("kind: CustomResourceDefinition\n")
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    assert gateway_api_crds(tmp_path) == target.resolve()
+    # An empty cache and no go: a clear error, not a half-made directory.
+    with pytest.raises(Exception, match="`go` not found"):
+        gateway_api_crds(tmp_path / "other")
+    assert not (tmp_path / "other" / "gateway-api" / GATEWAY_API_VERSION).exists()
+
+
+def test_gateway_api_installed_and_served(kube_cluster, gateway_api):
+    """The HTTPRoute kind is served by the API server once the fixture ran (idempotent: a second install too)."""
+    assert "httproutes.gateway.networking.k8s.io" in gateway_api
+    out = kube_cluster.kubectl("api-resources", "--api-group=gateway.networking.k8s.io", "-o", "name").stdout
+    assert "httproutes.gateway.networking.k8s.io" in out.split()
+    cluster = kube_cluster.cluster or LocalCluster(Path(kube_cluster.kubeconfig).parent, verbose=False)
+    assert sorted(cluster.install_gateway_api()) == sorted(gateway_api)
+

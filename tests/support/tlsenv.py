@@ -5,7 +5,7 @@
 """Real PostgreSQL 15, PgBouncer and Redis 7 with TLS as on DigitalOcean, on loopback, for tests and demos.
 
 DigitalOcean signs PostgreSQL and its PgBouncer pools with a private CA of the project (`GET /v2/databases/{id}/ca`)
-and serves Valkey/Redis with Let's Encrypt certificates, publicly trusted (../shared/reference/mastodon/README.md,
+and serves Valkey/Redis with Let's Encrypt certificates, publicly trusted (tests/data/mastodon/FACTS.md,
 "DigitalOcean facts"). So here: PostgreSQL and PgBouncer from the "project" CA; Redis from a second, "public" CA
 that only the clients' system trust store knows: `pki.system_bundle_file` = the machine's CA bundle + the public
 test CA, handed to the clients as their system store (`env.system_store_env()`: SSL_CERT_FILE for Python and

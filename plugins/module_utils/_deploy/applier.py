@@ -114,6 +114,21 @@ class ComponentApplier(Applier):
             counts.setdefault('deleted (pruned)', []).append('%s/%s' % (entry['kind'], entry['name']))
         return counts
 
+    def restarts(self):
+        """The Deployments whose pod template the dry-run changes: the Deployment controller replaces all of their
+        pods. A Deployment created anew restarts nothing."""
+        out = []
+        for entry in self.plan_result['objects']:
+            if entry['kind'] != 'Deployment' or entry['action'] == 'unchanged':
+                continue
+            key = (entry['apiVersion'].split('/')[0] if '/' in entry['apiVersion'] else '', entry['kind'],
+                   entry['namespace'] or '', entry['name'])
+            before = self.live.get(key)
+            after = entry.get('object') or {}
+            if before is not None and (before.get('spec') or {}).get('template') != (after.get('spec') or {}).get('template'):
+                out.append('%s/%s' % (entry['kind'], entry['name']))
+        return out
+
     def apply(self):
         """Write what the dry-run found different (created, configured, replaced), prune, wait."""
         self.check_mode = False
@@ -144,16 +159,31 @@ class ComponentApplier(Applier):
         return out
 
 
-def summary_text(summaries):
-    """The per-component summary shown before the per-object diffs in check mode."""
+# What a restart of a component's pods means for its users (streaming/index.js:1427-1443: node exits at once on
+# SIGTERM, its WebSockets are dropped, not drained; clients reconnect).
+RESTART_NOTES = {'streaming': 'restarts (drops every WebSocket connection)',
+                 'web': 'restarts (rolling: new pods ready before old ones stop)',
+                 'sidekiq': 'restarts (rolling; old workers finish their jobs in flight)'}
+
+
+def summary_text(summaries, restarts=None):
+    """The per-component summary shown before the per-object diffs in check mode.
+
+    `restarts`: {component: [Deployment/name whose pod template changes]} (ComponentApplier.restarts); when
+    given, each workload component says whether its pods restart, streaming in particular."""
     lines = ['Plan of the deploy (per component):']
     for component, counts in summaries:
         if not counts:
             lines.append('  %-12s nothing to do' % component)
-            continue
-        parts = ['%d %s' % (len(items), action) for action, items in sorted(counts.items())]
-        lines.append('  %-12s %s' % (component, ', '.join(parts)))
-        for action, items in sorted(counts.items()):
-            if action != 'unchanged':
-                lines.append('      %s: %s' % (action, ', '.join(items)))
+        else:
+            parts = ['%d %s' % (len(items), action) for action, items in sorted(counts.items())]
+            lines.append('  %-12s %s' % (component, ', '.join(parts)))
+            for action, items in sorted(counts.items()):
+                if action != 'unchanged':
+                    lines.append('      %s: %s' % (action, ', '.join(items)))
+        if restarts is not None and component in RESTART_NOTES:
+            if restarts.get(component):
+                lines.append('  %s: %s: %s' % (component, RESTART_NOTES[component], ', '.join(restarts[component])))
+            else:
+                lines.append('  %s: no restart' % component)
     return '\n'.join(lines) + '\n'

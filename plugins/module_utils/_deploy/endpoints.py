@@ -110,8 +110,37 @@ def _do_endpoints(v, client, kube_server=None):
             ca_pem = _x509.load_ca_from_base64(client.database_ca(cluster['id']), what='the CA of %s' % cluster.get('name'))[0]
         except _x509.X509Error as exc:
             raise PlanError([ConfigError('config_do_database_cluster', str(exc))], 'DigitalOcean look-up failed')
+    es_ca_pem = v.get('config_es_ca_pem') or ''
+    if v.get('config_do_opensearch_cluster'):
+        search = opensearch_cluster(v, client)
+        clusters.append(('config_do_opensearch_cluster', search))
+        if not es_ca_pem:
+            es_ca_pem = cluster_ca(client, search, 'config_do_opensearch_cluster')
     warnings = trusted_sources(v, client, clusters, kube_server) if v['config_kubernetes'] else []
-    return {'db': db, 'redis_url': redis_url, 'ca_pem': ca_pem, 'cluster': cluster, 'warnings': warnings}
+    return {'db': db, 'redis_url': redis_url, 'ca_pem': ca_pem, 'cluster': cluster, 'warnings': warnings,
+            'es_ca_pem': es_ca_pem}
+
+
+def opensearch_cluster(v, client):
+    """The managed OpenSearch cluster of config_do_opensearch_cluster (engine opensearch, database_cluster.yml)."""
+    name = v['config_do_opensearch_cluster']
+    try:
+        search = do.find_cluster_by_name(client, name)
+    except do.DigitalOceanError as exc:
+        raise PlanError([ConfigError('config_do_opensearch_cluster', exc.args[0] if exc.args else str(exc))],
+                        'DigitalOcean look-up failed')
+    if search.get('engine') != 'opensearch':
+        raise PlanError([ConfigError('config_do_opensearch_cluster', 'database cluster %r is engine %s, not opensearch'
+                                     % (name, search.get('engine')))], 'DigitalOcean look-up failed')
+    return search
+
+
+def cluster_ca(client, cluster, variable):
+    """The project CA that signs a managed database's certificate (GET /v2/databases/{uuid}/ca), as PEM."""
+    try:
+        return _x509.load_ca_from_base64(client.database_ca(cluster['id']), what='the CA of %s' % cluster.get('name'))[0]
+    except (_x509.X509Error, do.DigitalOceanError) as exc:
+        raise PlanError([ConfigError(variable, str(exc))], 'DigitalOcean look-up failed')
 
 
 def trusted_sources(v, client, clusters, kube_server):
@@ -139,7 +168,7 @@ def explicit_endpoints(v):
           'direct_port': v['config_db_direct_port'] if v['config_db_direct_host'] else v['config_db_port'],
           'direct_name': v['config_db_direct_name'] or v['config_db_name'],
           'direct_user': v['config_db_user'], 'direct_password': v['config_db_password']}
-    return {'db': db, 'redis_url': v['config_redis_url'], 'ca_pem': v['config_db_ca_pem']}
+    return {'db': db, 'redis_url': v['config_redis_url'], 'ca_pem': v['config_db_ca_pem'], 'es_ca_pem': v['config_es_ca_pem']}
 
 
 def base_env(v, endpoints):

@@ -20,6 +20,15 @@ def image_ref(repository, version):
     return '%s@%s' % (repository, version.split('@', 1)[1]) if '@' in version else '%s:%s' % (repository, version)
 
 
+def streaming_image_ref(v, version):
+    """The streaming image: another image than web's, so the digest of config_mastodon_version is not its own. Pinned
+    by config_streaming_image_digest when given, else by the version's tag alone."""
+    repository = v['config_streaming_image_repository']
+    if v['config_streaming_image_digest']:
+        return '%s@%s' % (repository, v['config_streaming_image_digest'])
+    return '%s:%s' % (repository, version.split('@', 1)[0])
+
+
 def build_model(v, groups, endpoints, env, kept, version):
     """The model of docs/dev/ARCHITECTURE.md section 6."""
     rails = mconfig.component_env(env, mconfig.RAILS_COMPONENT, version)
@@ -36,10 +45,11 @@ def build_model(v, groups, endpoints, env, kept, version):
     return {
         'vars': v, 'name': v['config_name'], 'namespace': v['config_namespace'], 'version': version,
         'image': image_ref(v['config_image_repository'], version),
-        'streaming_image': image_ref(v['config_streaming_image_repository'], version),
+        'streaming_image': streaming_image_ref(v, version),
         'labels': labels, 'web_domain': v['config_web_domain'] or v['config_local_domain'],
         'streaming_host': v['config_streaming_host'], 'env': envs, 'checksums': checksums,
         'ca_pem': endpoints['ca_pem'] or '', 'redis_ca_pem': v['config_redis_ca_pem'],
+        'es_ca_pem': endpoints.get('es_ca_pem') or '',
         'kept_secrets': dict((k, kept[k]) for k in KEPT_KEYS if kept.get(k)),
         'db_direct': {'DB_HOST': db['direct_host'], 'DB_PORT': str(db['direct_port']), 'DB_NAME': db['direct_name'],
                       'DB_USER': db['direct_user'], 'DB_PASS': db['direct_password'] or ''},
@@ -56,8 +66,7 @@ def environment(v, endpoints, kept_known, version):
     known.update(dict((k, val) for k, val in env.items() if k in mconfig.GENERATED and val))
     secrets, generated = mconfig.fill_secrets(known, v['config_generate_secrets'])
     env.update(secrets)
-    more, warnings = mconfig.validate(env, endpoints['db']['pgbouncer'], version=version)
-    warnings = mconfig.version_warnings(version) + warnings
+    more, warnings = mconfig.validate(env, endpoints['db']['pgbouncer'], version=version)  # version warnings included
     errors += more
     if errors:
         raise PlanError([ConfigError('config_env', str(e)) for e in errors], "Mastodon's environment is invalid")

@@ -228,9 +228,13 @@ class Deploy(object):
     def summaries(self):
         return [(a.component, a.summary()) for a in self.appliers]
 
+    def restarts(self):
+        """{component: [Deployment/name whose pods the deploy replaces]} (see ComponentApplier.restarts)."""
+        return dict((a.component, a.restarts()) for a in self.appliers)
+
     def check_result(self):
         changed = any(a.plan_result['changed'] for a in self.appliers) or bool(self.backup)
-        diffs = [{'prepared': summary_text(self.summaries())}]
+        diffs = [{'prepared': summary_text(self.summaries(), self.restarts())}]
         for applier in self.appliers:
             diffs += applier.plan_result.get('diff') or []
         return self.result(changed, dict((a.component, self.brief(a.plan_result)) for a in self.appliers),
@@ -254,7 +258,7 @@ class Deploy(object):
         changed = any(r['changed'] for r in out.values()) or bool(self.backup)
         diffs = None
         if self.diff:
-            diffs = [{'prepared': summary_text(self.summaries())}]
+            diffs = [{'prepared': summary_text(self.summaries(), self.restarts())}]
             for applier in self.appliers:
                 diffs += applier.diffs
         return self.result(changed, out, diffs)
@@ -265,7 +269,7 @@ class Deploy(object):
                 'objects': [dict((k, r[k]) for k in ('kind', 'namespace', 'name', 'action')) for r in result['objects']]}
 
     def result(self, changed, components, diffs):
-        out = {'changed': changed, 'components': components, 'summary': summary_text(self.summaries()),
+        out = {'changed': changed, 'components': components, 'summary': summary_text(self.summaries(), self.restarts()),
                'generated_secrets': sorted(self.generated), 'warnings': self.warnings,
                'plan': list(PLAN_STEPS), 'name': self.v['config_name'], 'namespace': self.v['config_namespace'],
                'version': self.model['version'], 'config_out': self.config_out()}

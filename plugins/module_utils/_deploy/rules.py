@@ -15,19 +15,18 @@ from urllib.parse import urlsplit
 
 from ansible_collections.fediops.mastodon.plugins.module_utils import _manifests
 from ansible_collections.fediops.mastodon.plugins.module_utils import _mastodon_config as mconfig
+from ansible_collections.fediops.mastodon.plugins.module_utils import _backups
 from ansible_collections.fediops.mastodon.plugins.module_utils import _x509
 from ansible_collections.fediops.mastodon.plugins.module_utils._deploy.errors import did_you_mean
 from ansible_collections.fediops.mastodon.plugins.module_utils._deploy.variables import INT_TEXT
 from ansible_collections.fediops.mastodon.plugins.module_utils._mastodon_config import ConfigError
-
-# Keys of Mastodon's environment that a variable owns: set through config_env they would bypass its checks
-OWNED_KEYS = {'LOCAL_DOMAIN': 'config_local_domain', 'WEB_DOMAIN': 'config_web_domain'}
 
 _DNS_LABEL = re.compile(r'\A[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?\Z')
 _NAME = re.compile(r'\A[a-z]([-a-z0-9]{0,28}[a-z0-9])?\Z')
 _HOST = re.compile(r'\A(?=.{1,253}\Z)[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?(\.[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)*\Z')
 # Kubernetes' resource.Quantity: a signed decimal number and one suffix (binary SI, decimal SI or an exponent).
 _QUANTITY = re.compile(r'\A[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)(Ki|Mi|Gi|Ti|Pi|Ei|n|u|m|k|M|G|T|P|E|[eE][+-]?[0-9]+)?\Z')
+_DIGEST = re.compile(r'\Asha256:[0-9a-f]{64}\Z')
 _INT_OR_PERCENT = re.compile(r'\A[0-9]+%?\Z')
 _LABEL_KEY = re.compile(r'\A([a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?\Z')
 _LABEL_VALUE = re.compile(r'\A(([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9])?\Z')
@@ -221,13 +220,13 @@ def cross_checks(v, now=None):
                  'must be a redis:// or rediss:// URL')
     if v['config_db_ca_pem']:
         check(check_given_ca, 'config_db_ca_pem', v['config_db_ca_pem'], now)
+    errors.extend(connection_rules(v, now))
     for key, value in v['config_labels'].items():
         rule(isinstance(value, str) and _LABEL_KEY.match(str(key)) and _LABEL_VALUE.match(value), 'config_labels',
              '%s: label keys and values must be strings of letters, digits, -, _ and .' % key)
     for variable in ('config_env', 'config_extra_env'):
-        for key, owner in sorted(OWNED_KEYS.items()):
-            rule(key not in v[variable], variable, '%s: set %s instead (the LOCAL_DOMAIN guard and the Ingress hosts '
-                 'read it there)' % (key, owner))
+        for key, (owner, why, dummy) in sorted(mconfig.ROLE_OWNED_KEYS.items()):
+            rule(key not in v[variable], variable, '%s: set %s instead (%s)' % (key, owner, why))
     for key in sorted(set(v['config_secrets']) - set(mconfig.GENERATED), key=str):
         rule(False, 'config_secrets', 'unknown key %s%s (known: %s)' % (
             key, did_you_mean(str(key), mconfig.GENERATED), ', '.join(mconfig.GENERATED)))
@@ -240,8 +239,9 @@ def cross_checks(v, now=None):
     for role in ('web', 'streaming', 'sidekiq', 'migrations'):
         variable = role + '_extra_env'
         for key in sorted(v[variable], key=str):
-            reason = (mconfig.FORBIDDEN.get(key) or mconfig.REJECTED.get(key) or
-                      ('set %s instead' % OWNED_KEYS[key] if key in OWNED_KEYS else None))
+            owner, dummy, owner_role = mconfig.ROLE_OWNED_KEYS.get(key, (None, None, None))
+            reason = (mconfig.FORBIDDEN.get(key) or mconfig.REJECTED.get(key) or mconfig.NOT_FOR_PRODUCTION.get(key) or
+                      ('set %s instead' % owner if owner and owner_role in (None, role) else None))
             rule(reason is None, variable, '%s: %s' % (key, reason))
     for role in ('web', 'streaming'):
         rule(v[role + '_replicas'] >= 0, role + '_replicas', 'must be >= 0')
@@ -270,6 +270,15 @@ def cross_checks(v, now=None):
     check(check_node_selector, 'migrations_node_selector', v['migrations_node_selector'])
     check(check_tolerations, 'migrations_tolerations', v['migrations_tolerations'])
     rule(v['migrations_active_deadline_seconds'] > 0, 'migrations_active_deadline_seconds', 'must be > 0')
+    # the point-of-no-return gate reads these only after the rollout: a typo must stop the deploy before anything
+    check(_backups.parse_max_age, v['migrations_backup_max_age'])
+    if v['migrations_backup_confirmed_at']:
+        rule(_backups.parse_timestamp(v['migrations_backup_confirmed_at']) is not None, 'migrations_backup_confirmed_at',
+             'must be an ISO 8601 date and time with its zone, such as "2026-12-05T03:00:00Z" (quote it in YAML)')
+    if v['config_update_check_url']:
+        parts = urlsplit(v['config_update_check_url'])
+        rule(parts.scheme in ('http', 'https') and parts.netloc, 'config_update_check_url',
+             'must be an http(s) URL such as https://api.joinmastodon.org/update-check, or empty to disable the check')
     check(check_quantities, 'sidekiq_resources', v['sidekiq_resources'])
     check(check_node_selector, 'sidekiq_node_selector', v['sidekiq_node_selector'])
     check(check_tolerations, 'sidekiq_tolerations', v['sidekiq_tolerations'])
@@ -283,6 +292,7 @@ def cross_checks(v, now=None):
         check(check_node_selector, 'sidekiq_workers', group['node_selector'], where)
         check(check_tolerations, 'sidekiq_workers', group['tolerations'], where)
     errors += consistency_checks(v, groups or [])
+    errors.extend(shutdown_checks(v))
     return errors, groups
 
 
@@ -358,4 +368,94 @@ def consistency_checks(v, groups):
         rule(v['web_pdb_min_available'] < v['web_hpa_min_replicas'], 'web_pdb_min_available',
              'must be lower than web_hpa_min_replicas (%d): at the autoscaler\'s minimum no pod could be evicted, so '
              'node drains (DOKS upgrades included) would hang' % v['web_hpa_min_replicas'])
+    return errors
+
+
+def connection_rules(v, now=None):
+    """The rules about how the pods reach their images and services (a list of ConfigError)."""
+    errors = []
+
+    def rule(ok, name, reason):
+        if not ok:
+            errors.append(ConfigError(name, reason))
+
+    digest = v['config_streaming_image_digest']
+    rule(not digest or _DIGEST.match(digest), 'config_streaming_image_digest',
+         'must be sha256: followed by 64 lower-case hexadecimal digits (the digest of the streaming image)')
+    if v['config_database_source'] == 'explicit' and v['config_db_pgbouncer']:
+        # Mastodon's documentation: migrations cannot run through PgBouncer in transaction mode (they take advisory
+        # locks and prepared statements that outlive a transaction); the Jobs connect to the direct endpoint.
+        rule(v['config_db_direct_host'], 'config_db_direct_host',
+             'is required with config_db_pgbouncer: true: config_db_host is a PgBouncer pool and the migration Jobs '
+             'would run through it, which Mastodon does not support. Set config_db_direct_host (and '
+             'config_db_direct_port) to the PostgreSQL server itself')
+    for variable in ('config_env', 'config_extra_env', 'migrations_extra_env'):
+        # config/database.yml: Rails merges DATABASE_URL over the DB_* settings of every process, the migration
+        # Jobs' direct endpoint included; they would migrate wherever it points (a pool, too).
+        rule('DATABASE_URL' not in v[variable], variable,
+             'DATABASE_URL: Rails merges it over the direct connection of the migration Jobs (config/database.yml), '
+             'so they would migrate wherever it points, a PgBouncer pool included; give the database through '
+             'config_db_host, config_db_port, config_db_name, config_db_user, config_db_password (and '
+             'config_db_direct_host) or config_do_database_cluster instead')
+        rule(variable == 'migrations_extra_env' or 'ES_CA_FILE' not in v[variable]
+             or not (v['config_es_ca_pem'] or v['config_do_opensearch_cluster']),
+             variable, 'ES_CA_FILE: it is set to the mounted CA of config_es_ca_pem or config_do_opensearch_cluster; '
+                       'remove it here')
+    if v['config_es_ca_pem']:
+        try:
+            check_given_ca('config_es_ca_pem', v['config_es_ca_pem'], now)
+        except ConfigError as exc:
+            errors.append(exc)
+    rule(not v['config_do_opensearch_cluster'] or v['config_database_source'] == 'digitalocean',
+         'config_do_opensearch_cluster', 'needs config_database_source=digitalocean (the plan reads the CA from '
+                                         "DigitalOcean's API); with another source give the CA in config_es_ca_pem")
+    rule(not v['config_redis_ca_pem'], 'config_redis_ca_pem',
+         "web and Sidekiq cannot use a private Redis CA: Mastodon's Redis client gets only its URL and driver "
+         '(lib/mastodon/redis_configuration.rb:47,60), so they verify a rediss:// server against the system trust '
+         'store of the image only, and would fail to connect after the TLS preflight passed. Give Redis a '
+         'certificate from a publicly trusted CA (as DigitalOcean\'s Valkey has) and leave config_redis_ca_pem empty')
+    return errors
+
+
+# Seconds a process needs after the preStop hook and SIGTERM (Puma's last requests, Sidekiq pushing its unfinished
+# jobs back to Redis) before the kubelet's SIGKILL at the end of the grace period.
+SHUTDOWN_MARGIN = 5
+# (variable, lowest, highest) of the shutdown and rollout timings.
+SHUTDOWN_BOUNDS = (
+    ('web_prestop_delay_seconds', 0, 300), ('web_termination_grace_period_seconds', 0, 3600),
+    ('web_progress_deadline_seconds', 10, 3600),
+    ('streaming_prestop_delay_seconds', 0, 300), ('streaming_termination_grace_period_seconds', 0, 3600),
+    ('streaming_progress_deadline_seconds', 10, 3600),
+    ('sidekiq_shutdown_timeout_seconds', 1, 3600), ('sidekiq_quiet_seconds', 0, 3600),
+    ('sidekiq_termination_grace_period_seconds', 0, 7200), ('sidekiq_progress_deadline_seconds', 10, 3600),
+)
+
+
+def shutdown_checks(v):
+    """The graceful-shutdown rules: bounds, and a grace period long enough for what runs inside it.
+
+    The kubelet counts terminationGracePeriodSeconds from the start of the termination: the preStop hook runs
+    inside it, then SIGTERM, then SIGKILL when the grace period is over. A grace period shorter than the preStop
+    delay (web, streaming) or than TSTP's wait plus Sidekiq's -t (Sidekiq: after -t it pushes the unfinished jobs
+    back to Redis, which a SIGKILL would prevent) defeats the purpose; refused naming both variables."""
+    errors = []
+    for name, low, high in SHUTDOWN_BOUNDS:
+        if not low <= v[name] <= high:
+            errors.append(ConfigError(name, 'must be between %d and %d seconds' % (low, high)))
+    if errors:
+        return errors
+    for role in ('web', 'streaming'):
+        grace, delay = role + '_termination_grace_period_seconds', role + '_prestop_delay_seconds'
+        if v[grace] < v[delay] + SHUTDOWN_MARGIN:
+            errors.append(ConfigError(grace, '(%d) must be at least %s (%d) + %d: the kubelet kills the pod when the '
+                                             'grace period ends, and the preStop delay is part of it'
+                                      % (v[grace], delay, v[delay], SHUTDOWN_MARGIN)))
+    grace = 'sidekiq_termination_grace_period_seconds'
+    need = v['sidekiq_quiet_seconds'] + v['sidekiq_shutdown_timeout_seconds'] + SHUTDOWN_MARGIN
+    if v[grace] < need:
+        reason = ('(%d) must be at least sidekiq_quiet_seconds (%d) + sidekiq_shutdown_timeout_seconds (%d) + %d = %d: '
+                  'Sidekiq waits its shutdown timeout after SIGTERM, then pushes the unfinished jobs back to Redis; a '
+                  'shorter grace period kills it first, and with Sidekiq\'s basic fetch the jobs it was running are lost'
+                  % (v[grace], v['sidekiq_quiet_seconds'], v['sidekiq_shutdown_timeout_seconds'], SHUTDOWN_MARGIN, need))
+        errors.append(ConfigError(grace, reason))
     return errors

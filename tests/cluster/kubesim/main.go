@@ -5,17 +5,18 @@
 // Behaviour per pod (see tests/cluster/README.md):
 //
 //   - restartPolicy Always (Deployments, StatefulSets, ...): Running and Ready
-//     after sim.fediops.test/delay-seconds (default 0).
+//     after sim.fediops.test/delay-seconds (default --ready-delay, 0).
 //   - restartPolicy Never/OnFailure (Jobs): Running (and Ready), then Succeeded (exit 0)
 //     after sim.fediops.test/delay-seconds (default --job-duration, 1s).
 //   - annotation sim.fediops.test/fail: "true", or an image containing ":fail":
 //     Never/OnFailure pods end Failed (exit code 1, reason Error, "simulated
 //     failure"); Always pods crash-loop (Running, not Ready, waiting
 //     CrashLoopBackOff, lastState terminated with exit code 1).
-//   - annotation sim.fediops.test/never-ready: "true": Running, never Ready.
+//   - annotation sim.fediops.test/never-ready: "true", or an image containing
+//     "never-ready": Running, never Ready.
 //
-// Deleted pods bound to a simulated node are removed at once (grace period 0),
-// since no kubelet would ever confirm their termination.
+// Deleted pods bound to a simulated node terminate as on a kubelet (preStop,
+// SIGTERM, grace period; lifecycle.go), then are removed with a grace-0 delete.
 package main
 
 import (
@@ -391,7 +392,7 @@ func wantsFailure(pod *corev1.Pod) bool {
 }
 
 func neverReady(pod *corev1.Pod) bool {
-	return truthy(pod.Annotations[annNeverReady]) || truthy(pod.Labels[annNeverReady])
+	return truthy(pod.Annotations[annNeverReady]) || truthy(pod.Labels[annNeverReady]) || imageNeverReady(pod)
 }
 
 func (s *sim) delay(pod *corev1.Pod, def time.Duration) time.Duration {
@@ -444,21 +445,9 @@ func (s *sim) sync(ctx context.Context, key string) (time.Duration, error) {
 		return 0, err
 	}
 
-	// 1. Deletion: no kubelet will confirm it, so finish it now.
+	// 1. Deletion: preStop, SIGTERM and exit within the grace period (lifecycle.go).
 	if pod.DeletionTimestamp != nil {
-		if pod.Spec.NodeName == "" || !s.nodeSet[pod.Spec.NodeName] {
-			return 0, nil
-		}
-		grace := int64(0)
-		uid := pod.UID
-		err := s.client.CoreV1().Pods(ns).Delete(ctx, name, metav1.DeleteOptions{
-			GracePeriodSeconds: &grace,
-			Preconditions:      &metav1.Preconditions{UID: &uid},
-		})
-		if apierrors.IsNotFound(err) || apierrors.IsConflict(err) {
-			return 0, nil
-		}
-		return 0, err
+		return s.terminate(ctx, pod)
 	}
 
 	// 2. Scheduling: bind pods nobody has placed yet.
@@ -510,7 +499,7 @@ func (s *sim) sync(ctx context.Context, key string) (time.Duration, error) {
 			target = "Succeeded"
 		}
 	default:
-		d := s.delay(pod, 0)
+		d := s.delay(pod, *readyDelay)
 		if el := time.Since(seen); el < d {
 			target, wait = "Starting", d-el
 		} else if fail {

@@ -31,23 +31,20 @@ OPERATIONS = {
     'user': 'resources/databases/databases_get_user.yml',
     'add_user': 'resources/databases/databases_add_user.yml',
     'firewall': 'resources/databases/databases_list_firewall_rules.yml',
+    'backups': 'resources/databases/databases_list_backups.yml',
 }
 NOT_FOUND_ID = '00000000-0000-4000-8000-000000000000'
 
 
+# The excerpt of DigitalOcean's OpenAPI description that this test needs (tests/data/digitalocean-openapi/ORIGIN.md).
+SPEC_ROOT = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), 'data',
+                         'digitalocean-openapi', 'specification')
+
+
 def _spec_root():
-    here = os.path.dirname(os.path.abspath(__file__))
-    candidates = [os.environ.get('FEDIOPS_DO_OPENAPI', '')]
-    for base in (here, os.environ.get('FEDIOPS_REPO', ''), '/work/main'):
-        path = base
-        for _dummy in range(8):
-            candidates.append(os.path.join(path, 'shared', 'reference', 'digitalocean-openapi'))
-            path = os.path.dirname(path)
-    for candidate in candidates:
-        if candidate and os.path.isdir(os.path.join(candidate, 'specification')):
-            return os.path.join(candidate, 'specification')
-    pytest.fail('DigitalOcean OpenAPI excerpt not found; set FEDIOPS_DO_OPENAPI to shared/reference/digitalocean-openapi')
-    return None
+    if not os.path.isdir(SPEC_ROOT):
+        pytest.fail('DigitalOcean OpenAPI excerpt not found at %s' % SPEC_ROOT)
+    return SPEC_ROOT
 
 
 class Contract(object):
@@ -87,8 +84,9 @@ class Contract(object):
         for error in self._validator(response_uri + '#/content/application~1json/schema').iter_errors(body):
             problems.append('body %s: %s' % ('/'.join(str(p) for p in error.absolute_path), error.message))
         headers = dict(spec.get('headers') or {})
-        headers['x-request-id'] = {'$ref': urljoin(op_uri, '../../shared/headers.yml#/x-request-id')}
-        headers['content-type'] = {'$ref': urljoin(op_uri, '../../shared/headers.yml#/content-type')}
+        common = 'file://' + os.path.join(self.root, 'shared', 'headers.yml')  # the excerpt's own shared headers
+        headers['x-request-id'] = {'$ref': common + '#/x-request-id'}
+        headers['content-type'] = {'$ref': common + '#/content-type'}
         for name, header in sorted(headers.items()):
             header_uri = urljoin(response_uri, header['$ref']) if '$ref' in header else None
             resolved = self.registry.resolver(base_uri=response_uri).lookup(header_uri).contents if header_uri else header
@@ -125,7 +123,7 @@ def _cases(fixtures):
     """(endpoint, path, query) for every endpoint and fixture."""
     cases = []
     per_cluster = (('get', ''), ('ca', '/ca'), ('pools', '/pools'), ('users', '/users'), ('firewall', '/firewall'),
-                   ('pool', '/pools/no-such-pool'), ('user', '/users/nobody'))
+                   ('pool', '/pools/no-such-pool'), ('user', '/users/nobody'), ('backups', '/backups'))
     for cluster in fixtures['clusters']:
         for endpoint, suffix in per_cluster:
             cases.append((endpoint, '/v2/databases/%s%s' % (cluster['id'], suffix), {}))
@@ -193,7 +191,7 @@ def test_unauthenticated_and_paginated_responses_conform(do_api, contract):
         checked += 1
         pages += 1
         url = response.json()['links']['pages'].get('next')
-    assert pages == 3
+    assert pages == (len(do_api.fixtures['clusters']) + 1) // 2  # two per page, every page followed
     assert not failures, failures
 
 
@@ -288,9 +286,42 @@ def test_validator_rejects_broken_answers_of_the_new_operations(contract):
         ('firewall', fake(200, {'rules': [{'type': 'vpc', 'value': 'x'}]}), "'vpc' is not one of"),
         ('add_user', fake(201, {'user': {'role': 'normal', 'password': 'x'}}), "'name' is a required property"),
         ('add_pool', fake(201, {'pool': {'name': 'p', 'mode': 'transaction', 'db': 'd'}}), "'size' is a required property"),
+        ('backups', fake(200, {'backups': [{'created_at': '2026-12-05T03:10:00Z'}]}), "'size_gigabytes' is a required property"),
+        ('backups', fake(200, {'backups': [{'created_at': 'yesterday', 'size_gigabytes': 1}]}), "'yesterday' is not a 'date-time'"),
+        ('backups', fake(200, {'scheduled_backup_time': {'backup_hour': 3}}), "'backups' is a required property"),
     ]
     for endpoint, response, expected in cases:
         problems = contract.check(endpoint, response)
         contract.count -= 1
         contract.by_endpoint[endpoint] -= 1
         assert any(expected in problem for problem in problems), (endpoint, problems)
+
+
+def test_backups_answer_as_documented(do_api, contract):
+    """databases_list_backups for each kind of cluster the fixtures hold: a week of daily backups (mastodon-pg, the
+    newest a few hours old), backups that stopped (staging-pg), a new cluster whose first backup is in progress
+    (backup_progress, no backups yet), and Valkey, for which "Backups are not supported" (databases_list_backups.yml):
+    each answer conforms and carries what the point-of-no-return gate reads."""
+    import datetime  # pylint: disable=import-outside-toplevel
+    now = datetime.datetime.now(datetime.timezone.utc)
+    headers = {'Authorization': 'Bearer %s' % do_api.token}
+    answers = {}
+    for name in ('mastodon-pg', 'staging-pg', 'filler-00', 'mastodon-valkey'):
+        response = requests.get('%s/v2/databases/%s/backups' % (do_api.base_url, do_api.cluster(name)['id']),
+                                headers=headers, verify=do_api.ca_file, timeout=10)
+        assert contract.check('backups', response) == [], name
+        answers[name] = response
+
+    def newest_age_hours(response):
+        newest = max(b['created_at'] for b in response.json()['backups'])
+        created = datetime.datetime.strptime(newest, '%Y-%m-%dT%H:%M:%SZ').replace(tzinfo=datetime.timezone.utc)
+        return (now - created).total_seconds() / 3600
+
+    assert answers['mastodon-pg'].status_code == 200 and len(answers['mastodon-pg'].json()['backups']) == 7
+    assert 4 < newest_age_hours(answers['mastodon-pg']) < 6
+    assert answers['mastodon-pg'].json()['scheduled_backup_time']['backup_interval_hours'] == 24
+    assert 'backup_progress' not in answers['mastodon-pg'].json()
+    assert 71 < newest_age_hours(answers['staging-pg']) < 73
+    assert answers['filler-00'].json()['backups'] == [] and answers['filler-00'].json()['backup_progress'] == '36'
+    assert answers['mastodon-valkey'].status_code == 404
+    assert 'not supported' in answers['mastodon-valkey'].json()['message']

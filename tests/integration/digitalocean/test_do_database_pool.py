@@ -5,7 +5,7 @@
 """fediops.mastodon.do_database_pool through ansible-playbook against the DigitalOcean API stand-in.
 
 The stand-in adds users and pools as databases_add_user and databases_add_connectionPool say
-(shared/reference/digitalocean-openapi/specification/resources/databases/databases_add_user.yml: 201 with the
+(tests/data/digitalocean-openapi/specification/resources/databases/databases_add_user.yml: 201 with the
 user and its generated password; databases_add_connectionPool.yml: 201 with the pool and its connections), so
 the runs are: check mode (writes nothing: no POST in the stand-in's request log), the first run (changed: one
 POST /users, one POST /pools), the second run (not changed, no POST), check mode again (not changed), then

@@ -70,7 +70,7 @@ BAD = [
     ({'NODE_EXTRA_CA_CERTS': 'relative/ca.pem'}, {}, 'NODE_EXTRA_CA_CERTS'),
     ({'VAPID_PUBLIC_KEY': 'not-a-key'}, {}, 'VAPID_PUBLIC_KEY'),
     ({'DB_HOST': 'bad host name'}, {}, 'DB_HOST'),
-    # Refused by Mastodon 4.5/4.6 or no longer read (shared/reference/mastodon/README.md).
+    # Refused by Mastodon 4.5/4.6 or no longer read (tests/data/mastodon/FACTS.md).
     ({'REDIS_NAMESPACE': 'mastodon'}, {}, 'REDIS_NAMESPACE'),
     ({}, {'REDIS_NAMESPACE': 'mastodon'}, 'REDIS_NAMESPACE'),
     ({'SKIP_POST_DEPLOYMENT_MIGRATIONS': False}, {}, 'SKIP_POST_DEPLOYMENT_MIGRATIONS'),

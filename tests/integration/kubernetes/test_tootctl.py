@@ -134,7 +134,7 @@ def test_job_spec(installed):
     (container,) = pod['containers']
     assert container['command'] == ['bin/tootctl'] + ARGS, container
     assert not container.get('args'), container
-    assert container['image'] == 'ghcr.io/mastodon/mastodon:v4.6.5'
+    assert container['image'] == 'ghcr.io/mastodon/mastodon:v4.7.6'  # the default version
     assert {'name': 'RAILS_ENV', 'value': 'production'} in container['env']
     # environment from the config role's ConfigMap and Secret, which exist and hold the settings
     assert container['envFrom'] == [{'configMapRef': {'name': 'mastodon-env'}}, {'secretRef': {'name': 'mastodon-env'}}]
@@ -165,7 +165,7 @@ def test_cronjob_installed(installed):
     pod = cron['spec']['jobTemplate']['spec']['template']['spec']
     (container,) = pod['containers']
     assert container['command'] == ['bin/tootctl', 'media', 'remove', '--days', '14'], container
-    assert container['image'] == 'ghcr.io/mastodon/mastodon:v4.6.5'
+    assert container['image'] == 'ghcr.io/mastodon/mastodon:v4.7.6'  # the default version
     assert container['envFrom'][1] == {'secretRef': {'name': 'mastodon-env'}}
     assert '/etc/mastodon/db-ca' in [m['mountPath'] for m in container['volumeMounts']], container
 

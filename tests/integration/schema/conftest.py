@@ -2,7 +2,7 @@
 # Copyright (c) fediops.mastodon contributors
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""Fixtures of the schema conformance test: Mastodon's env-reads-<version>.json from the reference data."""
+"""Fixtures of the schema conformance test: Mastodon's env-reads catalogues, from tests/data/mastodon/."""
 from __future__ import annotations
 
 import json
@@ -10,35 +10,24 @@ import os
 
 import pytest
 
-
-@pytest.fixture(scope='session')
-def reference_dir():
-    """shared/reference/mastodon, named by FEDIOPS_MASTODON_REFERENCE (scripts/run_tests.py sets it). A missing
-    directory FAILS the test: the schema cannot be held against Mastodon's code without it."""
-    path = os.environ.get('FEDIOPS_MASTODON_REFERENCE', '')
-    if not path or not os.path.isdir(path):
-        pytest.fail('Mastodon reference data not found (FEDIOPS_MASTODON_REFERENCE=%r); set it to '
-                    'shared/reference/mastodon beside the checkout' % path)
-    return path
+DATA = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), 'data', 'mastodon')
 
 
 @pytest.fixture(scope='session')
-def env_reads(reference_dir):
-    """{version: {name: [file:line, ...]}} for every release the schema supports."""
-    from ansible_collections.fediops.mastodon.plugins.module_utils import _mastodon_config as config
+def env_reads():
+    """{line: {name: [file:line, ...]}} for every supported line, as the catalogue of the line has it."""
+    from ansible_collections.fediops.mastodon.plugins.module_utils import _mastodon_versions as versions
     reads = {}
-    for tag in config.SUPPORTED_LINES.values():
-        path = os.path.join(reference_dir, 'env-reads-%s.json' % tag[1:])
-        if not os.path.isfile(path):
-            pytest.fail('%s is missing: the schema supports %s' % (path, tag))
+    for line in versions.LINE_ORDER:
+        path = os.path.join(DATA, versions.env_reads_catalogue(line))
         with open(path, encoding='utf-8') as handle:
-            reads[tag] = json.load(handle)
+            reads[line] = json.load(handle)
     return reads
 
 
 @pytest.fixture(scope='session')
 def conformance_summary(request):
-    """Lines for the end of the run: the figures per release."""
+    """Lines for the end of the run: the figures per line."""
     return request.config.__dict__.setdefault('fediops_schema_summary', [])
 
 

@@ -56,6 +56,8 @@ def b64(data):
 def _connection(scheme, user, password, host, port, database, sslmode=True):
     query = '?sslmode=require' if scheme == 'postgresql' else ''
     uri = '%s://%s:%s@%s:%d/%s%s' % (scheme, user, password, host, port, database, query)
+    if scheme == 'https':  # OpenSearch: opensearch_connection.yml's example has no path
+        uri = '%s://%s:%s@%s:%d' % (scheme, user, password, host, port)
     return dict(uri=uri, database=database, host=host, port=port, user=user, password=password, ssl=sslmode)
 
 
@@ -66,6 +68,9 @@ def _cluster(name, engine, version, semver, tags, num_nodes):
     if engine == 'pg':
         scheme, port, user, database = 'postgresql', 25060, 'doadmin', 'defaultdb'
         db_names = ['defaultdb', 'mastodon_production']
+    elif engine == 'opensearch':
+        scheme, port, user, database = 'https', 25060, 'doadmin', ''
+        db_names = None
     else:
         scheme, port, user, database = 'rediss', 25061, 'default', ''
         db_names = None
@@ -107,12 +112,51 @@ def _rule(cluster, rule_type, value, description=None):
     return rule
 
 
+BACKUP_HOUR, BACKUP_MINUTE = 3, 10
+
+
+def _stamp(when):
+    return when.strftime('%Y-%m-%dT%H:%M:%SZ')
+
+
+def _backups(newest_age_hours, count, now=None, size=0.03357696):
+    """Daily backups as databases_list_backups lists them (models/backup.yml: created_at, size_gigabytes), oldest
+    first like the operation's example; the newest is newest_age_hours old."""
+    now = now or datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
+    newest = now - datetime.timedelta(hours=newest_age_hours)
+    return [dict(created_at=_stamp(newest - datetime.timedelta(days=index)), size_gigabytes=round(size + index * 0.0001, 8))
+            for index in reversed(range(count))]
+
+
+def backup_answers(clusters, now=None):
+    """{cluster id: the databases_list_backups answer} for the PostgreSQL clusters; Valkey has none ("Backups are
+    not supported for Caching or Valkey clusters", databases_list_backups.yml).
+
+    mastodon-pg: a week of daily backups, the newest 5 hours old (fresh); staging-pg: the last one 3 days old
+    (backups stopped: stale); the fillers: new clusters whose first backup is in progress (none yet).
+    """
+    schedule = dict(backup_hour=BACKUP_HOUR, backup_minute=BACKUP_MINUTE, backup_interval_hours=24)
+    answers = {}
+    for cluster in clusters:
+        if cluster['engine'] not in ('pg', 'advanced_pg'):
+            continue
+        if cluster['name'] == 'mastodon-pg':
+            answers[cluster['id']] = dict(backups=_backups(5, 7, now), scheduled_backup_time=schedule)
+        elif cluster['name'] == 'staging-pg':
+            answers[cluster['id']] = dict(backups=_backups(72, 5, now), scheduled_backup_time=schedule)
+        else:
+            answers[cluster['id']] = dict(backups=[], scheduled_backup_time=schedule, backup_progress='36')
+    return answers
+
+
 def generate(extra_clusters=0):
-    """A fresh fixture set: two PostgreSQL clusters (one with a standby), one Valkey, optional fillers."""
+    """A fresh fixture set: two PostgreSQL clusters (one with a standby), one Valkey, one OpenSearch, optional fillers."""
     clusters = [
         _cluster('mastodon-pg', 'pg', '16', '16.4', ['mastodon', 'production'], 2),
         _cluster('mastodon-valkey', 'valkey', '8', '8.0.1', ['mastodon', 'production'], 1),
         _cluster('staging-pg', 'pg', '15', '15.8', ['staging'], 1),
+        # Managed OpenSearch: its certificate is signed by the project CA too, served at /ca like PostgreSQL's.
+        _cluster('mastodon-search', 'opensearch', '2', '2.17.1', ['search'], 1),
     ]
     for index in range(extra_clusters):
         clusters.append(_cluster('filler-%02d' % index, 'pg', '16', '16.4', [], 1))
@@ -146,7 +190,7 @@ def generate(extra_clusters=0):
         'garbage_pem': b64(b'-----BEGIN CERTIFICATE-----\nTm90IGEgY2VydGlmaWNhdGU=\n-----END CERTIFICATE-----\n'),
     }
     return dict(clusters=clusters, pools=pools, cas=cas, variants=variants, firewall=firewall,
-                kubernetes_cluster_id=KUBERNETES_CLUSTER_ID)
+                backups=backup_answers(clusters), kubernetes_cluster_id=KUBERNETES_CLUSTER_ID)
 
 
 def load_or_generate(path):

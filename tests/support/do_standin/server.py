@@ -5,13 +5,13 @@
 """A local HTTPS stand-in for DigitalOcean's databases API (the endpoints this collection calls).
 
 Endpoints (operationIds of resources/databases/ in the excerpt): databases_list_clusters, databases_get_cluster,
-databases_get_ca, databases_list_firewall_rules, databases_list_users, databases_get_user, databases_add_user
+databases_get_ca, databases_list_firewall_rules, databases_list_backups, databases_list_users, databases_get_user, databases_add_user
 (201), databases_list_connectionPools, databases_get_connectionPool, databases_add_connectionPool (201). The
 writes change this stand-in's own copy of the fixtures; refusals (duplicate, unknown database or user, bad
 mode/size/name) answer 422 {id, message, request_id} (the excerpt's `default` error response). The request log
 (GET /_standin/requests, StandinServer.requests) records method, path, query and the JSON body of each request.
 
-Answers as the OpenAPI excerpt in shared/reference/digitalocean-openapi describes (checked by
+Answers as the OpenAPI excerpt in tests/data/digitalocean-openapi describes (checked by
 tests/integration/digitalocean/test_contract.py), with DigitalOcean's headers (ratelimit-*,
 x-request-id) and error bodies {id, message, request_id}. Faults are injected with rules, either
 in-process (StandinServer.set_faults) or over HTTP (POST /_standin/faults, no token needed):
@@ -51,14 +51,18 @@ ROUTES = (
     ('users', re.compile(r'^/v2/databases/(?P<uuid>[^/]+)/users/?$')),
     ('user', re.compile(r'^/v2/databases/(?P<uuid>[^/]+)/users/(?P<name>[^/]+)/?$')),
     ('firewall', re.compile(r'^/v2/databases/(?P<uuid>[^/]+)/firewall/?$')),
+    ('backups', re.compile(r'^/v2/databases/(?P<uuid>[^/]+)/backups/?$')),
 )
 # Methods per route, and the status of a success: databases_add_user and databases_add_connectionPool answer 201.
 METHODS = {'list': ('GET',), 'get': ('GET',), 'ca': ('GET',), 'pool': ('GET',), 'user': ('GET',), 'firewall': ('GET',),
+           'backups': ('GET',),
            'pools': ('GET', 'POST'), 'users': ('GET', 'POST')}
 POOL_MODES = ('session', 'transaction', 'statement')
 # "User management is not supported for Caching or Valkey clusters" (databases_list_users.yml); the excerpt does
 # not say how the API refuses, so the stand-in answers with its documented 404.
 USER_ENGINES = ('pg', 'advanced_pg', 'mysql', 'advanced_mysql', 'mongodb', 'kafka', 'opensearch')
+# "List all of the available backups of a PostgreSQL or MySQL database cluster" (databases_list_backups.yml)
+BACKUP_ENGINES = ('pg', 'advanced_pg', 'mysql', 'advanced_mysql')
 ERRORS = {
     401: ('unauthorized', 'Unable to authenticate you.'),
     403: ('forbidden', 'You do not have access for the attempted action.'),
@@ -268,6 +272,8 @@ class Handler(BaseHTTPRequestHandler):
                 return 200, dict(database=cluster)
             if name == 'firewall':
                 return 200, dict(rules=fixtures.get('firewall', {}).get(cluster['id'], []))
+            if name == 'backups':
+                return self._backups(cluster)
             if name in ('pools', 'pool'):
                 return self._pools(cluster, match.groupdict().get('name'), body)
             if name in ('users', 'user'):
@@ -277,6 +283,17 @@ class Handler(BaseHTTPRequestHandler):
                 certificate = fixtures['variants'][fault.get('variant', 'non_ca')]
             return 200, dict(ca=dict(certificate=certificate))
         return 404, None
+
+    def _backups(self, cluster):
+        """databases_list_backups: {backups, scheduled_backup_time?, backup_progress?} (responses/database_backups.yml).
+
+        "Backups are not supported for Caching or Valkey clusters" (databases_list_backups.yml); the excerpt does not
+        say how the API refuses, so the stand-in answers with the operation's documented 404, as for users.
+        """
+        if cluster['engine'] not in BACKUP_ENGINES:
+            return 404, dict(message='Backups are not supported for Caching or Valkey clusters.')
+        answer = (self.state.fixtures.get('backups') or {}).get(cluster['id']) or dict(backups=[])
+        return 200, copy.deepcopy(answer)
 
     @staticmethod
     def _unprocessable(message):

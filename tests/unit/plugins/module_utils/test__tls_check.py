@@ -244,7 +244,7 @@ def test_check_timeout():
 
 @pytest.mark.parametrize('protocol, trust, words', [
     ('redis', 'system', ["Valkey certificates are publicly trusted", 'self-managed Redis with a private CA',
-                         'set config_redis_ca_pem']),
+                         'publicly trusted certificate']),
     ('redis', 'ca', ['publicly trusted', 'check Redis against the system trust store']),
     ('postgres', 'system', ["project's private CA", 'config_db_ca_pem']),
     ('postgres', 'ca', ['CA of another database cluster']),
@@ -259,7 +259,7 @@ def test_trust_hints(protocol, trust, words):
 def test_failure_message_names_the_trust():
     good = describe_certificate(make_cert(1, 100), NOW)
     message = failure_message('unknown_ca', 'r', NAME, [good], [], 'x', protocol='redis', trust='system')
-    assert 'does not chain to the system trust store' in message and 'set config_redis_ca_pem' in message
+    assert 'does not chain to the system trust store' in message and 'publicly trusted certificate' in message
     message = failure_message('unknown_ca', 'r', NAME, [good], [dict(subject='CN=Project CA')], 'x', protocol='redis',
                               trust='ca')
     assert 'does not chain to the given CA (CN=Project CA)' in message and 'not against the database CA' in message
@@ -306,7 +306,7 @@ def test_trust_system_uses_ssl_cert_file(pki, server, tmp_path, monkeypatch):
                                    timeout=5)
     assert report['error_kind'] == 'unknown_ca'
     assert 'trust system store' in error and 'does not chain to the system trust store' in error
-    assert 'set config_redis_ca_pem' in error
+    assert 'publicly trusted certificate' in error
 
 
 # -- preflight -------------------------------------------------------------------------------------------

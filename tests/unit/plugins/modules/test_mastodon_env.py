@@ -68,9 +68,9 @@ def test_mastodon_version_selects_the_schema(capsys):
     out = _run(dict(args, mastodon_version='v4.5.15'), capsys)
     assert not out.get('failed')
     out = _run(args, capsys)
-    assert out['failed'] and out['keys'] == ['ENABLE_SIDEKIQ_UNIQUE_JOBS_UI'] and '4.6' in out['msg']
+    assert out['failed'] and out['keys'] == ['ENABLE_SIDEKIQ_UNIQUE_JOBS_UI'] and 'Mastodon 4.7' in out['msg']
     out = _run({'env': {'LOCAL_DOMAIN': 'example.social'}, 'mastodon_version': 'v4.5.2'}, capsys)
-    assert any('v4.5.15' in w for w in _warnings(out))
+    assert any('v4.5.20' in w for w in _warnings(out))
 
 
 def test_credentials_in_any_url_go_to_the_secret(capsys):
