@@ -218,7 +218,7 @@ class Deploy(object):
                 wait=v[wait_var] if wait_var else True, wait_timeout=v[timeout_var]))
         # Dry-runs change nothing, so the components are planned at the same time (the apply keeps the order).
         outcomes = concurrently(dict((a.component, catching(PlanError, a.plan, self.manifests[a.component]))
-                                      for a in self.appliers))
+                                     for a in self.appliers))
         for applier in self.appliers:
             if isinstance(outcomes[applier.component], PlanError):
                 errors += outcomes[applier.component].errors

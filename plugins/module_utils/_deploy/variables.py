@@ -23,7 +23,6 @@ _BOOL_FALSE = ('false', 'no', 'off', '0')
 INT_TEXT = re.compile(r'\A[+-]?[0-9]+\Z')
 
 
-
 def load_role_specs(roles_dir, loader):
     """{role: {variable: spec}} from roles/<role>/meta/argument_specs.yml (entry point main)."""
     specs = {}
