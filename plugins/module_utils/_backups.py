@@ -41,7 +41,8 @@ CONFIRMED_VARIABLE = 'migrations_backup_confirmed_at'
 DEFAULT_MAX_AGE = '26h'
 # A backup stamped in the future by more than this means a wrong clock here or there: refuse rather than guess.
 CLOCK_SKEW = datetime.timedelta(minutes=5)
-_DURATION = re.compile(r'\A\s*(?:(?P<d>\d+)\s*d)?\s*(?:(?P<h>\d+)\s*h)?\s*(?:(?P<m>\d+)\s*m)?\s*\Z')
+# Single optional spaces, matched on the stripped text: runs of \s* side by side backtrack quadratically on spaces.
+_DURATION = re.compile(r'\A(?:(?P<d>\d+) ?d)? ?(?:(?P<h>\d+) ?h)? ?(?:(?P<m>\d+) ?m)?\Z')
 # ISO 8601 combined date and time in UTC, as DigitalOcean writes created_at (models/backup.yml: 2019-01-31T19:25:22Z)
 _TIMESTAMP = re.compile(r'\A(\d{4})-(\d{2})-(\d{2})[T ](\d{2}):(\d{2}):(\d{2})(?:\.\d+)?(Z|[+-]\d{2}:?\d{2})\Z')
 
@@ -52,7 +53,7 @@ def parse_max_age(value, variable=MAX_AGE_VARIABLE):
     if isinstance(value, int) and not isinstance(value, bool):
         seconds = value
     else:
-        match = _DURATION.match(value) if isinstance(value, str) else None
+        match = _DURATION.match(value.strip()) if isinstance(value, str) else None
         if not match or not any(match.groupdict().values()):
             raise ConfigError(variable, 'must be a duration in days, hours and minutes such as 26h, 90m or 1d2h')
         parts = dict((k, int(v or 0)) for k, v in match.groupdict().items())

@@ -125,6 +125,9 @@ class DigitalOceanClient(object):
     def __init__(self, token, base_url=DEFAULT_BASE_URL, timeout=30, validate_certs=True, ca_path=None,
                  max_retries=5, max_wait=60, session=None, sleep=time.sleep, clock=time.time,
                  rand=random.random, user_agent='fediops.mastodon'):
+        # A token copied from a file or a vault often ends with a newline; no token holds whitespace, and a header
+        # with a newline is refused by the HTTP library before DigitalOcean sees it.
+        token = token.strip() if isinstance(token, str) else token
         if not token:
             raise DigitalOceanError('api_token is missing: set the api_token option or one of the environment variables '
                                     + ', '.join(TOKEN_ENV_VARS))
@@ -264,9 +267,14 @@ class DigitalOceanClient(object):
                     wait = backoff_delay(attempt, self._rand)
                 if attempt >= self.max_retries or wait > self._budget_left(started):
                     error = self._error_from_response(response, url, what)
-                    error.message = self._scrub(
-                        '%s; rate limited: the API asks to wait %.0f s, beyond the bound (max_wait %s s, max_retries %s, '
-                        '%d attempt(s) made)' % (error.message, wait, self.max_wait, self.max_retries, attempt + 1))
+                    # Say which bound ended the retries: the count, or the time the wait asked for.
+                    if attempt >= self.max_retries:
+                        why = 'the %d retries of max_retries are used up' % self.max_retries
+                    else:
+                        why = ('waiting would pass max_wait %s s (%.0f s already spent)'
+                               % (self.max_wait, self._clock() - started))
+                    error.message = self._scrub('%s; still rate limited after %d attempt(s): the API asks to wait '
+                                                '%.0f s, and %s' % (error.message, attempt + 1, wait, why))
                     error.args = (error.message,)
                     raise error
                 self._wait(wait)

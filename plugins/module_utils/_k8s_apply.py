@@ -816,7 +816,7 @@ class Applier(object):
 
     def apply_prepared(self, objects, todo, settled=()):
         """Apply ``todo`` (prepared objects of the set ``objects``; the members already listed), prune what the
-        set no longer declares, wait. ``settled``: (object, live body) known unchanged, not written but waited
+        set no longer declares (after the wait), ``settled``: (object, live body) known unchanged, not written but waited
         for (mastodon_deploy's steps, after their dry-run). A running Job is never pruned (check_prunable, before
         anything is written)."""
         parent_changed = False
@@ -828,6 +828,10 @@ class Applier(object):
             if self.set_id and not parent_changed and any(o['metadata'].get('namespace') for o in group):
                 parent_changed = self.write_parent(objects, union=True) or parent_changed
             applied.extend(self.run_tiers([group], self.apply_one))
+        if self.wait and not self.check_mode:
+            # Wait before pruning: what the set replaces (the previous version's migration Job, an old Sidekiq
+            # group) stays until the new objects are ready; a failed wait raises and prunes nothing.
+            self.wait_for([(obj, entry_body[1]) for obj, entry_body in applied] + list(settled))
         if self.set_id:
             declared = set(key_of(o) for o in objects)
             strays = [item for key, item in self.live.items() if key not in declared]
@@ -838,8 +842,6 @@ class Applier(object):
                 parent_changed = self.write_parent(objects, union=False) or parent_changed
             elif self.parent is None:
                 parent_changed = True
-        if self.wait and not self.check_mode:
-            self.wait_for([(obj, entry_body[1]) for obj, entry_body in applied] + list(settled))
         changed = parent_changed or any(r['action'] != 'unchanged' for r in self.results)
         return self.result(changed)
 

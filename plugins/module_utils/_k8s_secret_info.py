@@ -49,10 +49,10 @@ def read_secret(client, namespace, name):
     """
     status, body = client.request('GET', secret_path(namespace, name))
     if status == 404:
-        return dict(exists=False, data={}, binary_data={}, type=None, resource_version=None)
+        return dict(exists=False, data={}, binary_data={}, type=None, resource_version=None, annotations={})
     if status != 200 or not isinstance(body, dict):
         raise KubeError('Secret %s/%s: HTTP %s: %s' % (namespace, name, status, status_message(body)), status=status)
     data, binary = decode_data(body.get('data'))
     meta = body.get('metadata') or {}
     return dict(exists=True, data=data, binary_data=binary, type=body.get('type'),
-                resource_version=meta.get('resourceVersion'))
+                resource_version=meta.get('resourceVersion'), annotations=dict(meta.get('annotations') or {}))

@@ -192,10 +192,11 @@ def version_label(version):
     return tag.strip('-_.')
 
 
-def migration_job_name(name, phase, version):
-    """`<name>-migrate-<phase>-<version slug>`, at most 63 characters. A version with a digest
-    (v4.6.5@sha256:...) keeps a hash of the whole, so two digests never share a Job name."""
-    return bounded_name('%s-migrate-%s-%s' % (name, phase, dns_label_slug(version)))
+def migration_job_name(name, phase, version, suffix=''):
+    """`<name>-migrate-<phase>-<version slug><suffix>`, at most 63 characters. A version with a digest
+    (v4.6.5@sha256:...) keeps a hash of the whole, so two digests never share a Job name. `suffix`:
+    _migrations.job_name_suffix (the plan's signals to the Job)."""
+    return bounded_name('%s-migrate-%s-%s%s' % (name, phase, dns_label_slug(version), suffix))
 
 
 # ------------------------------------------------------------------------------------------------ sidekiq groups
@@ -539,7 +540,7 @@ class _Builder(object):
             out.append(self.secret(name, labels, secret, origin='config_env'))
         out.append(self.secret(self.name + '-generated-secrets', labels, self.model['kept_secrets'],
                                note='Generated once on the first deploy and reused by every later run. Do not delete.',
-                               origin='config_secrets'))
+                               origin='config_secrets', annotations=self.model.get('kept_secrets_annotations')))
         direct_user, app_user = self.model['db_direct'].get('DB_USER'), self.rails_env.get('DB_USER')
         if direct_user and app_user and direct_user != app_user:
             # Tables the migrations create belong to the user that runs them: it must be the application's.
@@ -564,9 +565,12 @@ class _Builder(object):
             out.extend(self.network_policies())
         return out
 
-    def secret(self, name, labels, data, note=None, origin=None):
+    def secret(self, name, labels, data, note=None, origin=None, annotations=None):
+        more = dict(annotations or {})
+        if note:
+            more['fediops.mastodon/note'] = note
         obj = {'apiVersion': 'v1', 'kind': 'Secret', 'type': 'Opaque',
-               'metadata': self.meta(name, labels, {'fediops.mastodon/note': note} if note else None),
+               'metadata': self.meta(name, labels, more or None),
                'data': dict((k, _b64(data[k])) for k in sorted(data))}
         if origin:
             self.origin(obj, 'data', origin)
@@ -855,9 +859,13 @@ class _Builder(object):
         from ansible_collections.fediops.mastodon.plugins.module_utils import _migrations
 
         v = self.var
+        # The plan's signals to the Job (_migrations' docstring): keys generated in this deploy, keys replaced
+        # on purpose.
+        signals = {'fresh_secrets': bool(self.model.get('fresh_secrets')),
+                   'encryption_keys_replaced': bool(self.model.get('encryption_keys_replaced'))}
         job_container = _migrations.job_container(
-            phase, extra_env=_text_env('migrations_extra_env', v('migrations_extra_env')))
-        name = migration_job_name(self.name, phase, self.model['version'])
+            phase, extra_env=_text_env('migrations_extra_env', v('migrations_extra_env')), **signals)
+        name = migration_job_name(self.name, phase, self.model['version'], _migrations.job_name_suffix(phase, **signals))
         labels = self.labels('migrations-' + phase, {'fediops.mastodon/migrations': 'true'})
         env = self.ca_env(rails=True)
         env.update(job_container['env'])

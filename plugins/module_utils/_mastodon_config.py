@@ -585,6 +585,10 @@ def to_text(key, value):
 def _check_type(key, setting, value, line):
     kind = setting.kind
     if kind == 'locale':
+        if value in ('true', 'false'):
+            # YAML 1.1 (Ansible's) reads yes/no/on/off/true/false unquoted as booleans: `no` (Norwegian) arrives as false.
+            raise ConfigError(key, 'is a boolean (%s), not a locale: YAML reads an unquoted yes/no/on/off as true/false; '
+                                   'quote the locale, e.g. "no"' % value)
         if value not in LOCALES[line]:
             raise ConfigError(key, 'is not a locale of Mastodon %s; one of %s' % (line, ', '.join(LOCALES[line])))
         return
@@ -658,7 +662,35 @@ def _check_url(key, schemes, value):
         raise ConfigError(key, 'URL has no host')
 
 
-_URL_START_RE = re.compile(r'[A-Za-z][A-Za-z0-9+.-]*://')
+_SCHEME_CHARS = frozenset('ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+.-')
+
+
+def _url_rest(value, anchored=False):
+    """What follows the `scheme://` of the first URL in `value` (RFC 3986: a letter, then letters, digits, `+`,
+    `.`, `-`), or None; `anchored`: only a URL at the start of `value`.
+
+    Linear in the length of `value`, whatever it holds. (The regular expression this replaces,
+    `[A-Za-z][A-Za-z0-9+.-]*://` with search(), tried every start position of a long run of letters to its
+    end: quadratic, 12 s for one 128 KB value, and it ran on every value of the environment.) Each `://`
+    is looked at once, and the scheme before it is read back only as far as the previous `://` (its `:`
+    and `/` end any scheme), so no character is read twice."""
+    value = value or ''
+    start = 0
+    while True:
+        at = value.find('://', start)
+        if at < 0:
+            return None
+        first = at
+        while first > start and value[first - 1] in _SCHEME_CHARS:
+            first -= 1
+        while first < at and not value[first].isalpha():  # the scheme starts at its first ASCII letter
+            first += 1
+        if first < at and value[first].isascii():
+            if not anchored or first == 0:
+                return value[at + 3:]
+        if anchored:
+            return None
+        start = at + 3
 
 
 def url_userinfo(value):
@@ -669,11 +701,8 @@ def url_userinfo(value):
     the user information is everything between `scheme://` and the LAST `@` of the value, so whatever a
     password holds, it stays inside. A value whose path has an `@` counts too (erring on the safe side).
     """
-    match = _URL_START_RE.search(value or '')
-    if not match:
-        return None
-    rest = value[match.end():]
-    if '@' not in rest:
+    rest = _url_rest(value)
+    if rest is None or '@' not in rest:
         return None
     return rest[:rest.rindex('@')]
 
@@ -682,10 +711,9 @@ def _userinfo_unencoded(value):
     """Whether a URL's credentials hold a character that URL parsers read as the end of the authority: a second
     `@`, or a `#` or `?` before the last `@` (Ruby's URI, node's URL and urlsplit all cut there). A `/` before an
     `@` is also a path (https://host/@user), so it is left to the parsers (and is_secret errs on the safe side)."""
-    match = _URL_START_RE.match(value or '')
-    if not match or '@' not in value:
+    rest = _url_rest(value, anchored=True)
+    if rest is None or '@' not in rest:
         return False
-    rest = value[match.end():]
     authority = re.split(r'[/?#]', rest, 1)[0]
     if authority.count('@') > 1:
         return True
@@ -695,10 +723,9 @@ def _userinfo_unencoded(value):
 
 def url_host_port(value):
     """(host, port) of the URL in `value`, read after its user information (see url_userinfo); port may be None."""
-    match = _URL_START_RE.search(value or '')
-    if not match:
+    rest = _url_rest(value)
+    if rest is None:
         return None, None
-    rest = value[match.end():]
     rest = rest[rest.rindex('@') + 1:] if '@' in rest else rest
     authority = re.split(r'[/?#]', rest, 1)[0]
     host, dummy, port = authority.rpartition(':') if not authority.endswith(']') else (authority, '', '')

@@ -30,6 +30,24 @@ message ends the Job's log); present but owned by a role the Job's user does not
 the admin created) or the check failing (connection, credentials) -> the Job fails, nothing
 changed. The post-deployment Job is `rails db:migrate` without the variable. Each script says in the
 Job's log which path it took. Proven with ActiveRecord on PostgreSQL by tests/integration/migrations.
+
+The database's keys are the instance's identity. SECRET_KEY_BASE and the ActiveRecord encryption keys
+belong to the database they were first used with: Mastodon encrypts columns with the latter (4.7: every
+local account's federation signing key, app/models/keypair.rb:25; "Do not change the secrets once they
+are set", config/initializers/active_record_encryption.rb:25). The plan looks for the kept secrets by
+`<config_name>-generated-secrets` in `config_namespace` only, so a changed name or namespace (or a
+namespace deleted and re-created) generates new ones for a database that already has an instance.
+Two refusals, both before any migration and with nothing written to the database:
+
+* `FEDIOPS_FRESH_SECRETS=true` (set by the plan on the pre-deployment Job when it generated these keys
+  in this deploy) and a `schema_migrations` table present: exit 13, with how to restore the old
+  instance's secrets. A fresh install (no schema) goes on.
+* Before an upgrade (and before the post-deployment migrations), every model that `encrypts` an
+  attribute (Mastodon's own models, `Rails.application.eager_load!`) has its newest non-null value
+  read with the keys the Job was given; `ActiveRecord::Encryption::Errors::Decryption` (or
+  `Errors::Configuration`): exit 14, naming the model and the attribute. Only with
+  `FEDIOPS_ENCRYPTION_KEYS_REPLACED=true` (the plan's explicit, data-destroying rotation of the
+  encryption keys) is an undecryptable value reported and the migrations go on.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -40,12 +58,59 @@ import re
 
 PHASES = ('pre', 'post')
 SKIP_VARIABLE = 'SKIP_POST_DEPLOYMENT_MIGRATIONS'
+# Set by the plan only (never through migrations_extra_env): see the module's docstring.
+FRESH_SECRETS_VARIABLE = 'FEDIOPS_FRESH_SECRETS'
+KEYS_REPLACED_VARIABLE = 'FEDIOPS_ENCRYPTION_KEYS_REPLACED'
+PLAN_VARIABLES = (SKIP_VARIABLE, FRESH_SECRETS_VARIABLE, KEYS_REPLACED_VARIABLE)
 
 # Exit codes of the schema check: distinct from 1, which is what `rails runner` exits with on an
 # error (database unreachable, wrong password), so that an error is never read as "empty".
 _INITIALIZED = 10
 _EMPTY = 11
 _FOREIGN_OWNER = 12
+FRESH_SECRETS_EXIT = 13
+KEYS_EXIT = 14
+
+# Ruby (no single quote, see below): do the ActiveRecord encryption keys of this Job decrypt what the
+# database holds? The newest non-null value of every encrypted attribute of every model, read through
+# the model (its attribute type decrypts). Rails raises Errors::Decryption for a value the keys cannot
+# open, Errors::Configuration when no key is configured.
+_KEYS_CHECK = '''
+Rails.application.eager_load!
+replaced = ENV["%(replaced)s"] == "true"
+ActiveRecord::Base.descendants.each do |model|
+  next if model.abstract_class? || !model.respond_to?(:encrypted_attributes) || model.encrypted_attributes.blank?
+  next unless model.table_exists?
+  model.encrypted_attributes.each do |attribute|
+    next unless model.column_names.include?(attribute.to_s)  # added by a migration still to run
+    scope = model.unscoped.where(model.arel_table[attribute].not_eq(nil))
+    scope = scope.reorder(model.primary_key => :desc) if model.primary_key
+    begin
+      record = scope.first
+    rescue ActiveRecord::StatementInvalid, ActiveRecord::SubclassNotFound => e
+      warn "fediops migrations: #{model.name}##{attribute} not checked (#{e.class})"
+      next
+    end
+    next if record.nil?
+    begin
+      record.read_attribute(attribute)
+    rescue ActiveRecord::Encryption::Errors::Decryption, ActiveRecord::Encryption::Errors::Configuration => e
+      if replaced
+        warn "fediops migrations: #{model.name}##{attribute} cannot be decrypted (#{e.class}): " \\
+             "the encryption keys were replaced on purpose (%(replaced)s), going on"
+        next
+      end
+      warn "fediops migrations: the ActiveRecord encryption keys given to this Job do not decrypt #{model.name}##{attribute} " \\
+           "(table #{model.table_name}, #{model.primary_key} #{record.id.inspect}: #{e.class}). They are not the keys this database " \\
+           "was written with: ACTIVE_RECORD_ENCRYPTION_PRIMARY_KEY / _KEY_DERIVATION_SALT / _DETERMINISTIC_KEY of the Secret " \\
+           "<config_name>-generated-secrets differ from the instance that wrote it (a changed config_name or config_namespace, " \\
+           "a restore from the wrong backup). Restore the keys of that instance (config_secrets, or its Secret <name>-generated-secrets); " \\
+           "nothing was changed"
+      exit %(keys)d
+    end
+  end
+end
+''' % dict(replaced=KEYS_REPLACED_VARIABLE, keys=KEYS_EXIT)
 
 # Ruby for `rails runner` (the script passes it in single quotes: no single quote inside). An existing
 # schema must belong to the Job's user or to a role it inherits from: the migrations alter its tables,
@@ -53,6 +118,16 @@ _FOREIGN_OWNER = 12
 _SCHEMA_CHECK = '''
 c = ActiveRecord::Base.connection
 exit %(empty)d unless c.table_exists?("schema_migrations")
+if ENV["%(fresh)s"] == "true"
+  warn "fediops migrations: this database already holds a Mastodon schema (the table schema_migrations), " \\
+       "and this deploy generated new secrets (SECRET_KEY_BASE, the ActiveRecord encryption keys): " \\
+       "it belongs to another instance, or this instance lost its Secret <config_name>-generated-secrets (a changed " \\
+       "config_name or config_namespace, a deleted namespace). New keys would make every encrypted column unreadable " \\
+       "(Mastodon 4.7: the signing key of every local account) and log every user out. Nothing was changed. Restore the secrets of " \\
+       "the old instance: copy its Secret <old name>-generated-secrets into this namespace as <config_name>-generated-secrets " \\
+       "(or give its values in config_secrets from a backup), or deploy with the old config_name and config_namespace; then re-run"
+  exit %(fresh_exit)d
+end
 owner = c.select_value("SELECT tableowner FROM pg_tables WHERE schemaname = current_schema() AND tablename = #{c.quote("schema_migrations")}")
 user = c.select_value("SELECT current_user")
 unless c.select_value("SELECT pg_has_role(current_user, #{c.quote(owner)}, #{c.quote("USAGE")})")
@@ -63,8 +138,10 @@ end
 count, newest = c.select_rows("SELECT count(*), max(version) FROM schema_migrations").first
 puts "fediops migrations: schema_migrations holds #{count} versions, the newest #{newest.inspect}"
 puts "fediops: schema_version=#{newest || "none"}"
+%(keys_check)s
 exit %(initialized)d
-''' % dict(empty=_EMPTY, foreign=_FOREIGN_OWNER, initialized=_INITIALIZED)
+''' % dict(empty=_EMPTY, foreign=_FOREIGN_OWNER, initialized=_INITIALIZED, fresh=FRESH_SECRETS_VARIABLE,
+           fresh_exit=FRESH_SECRETS_EXIT, keys_check=_KEYS_CHECK.strip())
 
 PRE_SCRIPT = '''\
 set -eu
@@ -83,6 +160,10 @@ case "$state" in
   unset %(skip)s
   exec bundle exec rails db:prepare
   ;;
+%(fresh_exit)d|%(keys)d)
+  echo "fediops migrations: refused: the secrets of this deploy are not this database\'s (the reason is above); nothing was changed" >&2
+  exit $state
+  ;;
 %(foreign)d)
   echo "fediops migrations: hand the tables over to the application's database user first" >&2
   echo "fediops migrations: (upgrade guide, 'The database user of the migrations'); nothing was changed" >&2
@@ -93,14 +174,29 @@ case "$state" in
   exit 1
   ;;
 esac
-''' % dict(check=_SCHEMA_CHECK, initialized=_INITIALIZED, empty=_EMPTY, foreign=_FOREIGN_OWNER, skip=SKIP_VARIABLE)
+''' % dict(check=_SCHEMA_CHECK, initialized=_INITIALIZED, empty=_EMPTY, foreign=_FOREIGN_OWNER, skip=SKIP_VARIABLE,
+           fresh_exit=FRESH_SECRETS_EXIT, keys=KEYS_EXIT)
 
 POST_SCRIPT = '''\
 set -eu
 unset %(skip)s
+echo "fediops migrations (post-deployment): do the encryption keys of this Job decrypt what the database holds?"
+state=0
+bundle exec rails runner '%(keys_check)s' || state=$?
+case "$state" in
+0) ;;
+%(keys)d)
+  echo "fediops migrations: refused: the secrets of this deploy are not this database\'s (the reason is above); nothing was changed" >&2
+  exit $state
+  ;;
+*)
+  echo "fediops migrations: the key check failed (exit $state, its error is above); nothing was changed" >&2
+  exit 1
+  ;;
+esac
 echo "fediops migrations (post-deployment): rails db:migrate without %(skip)s (db/post_migrate and anything still pending)"
 exec bundle exec rails db:migrate
-''' % dict(skip=SKIP_VARIABLE)
+''' % dict(skip=SKIP_VARIABLE, keys_check=_KEYS_CHECK.strip(), keys=KEYS_EXIT)
 
 # The Job connects to PostgreSQL directly (DB_* of the db_direct Secret, as the application's user),
 # never through the PgBouncer pool, so prepared statements stay on.
@@ -116,11 +212,14 @@ class MigrationsError(ValueError):
     """Bad input for the migration Jobs; the message names the variable."""
 
 
-def job_container(phase, extra_env=None):
+def job_container(phase, extra_env=None, fresh_secrets=False, encryption_keys_replaced=False):
     """{'command': [...], 'env': {...}} of the migration container of `phase` ('pre' or 'post').
 
     `extra_env` (the role's migrations_extra_env) is added to the env; it may not carry
-    SKIP_POST_DEPLOYMENT_MIGRATIONS, which the scripts alone decide.
+    SKIP_POST_DEPLOYMENT_MIGRATIONS, which the scripts alone decide, nor the plan's signals.
+    `fresh_secrets` (pre phase only): the plan generated SECRET_KEY_BASE / the encryption keys in this
+    deploy, so a database that already has a schema is refused. `encryption_keys_replaced`: the
+    operator rotated the encryption keys on purpose, an undecryptable value is reported, not refused.
     """
     if phase not in PHASES:
         raise MigrationsError('migrations_phase: must be one of %s, not %r' % (', '.join(PHASES), phase))
@@ -130,9 +229,28 @@ def job_container(phase, extra_env=None):
             raise MigrationsError(
                 'migrations_extra_env: %s is decided by the migration Jobs themselves (Mastodon skips the '
                 'post-deployment migrations whenever the variable is present, whatever its value); remove it' % key)
+        if key in PLAN_VARIABLES:
+            raise MigrationsError('migrations_extra_env: %s is set by the deploy itself (it tells the migration Jobs '
+                                  'whether the secrets are new or were replaced on purpose); remove it' % key)
         env[str(key)] = str(value)
+    if fresh_secrets and phase == 'pre':
+        env[FRESH_SECRETS_VARIABLE] = 'true'
+    if encryption_keys_replaced:
+        env[KEYS_REPLACED_VARIABLE] = 'true'
     script = PRE_SCRIPT if phase == 'pre' else POST_SCRIPT
     return {'command': ['/bin/sh', '-c', script], 'env': env}
+
+
+def job_name_suffix(phase, fresh_secrets=False, encryption_keys_replaced=False):
+    """What the Job's name adds for the plan's signals. A Job's template is immutable, and the signals
+    change between two deploys of one version (a first install, then a re-run): a Job with other
+    signals gets another name, so the apply creates it instead of failing on the completed one."""
+    suffix = ''
+    if fresh_secrets and phase == 'pre':
+        suffix += '-new-keys'
+    if encryption_keys_replaced:
+        suffix += '-rekeyed'
+    return suffix
 
 
 # ------------------------------------------------------------------------------------------- reading the Job's log

@@ -99,6 +99,7 @@ def main():
         result = read_secret(KubeClient.from_module(module), module.params['namespace'], module.params['name'])
     except KubeError as exc:
         module.fail_json(**exc.fail_kwargs())
+    result.pop('annotations', None)  # the deploy's own bookkeeping (generations of the kept secrets)
     # While anything could still go wrong the values are masked in every message; the registered result must
     # carry the real values (the task sets no_log: true), so they are released from no_log_values at the end.
     values = set(v for v in list(result['data'].values()) + list(result['binary_data'].values()) if v)

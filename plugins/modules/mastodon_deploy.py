@@ -35,8 +35,12 @@ description:
   - The kept secrets guard - when the instance exists (its env Secret or ConfigMap, its web Deployment or the
     ApplySet marker C(<name>-set-config)) but the Secret C(<name>-generated-secrets) is missing, the plan refuses,
     naming what is missing and how to restore it (C(config_restore_kept_secrets_from_env=true), or
-    C(config_secrets) from a backup); C(config_rotate_kept_secrets=true) replaces them on purpose, keeping the old
-    ones in C(<name>-generated-secrets-previous).
+    C(config_secrets) from a backup); C(config_rotate_kept_secrets) replaces them on purpose, once, keeping each
+    replaced generation in C(<name>-generated-secrets-previous-<generation>) (the encryption keys only with
+    C(config_rotate_encryption_keys_destroying_encrypted_data)); a C(config_secrets) value that differs from the kept
+    one is refused unless it is being rotated. The pre-deployment migration Job refuses a database that already holds
+    a schema when its secrets were generated in this deploy (a changed name or namespace), and keys that do not
+    decrypt the database's encrypted values.
 author:
   - Fediops maintainers (@fediops)
 extends_documentation_fragment:

@@ -13,8 +13,15 @@ from ansible_collections.fediops.mastodon.plugins.module_utils import _manifests
 from ansible_collections.fediops.mastodon.plugins.module_utils._deploy.errors import PlanError
 from ansible_collections.fediops.mastodon.plugins.module_utils._k8s_apply import (
     Applier, ApplyError, RunningJobError, key_of)
-from ansible_collections.fediops.mastodon.plugins.module_utils._kube import status_message
+from ansible_collections.fediops.mastodon.plugins.module_utils._kube import KubeError, status_message
 from ansible_collections.fediops.mastodon.plugins.module_utils._mastodon_config import ConfigError
+
+
+# The variable that asks for a kind the cluster may lack (%s: the component), and what to do about it.
+UNSERVED_KIND_VARIABLES = {'HTTPRoute': '%s_exposure', 'HorizontalPodAutoscaler': 'web_hpa_enabled',
+                           'NetworkPolicy': 'config_network_policy', 'PodDisruptionBudget': '%s_pdb_enabled'}
+UNSERVED_HINTS = {'HTTPRoute': ' (the Gateway API CRDs are not installed in this cluster: install them, or use '
+                               'ingress exposure)'}
 
 
 class ComponentApplier(Applier):
@@ -62,8 +69,33 @@ class ComponentApplier(Applier):
         return {'config': 'config_env', 'web': 'web_resources', 'streaming': 'streaming_resources',
                 'sidekiq': 'sidekiq_workers'}.get(self.component, 'migrations_resources')
 
+    def unserved_kinds(self, objects):
+        """[ConfigError] for the kinds of `objects` that the API server does not serve (discovery), naming the
+        variable that asked for them: HTTPRoute without the Gateway API CRDs, for example."""
+        errors, seen = [], set()
+        for obj in objects:
+            kind = (obj['apiVersion'], obj['kind'])
+            if kind in seen:
+                continue
+            seen.add(kind)
+            try:
+                self.client.resource(*kind)
+            except KubeError as exc:
+                if exc.status != 404:
+                    raise
+                variable = (UNSERVED_KIND_VARIABLES.get(obj['kind'], '%s').replace('%s', self.component)
+                            if obj['kind'] in UNSERVED_KIND_VARIABLES else
+                            _manifests.origin_of(self.origins, obj['kind'], obj['metadata']['name'], 'metadata')
+                            or self.component_variable())
+                hint = UNSERVED_HINTS.get(obj['kind'], '')
+                errors.append(ConfigError(variable, '%s %s: %s%s' % (obj['kind'], obj['metadata']['name'], exc.msg, hint)))
+        return errors
+
     def plan(self, objects):
         """Dry-run: {key: action}; PlanError naming the variables on a rejection."""
+        unserved = self.unserved_kinds(objects)
+        if unserved:
+            raise PlanError(unserved, 'the API server does not serve kinds of %s' % self.component)
         try:
             result = self.present(objects)
         except RunningJobError as exc:

@@ -15,15 +15,56 @@ from ansible_collections.fediops.mastodon.plugins.module_utils._deploy.errors im
 from ansible_collections.fediops.mastodon.plugins.module_utils._mastodon_config import ConfigError
 
 
+TOKEN_VARIABLE = 'config_do_api_token'
+_TOKEN_WHERE = 'config_do_api_token (or DIGITALOCEAN_ACCESS_TOKEN)'
+
+
+def do_error(exc, variable):
+    """A DigitalOceanError as the ConfigError of the role variable at fault: the token for 401/403 (wrong, revoked,
+    or without the scope), the base URL and the CA bundle for their own problems (the client names its module
+    options api_base_url/ca_path/api_token, which the roles call config_do_*), else `variable`."""
+    text = exc.args[0] if exc.args else str(exc)
+    status = getattr(exc, 'status', None)
+    if status in (401, 403) or text.startswith('api_token'):
+        text = text.replace('check api_token', 'check ' + _TOKEN_WHERE).replace('the api_token lacks',
+                                                                                'the token of %s lacks' % _TOKEN_WHERE)
+        if text.startswith('api_token is missing'):
+            text = 'is missing: set %s' % _TOKEN_WHERE
+        return ConfigError(TOKEN_VARIABLE, text)
+    if text.startswith('api_base_url '):
+        return ConfigError('config_do_api_base_url', text[len('api_base_url '):])
+    if text.startswith('ca_path '):
+        return ConfigError('config_do_ca_path', text[len('ca_path '):].replace('ca_path', 'config_do_ca_path'))
+    if 'TLS error' in text:
+        return ConfigError('config_do_ca_path', text.replace('(set ca_path or validate_certs)',
+                                                             '(set config_do_ca_path, the CA bundle that signs the API '
+                                                             'server, or config_do_validate_certs)'))
+    if status is None and 'failed' in text:  # no answer at all: the address is the suspect
+        return ConfigError('config_do_api_base_url', text)
+    if status == 404 and 'get CA of' in text:
+        return ConfigError('config_do_database_cluster', text + ' (the cluster has no CA to download: is it a '
+                                                                'PostgreSQL cluster? or give the CA in config_db_ca_pem)')
+    return ConfigError(variable, text)
+
+
 def do_endpoints(v, client, kube_server=None):
     """The PostgreSQL and Redis endpoints from the DigitalOcean API (as roles/config did with do_database_info):
-    {'db': {...}, 'redis_url': str, 'ca_pem': str, 'cluster': <the PostgreSQL cluster>}."""
+    {'db': {...}, 'redis_url': str, 'ca_pem': str, 'cluster': <the PostgreSQL cluster>}. `client` may be a
+    callable that makes the client (its errors are mapped to the variables too)."""
+    try:
+        if callable(client) and not hasattr(client, 'databases'):
+            client = client()
+        return _do_endpoints(v, client, kube_server)
+    except do.DigitalOceanError as exc:
+        raise PlanError([do_error(exc, 'config_do_database_cluster')], 'DigitalOcean look-up failed')
+
+
+def _do_endpoints(v, client, kube_server=None):
     key = 'private_connection' if v['config_do_private_network'] else 'connection'
     try:
         cluster = do.find_cluster_by_name(client, v['config_do_database_cluster'])
     except do.DigitalOceanError as exc:
-        raise PlanError([ConfigError('config_do_database_cluster', exc.args[0] if exc.args else str(exc))],
-                        'DigitalOcean look-up failed')
+        raise PlanError([do_error(exc, 'config_do_database_cluster')], 'DigitalOcean look-up failed')
     pools = client.database_pools(cluster['id']) if cluster.get('engine') in do.POOL_ENGINES else []
     passwords = do.collect_passwords(cluster, pools)
     direct = cluster.get(key) or {}
@@ -57,13 +98,11 @@ def do_endpoints(v, client, kube_server=None):
         try:
             redis = do.find_cluster_by_name(client, v['config_do_redis_cluster'])
         except do.DigitalOceanError as exc:
-            raise PlanError([ConfigError('config_do_redis_cluster', exc.args[0] if exc.args else str(exc))],
-                            'DigitalOcean look-up failed')
+            raise PlanError([do_error(exc, 'config_do_redis_cluster')], 'DigitalOcean look-up failed')
         try:
             redis_url = do.redis_url(redis, private=v['config_do_private_network'])
         except do.DigitalOceanError as exc:
-            raise PlanError([ConfigError('config_do_redis_cluster', exc.args[0] if exc.args else str(exc))],
-                            'DigitalOcean look-up failed')
+            raise PlanError([do_error(exc, 'config_do_redis_cluster')], 'DigitalOcean look-up failed')
         clusters.append(('config_do_redis_cluster', redis))
     ca_pem = v['config_db_ca_pem']
     if not ca_pem:

@@ -17,14 +17,16 @@ from ansible_collections.fediops.mastodon.plugins.module_utils import _mastodon_
 from ansible_collections.fediops.mastodon.plugins.module_utils._deploy.applier import ComponentApplier, summary_text
 from ansible_collections.fediops.mastodon.plugins.module_utils._deploy.endpoints import do_endpoints, explicit_endpoints
 from ansible_collections.fediops.mastodon.plugins.module_utils._deploy.errors import PlanError
-from ansible_collections.fediops.mastodon.plugins.module_utils._deploy.guards import backup_secret, kept_secrets, local_domain_guard
+from ansible_collections.fediops.mastodon.plugins.module_utils._deploy.guards import (
+    backup_secret, fresh_secrets, kept_plan, local_domain_guard, reference_problems)
 from ansible_collections.fediops.mastodon.plugins.module_utils._deploy.guards_upgrade import check_upgrade_path
 from ansible_collections.fediops.mastodon.plugins.module_utils._deploy.record import RecordKeeper, keeper_failed
 from ansible_collections.fediops.mastodon.plugins.module_utils._deploy.model import build_model, dotenv_text, environment
 from ansible_collections.fediops.mastodon.plugins.module_utils._deploy.preflight import in_cluster_preflight, tls_preflight
 from ansible_collections.fediops.mastodon.plugins.module_utils._deploy.rules import cross_checks
-from ansible_collections.fediops.mastodon.plugins.module_utils._deploy.state import catching, concurrently, read_state
-from ansible_collections.fediops.mastodon.plugins.module_utils._deploy.variables import check_variables
+from ansible_collections.fediops.mastodon.plugins.module_utils._deploy.state import (
+    catching, concurrently, read_references, read_state)
+from ansible_collections.fediops.mastodon.plugins.module_utils._deploy.variables import MAX_OBJECT_BYTES, check_variables
 from ansible_collections.fediops.mastodon.plugins.module_utils import _migrations
 from ansible_collections.fediops.mastodon.plugins.module_utils._digitalocean import DigitalOceanError
 from ansible_collections.fediops.mastodon.plugins.module_utils._k8s_apply import Applier, KubeError, job_log
@@ -40,13 +42,15 @@ WAITS = {'config': (None, 'config_apply_timeout'), 'migrate-pre': (None, 'migrat
 # What the plan checks, in order (the action's result lists it; docs/docsite/rst/guide_deploy.rst explains it).
 PLAN_STEPS = (
     'variables: every role variable against its argument spec (strict types, choices, required, unknown <role>_* '
-    'variables with did-you-mean)',
+    'variables with did-you-mean), and its size (1 MiB per object, 128 KiB per environment string)',
     'cross-role rules: names, hosts (CDN without scheme), versions, resource quantities, strategy, nodeSelector, '
     'tolerations, HPA bounds, exposure, sidekiq groups (keys, queues with did-you-mean, scheduler in exactly one '
     'replica, unique names, every queue served), the given CA (X.509, CA:TRUE, validity, no private key)',
     'endpoints: DigitalOcean look-ups (cluster, pool, users, CA) or the explicit variables',
     'cluster state: namespace, kept secrets, env Secret/ConfigMap, web Deployment, ApplySet marker (GETs only)',
-    'guards: kept secrets (refuse when the instance exists without them), LOCAL_DOMAIN change',
+    'guards: kept secrets (refuse when the instance exists without them or config_secrets differs from them; a '
+    'rotation acts once), LOCAL_DOMAIN change, objects referred to (a missing uploads claim refused, a missing pull '
+    'Secret or IngressClass warned)',
     "environment: Mastodon's schema for the version, kept secrets generated once, split per component",
     'manifests: every object of every component rendered; uploads storage',
     'TLS preflight: PostgreSQL direct and pool against the CA, Redis against the system store',
@@ -64,6 +68,9 @@ ENDPOINT_VARIABLES = frozenset((
     'config_db_direct_host', 'config_db_direct_port', 'config_db_direct_name', 'config_db_ca_pem',
     'config_redis_url'))
 STATE_VARIABLES = frozenset(('config_name', 'config_namespace', 'config_kubernetes'))
+# A variable at fault whose default the later stages would refuse again (an empty LOCAL_DOMAIN is "required"):
+# a reserved name stands in for it (RFC 2606 .invalid), so each problem is reported once, under its variable.
+PLACEHOLDERS = {'config_local_domain': 'unresolved.invalid'}
 # Stand-in endpoints after a failed look-up: reserved names (RFC 2606 .invalid), never connected to (the TLS
 # preflight skips them) and never applied (the plan is refused).
 UNRESOLVED_ENDPOINTS = {
@@ -80,6 +87,37 @@ def stage(func, *args):
     except PlanError as exc:
         return exc.errors
     return [] if out is None else out
+
+
+def _largest_contributor(v, data, fallback):
+    """The variable among those that fill an env object whose keys weigh most in `data`."""
+    weights = []
+    for variable in ('config_env', 'config_extra_env', 'config_secrets'):
+        given = v.get(variable) or {}
+        weights.append((sum(len(k) + len(str(data[k])) for k in given if k in data), variable))
+    weight, variable = max(weights)
+    return variable if weight else fallback
+
+
+def object_size_problems(manifests, v=None):
+    """[ConfigError] for each Secret or ConfigMap whose data exceed what Kubernetes accepts (1 MiB), naming the
+    variable that weighs most in it (values from several variables can add up past the bound of each one)."""
+    errors = []
+    for objects in manifests.values():
+        for obj in objects:
+            if obj['kind'] not in ('Secret', 'ConfigMap'):
+                continue
+            data = obj.get('data') or {}
+            # Secret data is base64 here: 4 characters for 3 bytes
+            size = sum(len(k) + (len(val) * 3 // 4 if obj['kind'] == 'Secret' else len(val.encode('utf-8')))
+                       for k, val in data.items())
+            if size > MAX_OBJECT_BYTES:
+                variable = _manifests.origin_of(manifests.origins, obj['kind'], obj['metadata']['name'], 'data') or 'config_env'
+                variable = _largest_contributor(v or {}, data, variable)
+                errors.append(ConfigError(variable, '%s %s would hold %d bytes; Kubernetes accepts at most %d in one '
+                                                    'Secret or ConfigMap' % (obj['kind'], obj['metadata']['name'], size,
+                                                                             MAX_OBJECT_BYTES)))
+    return errors
 
 
 class Deploy(object):
@@ -110,6 +148,9 @@ class Deploy(object):
         self.groups = None
         self.endpoints = None
         self.endpoints_known = False
+        # What kept_plan decides (the guards' answer); empty when it refused, so the later stages still run
+        self.kept = {'known': {}, 'backup': None, 'warnings': [], 'requested': [], 'encryption_keys_replaced': False,
+                     'annotations': {}, 'rotated': [], 'backup_name': None}
 
     def check_inputs(self, found=None):
         """The typed variables. Without ``found``: PlanError on any problem. With a list: the problems are added
@@ -132,7 +173,9 @@ class Deploy(object):
     def use_defaults(self, v, errors):
         for name in set(e.key for e in errors):
             spec = self.specs.get(name.split('_', 1)[0], {}).get(name)
-            if spec is not None:
+            if name in PLACEHOLDERS:
+                v[name] = PLACEHOLDERS[name]
+            elif spec is not None:
                 v[name] = copy.deepcopy(spec.get('default'))
 
     def in_cluster_preflight(self):
@@ -182,28 +225,43 @@ class Deploy(object):
         self.endpoints = endpoints or UNRESOLVED_ENDPOINTS
         self.warnings += self.endpoints.get('warnings') or []
         self.state = found.get('state') or {}
-        if self.state:
+        if self.state and 'config_local_domain' not in faulty:
             problems += stage(local_domain_guard, v, self.state)
+            if self.state.get('namespace') is not None:
+                missing, warnings = reference_problems(read_references(self.kube_client(), v), v['config_namespace'])
+                self.warnings += warnings
+                problems += missing
         try:
             self.warnings += check_upgrade_path(v, self.state.get('record'))
         except PlanError as exc:
             problems += exc.errors
-        kept = stage(kept_secrets, v, self.state)
-        known, self.backup = kept if isinstance(kept, tuple) else ({}, None)
-        problems += kept if isinstance(kept, list) else []
+        kept = stage(kept_plan, v, self.state)
+        if isinstance(kept, dict):
+            self.kept = kept
+            self.warnings += kept['warnings']
+        else:
+            problems += kept
+        known, self.backup = self.kept['known'], self.kept['backup']
         staged = dict(self.staged.get('kept') or {})
         staged.update(known)
         version = mconfig.parse_version(v['config_mastodon_version'], v['config_allow_unsupported_version'])[0]
         env = self.environment(v, staged, version, problems)
-        if env is not None and self.generated and self.state.get('instance') and not v['config_rotate_kept_secrets']:
+        unasked = [k for k in self.generated if k not in self.kept['requested']]
+        if env is not None and unasked and self.state.get('instance'):
             problems.append(ConfigError('config_generate_secrets', 'would generate %s for an existing instance'
-                                        % ', '.join(self.generated)))
+                                        % ', '.join(unasked)))
         if env is not None:
             self.model = build_model(v, self.groups, self.endpoints, self.env, self.env, version)
+            self.model['fresh_secrets'] = fresh_secrets(self.generated, self.staged.get('kept'), known,
+                                                        self.kept['requested'])
+            self.model['encryption_keys_replaced'] = self.kept['encryption_keys_replaced']
+            self.model['kept_secrets_annotations'] = self.kept['annotations']
             problem = _manifests.media_storage_problem(self.model)
             if problem:
                 problems.append(ConfigError('config_media_volume_claim', problem.split(': ', 1)[1]))
             problems += self.build_manifests()
+            if self.manifests is not None:
+                problems += object_size_problems(self.manifests, v)
         if v['config_tls_preflight'] and self.endpoints_known:
             if v['config_tls_preflight_in_cluster'] and v['config_kubernetes']:
                 if not problems and self.manifests is not None:
@@ -228,7 +286,7 @@ class Deploy(object):
         return self
 
     def do_endpoints(self, v):
-        return do_endpoints(v, self.do_client(v), self.kube_server())
+        return do_endpoints(v, lambda: self.do_client(v), self.kube_server())
 
     def environment(self, v, staged, version, problems):
         """Mastodon's environment; with bad keys in config_env, they are reported and left out so that the
@@ -312,7 +370,8 @@ class Deploy(object):
         client = self.kube_client()
         out = {}
         if self.backup:
-            backup = backup_secret(self.v['config_name'], self.v['config_namespace'], self.model['labels'], self.backup)
+            backup = backup_secret(self.v['config_name'], self.v['config_namespace'], self.model['labels'], self.backup,
+                                   self.kept['backup_name'])
             saver = Applier(client, namespace=self.v['config_namespace'])
             saver.present([backup])
         keeper = RecordKeeper(client, self.v['config_namespace'], self.v['config_name'], self.model['labels'],
@@ -367,7 +426,7 @@ class Deploy(object):
                'plan': list(PLAN_STEPS), 'name': self.v['config_name'], 'namespace': self.v['config_namespace'],
                'version': self.model['version'], 'config_out': self.config_out()}
         if self.backup:
-            out['kept_secrets_backup'] = '%s-generated-secrets-previous' % self.v['config_name']
+            out['kept_secrets_backup'] = self.kept['backup_name']
         if diffs is not None:
             out['diff'] = diffs
         return out

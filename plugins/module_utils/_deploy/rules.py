@@ -132,16 +132,38 @@ def check_tolerations(name, tolerations, where=''):
             raise ConfigError(name, '%sitem %d: effect must be NoSchedule, PreferNoSchedule or NoExecute' % (prefix, index))
 
 
+_PEM_MARKER = re.compile(r'-----(BEGIN|END) ([A-Z0-9 ]{1,64})-----')
+
+
+def pem_blocks(pem):
+    """([(label, body)], text outside the blocks) of PEM text, in one pass over it (linear whatever it holds:
+    the lazy `BEGIN (.*?) END` expression this replaces read to the end of the text from every BEGIN, quadratic
+    for a value of many BEGIN lines). A BEGIN closes at the next END of the same label; an unmatched marker
+    stays outside (and is refused as text outside the blocks)."""
+    blocks, outside = [], []
+    position, opened = 0, None  # opened: (label, end of its BEGIN marker, start of its BEGIN marker)
+    for marker in _PEM_MARKER.finditer(pem):
+        kind, label = marker.group(1), marker.group(2)
+        if opened is None:
+            if kind == 'BEGIN':
+                outside.append(pem[position:marker.start()])
+                opened = (label, marker.end(), marker.start())
+        elif kind == 'END' and label == opened[0]:
+            blocks.append((label, pem[opened[1]:marker.start()]))
+            position, opened = marker.end(), None
+    outside.append(pem[opened[2] if opened else position:])
+    return blocks, ''.join(outside)
+
+
 def check_given_ca(name, pem, now=None):
     """A CA given as PEM text: certificates only (a private key is refused and never echoed), each one a CA
     (basicConstraints CA:TRUE) inside its validity. Returns the normalised PEM bundle."""
     if 'PRIVATE KEY' in pem:
         raise ConfigError(name, 'contains a PRIVATE KEY block: give only the CA certificate (and rotate that key: '
                                 'it has been in your variables)')
-    blocks = re.findall(r'-----BEGIN ([A-Z0-9 ]+)-----(.*?)-----END \1-----', pem, re.S)
+    blocks, outside = pem_blocks(pem)
     if not blocks:
         raise ConfigError(name, 'must be PEM text with at least one -----BEGIN CERTIFICATE----- block')
-    outside = re.sub(r'-----BEGIN ([A-Z0-9 ]+)-----.*?-----END \1-----', '', pem, flags=re.S)
     if outside.strip():
         raise ConfigError(name, 'has text outside the PEM blocks')
     out = []
@@ -277,8 +299,84 @@ def cross_checks(v, now=None):
         check(check_quantities, 'sidekiq_workers', group['resources'], where)
         check(check_node_selector, 'sidekiq_workers', group['node_selector'], where)
         check(check_tolerations, 'sidekiq_workers', group['tolerations'], where)
+    errors += consistency_checks(v, groups or [])
     errors.extend(shutdown_checks(v))
     return errors, groups
+
+
+# The labels the manifests set themselves, and select pods by (_manifests: labels(), selector()): a value from
+# config_labels would be set on the objects but not on the pods or the selectors.
+OWN_LABELS = ('app.kubernetes.io/name', 'app.kubernetes.io/instance', 'app.kubernetes.io/component',
+              'app.kubernetes.io/part-of', 'app.kubernetes.io/managed-by', 'app.kubernetes.io/version',
+              _manifests.GROUP_LABEL)
+# What the pods mount besides the CA (_manifests.volumes): a CA directory on or above one of them hides it.
+OTHER_MOUNTS = ('/tmp', _manifests.RAILS_TMP, _manifests.MEDIA_PATH)
+
+
+def _inside(path, parent):
+    return path == parent or path.startswith(parent.rstrip('/') + '/')
+
+
+def _env_value(v, key, variables=('config_env', 'config_extra_env')):
+    """(variable, value as text) of `key` in the first of `variables` that sets it, or (None, None)."""
+    for variable in variables:
+        if key in (v.get(variable) or {}) and v[variable][key] is not None:
+            return variable, str(v[variable][key]).strip()
+    return None, None
+
+
+def consistency_checks(v, groups):
+    """Rules whose breach the API server accepts and the running instance pays for; [ConfigError]."""
+    errors = []
+
+    def rule(ok, name, reason):
+        if not ok:
+            errors.append(ConfigError(name, reason))
+
+    # The pool Mastodon opens is DB_POOL when set (config/database.yml); the containers' own env wins over the
+    # ConfigMap's, so a role's extra_env lowers it below the threads that share it (ActiveRecord::ConnectionTimeoutError).
+    for variable, threads, what in (('web_extra_env', v['web_max_threads'], 'web_max_threads (%d)' % v['web_max_threads']),
+                                    ('sidekiq_extra_env', max([g['concurrency'] for g in groups] or [0]),
+                                     'the largest sidekiq concurrency (%d)' % max([g['concurrency'] for g in groups] or [0]))):
+        pool = (v.get(variable) or {}).get('DB_POOL')
+        if pool is not None and INT_TEXT.match(str(pool).strip()):
+            rule(int(pool) >= threads, variable, 'DB_POOL (%s) is lower than %s: the threads would wait for database '
+                 'connections (ActiveRecord::ConnectionTimeoutError); remove it or raise it' % (pool, what))
+    if v['config_database_source'] == 'digitalocean':
+        # DigitalOcean's managed databases accept TLS connections only (reference README: DigitalOcean facts).
+        rule(v['config_db_sslmode'] != 'disable', 'config_db_sslmode', 'disable: DigitalOcean\'s PostgreSQL accepts '
+             'only TLS connections; use verify-full (with the cluster\'s CA, the default) or require')
+        for variable, url in (('config_redis_url', v.get('config_redis_url') or ''),) + tuple(
+                (var, value) for var, value in [_env_value(v, 'REDIS_URL')] if var):
+            rule(urlsplit(url).scheme != 'redis', variable, ('REDIS_URL: ' if variable != 'config_redis_url' else '') +
+                 'a redis:// URL: DigitalOcean\'s Valkey/Redis accepts only TLS (rediss://)')
+    variable, url = _env_value(v, 'STREAMING_API_BASE_URL')
+    if variable and v['config_streaming_host']:
+        host = urlsplit(url).hostname or ''
+        rule(host == v['config_streaming_host'], variable, 'STREAMING_API_BASE_URL points at %s, but config_streaming_host '
+             'is %s (the Ingress serves streaming there): remove it, config_streaming_host sets it'
+             % (host or 'no host', v['config_streaming_host']))
+    for variable in ('config_image_repository', 'config_streaming_image_repository'):
+        last = (v.get(variable) or '').rsplit('/', 1)[-1]
+        rule(':' not in last and '@' not in last, variable, 'carries a tag or digest (%s); give the repository only: '
+             'the tag comes from config_mastodon_version' % last.split(':', 1)[-1].split('@', 1)[-1][:80])
+    for key in sorted(v['config_labels'], key=str):
+        rule(key not in OWN_LABELS, 'config_labels', '%s is set by the deploy itself and selects its pods: a value here '
+             'would be set on the objects but not on the pods nor the selectors; use another label key' % key)
+    mount = v['config_ca_mount_dir'].rstrip('/') or '/'
+    if mount.startswith('/'):
+        hidden = [other for other in OTHER_MOUNTS if _inside(other, mount)]
+        rule(not hidden, 'config_ca_mount_dir', '%s would be mounted over %s, which the pods mount themselves: use a '
+             'directory of its own such as /etc/mastodon/db-ca' % (mount, ', '.join(hidden)))
+        rule(hidden or not (_inside(mount, _manifests.APP_ROOT) or _inside(_manifests.APP_ROOT, mount)),
+             'config_ca_mount_dir', '%s would hide Mastodon\'s own files under %s: use a directory of its own such as '
+             '/etc/mastodon/db-ca' % (mount, _manifests.APP_ROOT))
+    if v['web_hpa_enabled'] and v['web_pdb_enabled']:
+        # At the autoscaler's minimum, a PodDisruptionBudget that keeps as many pods admits no eviction: drains hang.
+        rule(v['web_pdb_min_available'] < v['web_hpa_min_replicas'], 'web_pdb_min_available',
+             'must be lower than web_hpa_min_replicas (%d): at the autoscaler\'s minimum no pod could be evicted, so '
+             'node drains (DOKS upgrades included) would hang' % v['web_hpa_min_replicas'])
+    return errors
 
 
 def connection_rules(v, now=None):

@@ -61,6 +61,7 @@ def read_state(client, v):
     }
     out = concurrently(todo)
     out['kept_exists'] = out['kept']['exists']
+    out['kept_annotations'] = out['kept'].get('annotations') or {}
     out['kept'] = out['kept']['data'] if out['kept']['exists'] else {}
     out['env_secret_exists'] = out['env_secret']['exists']
     out['env_secret'] = out['env_secret']['data'] if out['env_secret']['exists'] else {}
@@ -78,3 +79,35 @@ def get(client, path):
     if status != 200:
         raise KubeError('GET %s: HTTP %s: %s' % (path, status, status_message(body)), status=status)
     return body
+
+
+def read_references(client, v):
+    """The objects the deploy refers to but does not create, read concurrently (GETs only): the uploads
+    PersistentVolumeClaim, the image pull Secrets, the IngressClasses. {what: present (bool) or None (not readable:
+    the deployer Role may not read a cluster-scoped kind)}."""
+    ns, todo = v['config_namespace'], {}
+
+    def exists(path):
+        def call():
+            status, body = client.request('GET', path)
+            if status == 200:
+                return True
+            if status == 404:
+                return False
+            if status in (401, 403):
+                return None
+            raise KubeError('GET %s: HTTP %s: %s' % (path, status, status_message(body)), status=status)
+        return call
+
+    if v.get('config_media_volume_claim'):
+        todo[('config_media_volume_claim', 'PersistentVolumeClaim', v['config_media_volume_claim'])] = exists(
+            client.path('v1', 'PersistentVolumeClaim', ns, v['config_media_volume_claim']))
+    for index, name in enumerate(v.get('config_image_pull_secrets') or []):
+        todo[('config_image_pull_secrets', 'Secret', name)] = exists('/api/v1/namespaces/%s/secrets/%s' % (ns, name))
+    for role in ('web', 'streaming'):
+        if v.get(role + '_exposure') == 'ingress' and v.get(role + '_ingress_class_name'):
+            todo[(role + '_ingress_class_name', 'IngressClass', v[role + '_ingress_class_name'])] = exists(
+                client.path('networking.k8s.io/v1', 'IngressClass', None, v[role + '_ingress_class_name']))
+    keys = list(todo)
+    found = concurrently(dict((str(i), todo[key]) for i, key in enumerate(keys)))
+    return dict((key, found[str(i)]) for i, key in enumerate(keys))

@@ -114,7 +114,8 @@ class PlanContext(object):
                 'vars': deploy.v, 'manifests': labelled(deploy.manifests, deploy.v),
                 'origins': [[kind, name, path, variable] for (kind, name, path), variable in deploy.manifests.origins.items()],
                 'namespace_missing': deploy.state.get('namespace') is None and bool(deploy.v['config_kubernetes']),
-                'backup': deploy.backup, 'record': deploy.state.get('record'), 'lease': None,
+                'backup': deploy.backup, 'backup_name': deploy.kept.get('backup_name'),
+                'record': deploy.state.get('record'), 'lease': None,
                 'labels': deploy.model['labels'], 'version': deploy.model['version'], 'summary': summary_text(deploy.summaries()),
                 'generated': sorted(deploy.generated),
                 'discovery': getattr(deploy.kube_client(), 'discovery_cache', dict)() if deploy.v['config_kubernetes'] else {}}
@@ -245,7 +246,8 @@ def step_config(ctx, progress):
         v = ctx.v
         labels = ctx.data['labels']
         saver = Applier(ctx.client, namespace=v['config_namespace'])
-        saver.present([backup_secret(v['config_name'], v['config_namespace'], labels, ctx.backup)])
+        saver.present([backup_secret(v['config_name'], v['config_namespace'], labels, ctx.backup,
+                                     ctx.data.get('backup_name'))])
         backup_written = True
     out = apply_component(ctx, 'config', progress)
     out['changed'] = out['changed'] or backup_written or bool(ctx.backup and ctx.check_mode)

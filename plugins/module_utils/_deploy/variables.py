@@ -83,6 +83,57 @@ def coerce(name, spec, value):
     return value
 
 
+# Bounds on any input, checked first so that no later rule spends time on a value Kubernetes or Linux would refuse
+# anyway (and the value is replaced by its default for the rest of the checks, as a wrong type is).
+# Kubernetes refuses a Secret or ConfigMap whose data exceed 1 MiB (k8s.io/kubernetes pkg/apis/core/validation:
+# MaxSecretSize, and the same bound for ConfigMaps): no single variable can be larger than one object.
+MAX_OBJECT_BYTES = 1024 * 1024
+# Linux refuses to exec a process whose environment holds a string "KEY=value" of 128 KiB or more
+# (MAX_ARG_STRLEN, 32 pages: execve fails with E2BIG, "argument list too long"): the container would not start.
+MAX_ENV_STRING_BYTES = 32 * 4096
+# The variables whose entries become environment variables of the containers.
+ENV_VARIABLES = ('config_env', 'config_extra_env', 'config_secrets', 'web_extra_env', 'streaming_extra_env',
+                 'sidekiq_extra_env', 'migrations_extra_env')
+
+
+def _size(value, budget):
+    """Bytes of `value` (strings as UTF-8, containers summed), counting no further than `budget`."""
+    total, todo = 0, [value]
+    while todo and total <= budget:
+        item = todo.pop()
+        if isinstance(item, str):
+            total += len(item.encode('utf-8', 'surrogatepass'))
+        elif isinstance(item, dict):
+            todo.extend(item.keys())
+            todo.extend(item.values())
+        elif isinstance(item, (list, tuple)):
+            todo.extend(item)
+        else:
+            total += 8
+    return total
+
+
+def size_problems(name, value):
+    """[ConfigError] when the variable is larger than any object can hold, or an entry of an environment
+    variable larger than a process accepts. Never echoes the value."""
+    total = _size(value, MAX_OBJECT_BYTES)
+    if total > MAX_OBJECT_BYTES:
+        return [ConfigError(name, 'holds more than %d bytes: larger than Kubernetes accepts in one object (a Secret or '
+                                  'ConfigMap holds at most 1 MiB); the value was not processed' % MAX_OBJECT_BYTES)]
+    errors = []
+    if name in ENV_VARIABLES and isinstance(value, dict):
+        for key, item in value.items():
+            length = _size(key, MAX_ENV_STRING_BYTES) + 1 + _size(item, MAX_ENV_STRING_BYTES)
+            if length >= MAX_ENV_STRING_BYTES:
+                shown = key if isinstance(key, str) and len(key) <= 64 else 'an entry'
+                errors.append(ConfigError(name, '%s: KEY=value holds %s%d bytes, and Linux starts no process with an '
+                                                'environment string of %d bytes or more (MAX_ARG_STRLEN: "argument list '
+                                                'too long"); the value was not processed'
+                                          % (shown, 'more than ' if length > MAX_ENV_STRING_BYTES else '', length,
+                                             MAX_ENV_STRING_BYTES)))
+    return errors
+
+
 def check_variables(task_vars, specs):
     """(values, errors): every variable of every role, typed; defaults from the specs where unset."""
     values, errors = {}, []
@@ -91,6 +142,11 @@ def check_variables(task_vars, specs):
         for name, spec in options.items():
             known[name] = role
             if name in task_vars and task_vars[name] is not None:
+                too_large = size_problems(name, task_vars[name])
+                if too_large:
+                    errors += too_large
+                    values[name] = copy.deepcopy(spec.get('default'))
+                    continue
                 try:
                     values[name] = coerce(name, spec, task_vars[name])
                 except ConfigError as exc:

@@ -266,3 +266,26 @@ def test_existing_install_moves_to_the_role(rbac_cluster, k8s_apply):
     assert any('namespaces it created are left in place' in w for w in res.get('warnings', [])), res
     assert kubectl('get', 'namespace', NAMESPACE, check=False).returncode == 0
     assert _denied(audit.events(since)) == []
+
+
+def test_deploy_lock_with_the_role(rbac_cluster):
+    """The deploy lock (plugins/module_utils/_deploy/lock.py: acquire, renew, release) with the Role only: the
+    Lease verbs of docs/rbac/deployer.yml are enough, and a second holder is refused naming the first."""
+    from ansible_collections.fediops.mastodon.plugins.module_utils._deploy import lock
+    from ansible_collections.fediops.mastodon.plugins.module_utils._kube import KubeClient
+
+    cluster, kubeconfig, dummy = rbac_cluster
+    audit = AuditLog(str(cluster.audit_log))
+    client = KubeClient(kubeconfig=kubeconfig)
+    since = audit.mark()
+    lease = lock.acquire(client, NAMESPACE, NAME, 'deployer one', 60)
+    assert lease['spec']['holderIdentity'] == 'deployer one'
+    with pytest.raises(lock.LockHeld, match='held by deployer one'):
+        lock.acquire(client, NAMESPACE, NAME, 'deployer two', 60)
+    lock.renew(client, NAMESPACE, NAME, 'deployer one', 60)
+    assert lock.release(client, NAMESPACE, NAME, 'deployer one') is True
+    assert lock.acquire(client, NAMESPACE, NAME, 'deployer two', 60)['spec']['holderIdentity'] == 'deployer two'
+    assert lock.release(client, NAMESPACE, NAME, 'deployer two') is True
+    events = audit.events(since)
+    assert _denied(events) == []
+    assert {'create', 'update', 'get'} <= set(e['verb'] for e in events if (e.get('objectRef') or {}).get('resource') == 'leases')

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import re
+import secrets
 import subprocess
 import sys
 import time
@@ -88,15 +89,32 @@ class Database(object):
         indexes = self.sql("SELECT indexdef FROM pg_indexes WHERE schemaname = 'public' ORDER BY 1")
         return columns.splitlines() + indexes.splitlines()
 
+    def checksum(self):
+        """md5 of every row of every table of the public schema (schema_migrations included), table by table."""
+        out = {}
+        for table in sorted(self.owners()):
+            out[table] = self.sql('SELECT md5(coalesce(string_agg(t::text, \'|\' ORDER BY t::text), \'\')) FROM %s t' % table).strip()
+        return out
+
     def owners(self):
         return dict(line.split('|') for line in self.sql(
             "SELECT tablename, tableowner FROM pg_tables WHERE schemaname = 'public'").splitlines())
+
+
+def encryption_keys():
+    """A new set of ActiveRecord encryption keys, as the plan generates them (the kept secrets)."""
+    return {'ACTIVE_RECORD_ENCRYPTION_DETERMINISTIC_KEY': secrets.token_hex(16),
+            'ACTIVE_RECORD_ENCRYPTION_KEY_DERIVATION_SALT': secrets.token_hex(16),
+            'ACTIVE_RECORD_ENCRYPTION_PRIMARY_KEY': secrets.token_hex(16)}
 
 
 class JobRunner(object):
     def __init__(self, env, password):
         self.env = env
         self.password = password
+        # The instance's kept secrets, which the Job gets from the env Secret (envFrom): the tree's
+        # config/initializers/active_record_encryption.rb aborts without them, as Mastodon's does.
+        self.keys = encryption_keys()
 
     def connection_env(self, database, user=APP_USER, password=None):
         return {
@@ -113,6 +131,7 @@ class JobRunner(object):
     def run(self, tree, container, database, case='', step='', user=APP_USER, password=None, extra_env=None):
         env = {'PATH': os.environ.get('PATH', '/usr/bin:/bin'), 'HOME': os.environ.get('HOME', '/root'),
                'LANG': 'C.UTF-8'}
+        env.update(self.keys)
         env.update(container['env'])
         env.update(self.connection_env(database, user, password))
         env.update(extra_env or {})

@@ -110,7 +110,7 @@ def test_old_command_line_on_mastodon_4_6_passes_a_fresh_install_but_skips_the_t
     post = job.run(tree_current, OLD_JOBS['post'], database, 'old command line, 4.6', 'old post (fresh)')
     assert post.returncode == 0 and post.migrated == [], post
 
-    database.sql('DROP TABLE accounts, statuses, schema_migrations, ar_internal_metadata')
+    database.sql('DROP TABLE accounts, keypairs, statuses, schema_migrations, ar_internal_metadata')
     deployed_release(job, tree_current, database, BEFORE_4_2, 'old command line, 4.6')
     too_old = job.run(tree_current, OLD_JOBS['pre'], database, 'old command line, 4.6', 'old pre (too old)')
     assert too_old.returncode == 0, too_old

@@ -177,6 +177,9 @@ class Corpus(object):
         for name in case.get('unset', []):
             extra.pop(name, None)
         extra.update(case.get('vars') or {})
+        if case.get('big_value'):  # a value too large to write in cases.yml
+            big = case['big_value']
+            extra[big['variable']] = dict(extra.get(big['variable']) or {}, **{big['key']: 'a' * big['bytes']})
         if case.get('ca'):
             extra['config_db_ca_pem'] = self.pems[case['ca']][0]
         return extra

@@ -365,9 +365,9 @@ def test_restore_from_a_backup_through_config_secrets():
 def test_rotation_keeps_a_backup():
     state = {'instance': ['Secret mastodon-env'], 'kept_exists': True, 'kept': KEPT}
     known, backup = guards.kept_secrets(_v(config_rotate_kept_secrets=True), state)
-    assert known == {} and backup == KEPT
-    secret = guards.backup_secret('mastodon', 'social', {}, backup)
-    assert secret['metadata']['name'] == 'mastodon-generated-secrets-previous' and set(secret['data']) == set(KEPT)
+    assert known == dict((k, KEPT[k]) for k in guards.ENCRYPTION_KEYS) and backup == KEPT
+    secret = guards.backup_secret('mastodon', 'social', {}, backup, 'mastodon-generated-secrets-previous-1')
+    assert secret['metadata']['name'] == 'mastodon-generated-secrets-previous-1' and set(secret['data']) == set(KEPT)
 
 
 def test_local_domain_change_is_refused_unless_allowed():
@@ -386,7 +386,7 @@ def test_plan_without_a_cluster_builds_the_model():
     model = deploy.model
     assert set(model) == {'vars', 'name', 'namespace', 'version', 'image', 'streaming_image', 'labels', 'web_domain',
                           'streaming_host', 'env', 'checksums', 'ca_pem', 'redis_ca_pem', 'es_ca_pem', 'kept_secrets', 'db_direct',
-                          'sidekiq_groups'}
+                          'sidekiq_groups', 'fresh_secrets', 'encryption_keys_replaced', 'kept_secrets_annotations'}
     assert model['image'] == 'ghcr.io/mastodon/mastodon:v4.7.6'  # the default version
     assert set(model['kept_secrets']) == set(guards.KEPT_KEYS)
     assert model['env']['rails']['config']['CDN_HOST'] == 'https://cdn.example'
@@ -555,6 +555,7 @@ def test_five_mistakes_in_five_stages_are_reported_in_one_run(monkeypatch):
              'env_secret_exists': False, 'instance': [],
              'env_configmap': {'data': {'LOCAL_DOMAIN': 'old.example'}}, 'web': None, 'marker': None}
     monkeypatch.setattr(plan, 'read_state', lambda client, v: state)
+    monkeypatch.setattr(plan, 'read_references', lambda client, v: {})
     dry_ran = []
 
     def rejecting_plan(self, objects):

@@ -216,6 +216,7 @@ def test_a_cluster_error_after_problems_leaves_the_problems_as_the_answer(monkey
     rendered, and a cluster without the Gateway API answers the dry-run with an error that names no variable."""
     state = {'namespace': {}, 'kept': {}, 'env_secret': {}, 'instance': [], 'env_configmap': None}
     monkeypatch.setattr(plan, 'read_state', lambda client, v: state)
+    monkeypatch.setattr(plan, 'read_references', lambda client, v: {})
 
     def no_gateway_api(self):
         raise _k8s_apply.KubeError('the API server does not serve gateway.networking.k8s.io/v1', status=404)
@@ -250,5 +251,6 @@ def test_an_unreachable_digitalocean_api_joins_the_other_problems():
     with pytest.raises(errors.PlanError) as caught:
         plan.Deploy(raw, SPECS, plan.COMPONENTS, do_client=no_api, now=NOW).plan()
     assert sorted(e.key for e in caught.value.errors) == ['config_do_database_cluster', 'web_replicas']
-    with pytest.raises(DigitalOceanError):  # alone, it is the answer as before
+    with pytest.raises(errors.PlanError) as alone:  # alone, it is the answer, naming the cluster's variable
         plan.Deploy(dict(raw, web_replicas=2), SPECS, plan.COMPONENTS, do_client=no_api, now=NOW).plan()
+    assert [e.key for e in alone.value.errors] == ['config_do_database_cluster']

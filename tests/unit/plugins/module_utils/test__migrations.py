@@ -91,10 +91,37 @@ def test_schema_of_another_user_runs_nothing(run):
 
 
 def test_post_phase_is_db_migrate_without_the_variable(run):
+    """After the key check (do the Job's encryption keys decrypt what the database holds?)."""
     completed, calls, checked = run('post', inherited={'SKIP_POST_DEPLOYMENT_MIGRATIONS': 'true'})
     assert completed.returncode == 0, completed.stderr
-    assert not checked
+    assert checked
     assert calls == [{'args': 'exec rails db:migrate', 'skip': None}]
+
+
+@pytest.mark.parametrize('phase, check_exit', [('pre', 13), ('pre', 14), ('post', 14)])
+def test_secrets_that_are_not_the_databases_run_nothing(run, phase, check_exit):
+    """New secrets for a database with a schema (13), keys that do not decrypt its values (14): the Job fails
+    with that exit code, nothing runs (the real check: tests/integration/migrations/test_migrations_keys.py)."""
+    completed, calls, dummy = run(phase, check_exit=check_exit)
+    assert completed.returncode == check_exit
+    assert calls == []
+    assert "the secrets of this deploy are not this database's" in completed.stderr
+
+
+def test_post_phase_check_failing_runs_nothing(run):
+    completed, calls, dummy = run('post', check_exit=1)
+    assert completed.returncode == 1 and calls == []
+    assert 'the key check failed' in completed.stderr
+
+
+def test_the_signals_reach_the_env_and_the_name():
+    from ansible_collections.fediops.mastodon.plugins.module_utils import _migrations
+    assert job_container('pre', fresh_secrets=True)['env'][_migrations.FRESH_SECRETS_VARIABLE] == 'true'
+    assert _migrations.FRESH_SECRETS_VARIABLE not in job_container('post', fresh_secrets=True)['env']
+    assert job_container('post', encryption_keys_replaced=True)['env'][_migrations.KEYS_REPLACED_VARIABLE] == 'true'
+    assert _migrations.job_name_suffix('pre', fresh_secrets=True) == '-new-keys'
+    assert _migrations.job_name_suffix('post', fresh_secrets=True) == ''
+    assert _migrations.job_name_suffix('post', encryption_keys_replaced=True) == '-rekeyed'
 
 
 def test_containers_never_carry_the_variable_and_connect_directly():

@@ -11,6 +11,8 @@ Bundler.require(*Rails.groups)
 require_relative '../lib/active_record/database_tasks_extensions'
 # What Debian's Rails 6.1 lacks of the Rails 8 that Mastodon 4.5/4.6 run (see the file).
 require_relative '../lib/active_record/rails8_database_tasks'
+# What Debian's Rails 6.1 lacks of Rails 7+: ActiveRecord::Encryption (see the file).
+require_relative '../lib/active_record/rails7_encryption'
 
 module Mastodon
   class Application < Rails::Application

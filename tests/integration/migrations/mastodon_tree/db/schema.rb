@@ -23,6 +23,14 @@ ActiveRecord::Schema.define(version: 2026_06_02_000000) do
     t.index ["username"], name: "index_accounts_on_username", unique: true
   end
 
+  create_table "keypairs", force: :cascade do |t|
+    t.bigint "account_id", null: false
+    t.text "private_key"
+    t.text "public_key", default: "", null: false
+    t.datetime "created_at", precision: 6, null: false
+    t.datetime "updated_at", precision: 6, null: false
+  end
+
   create_table "statuses", force: :cascade do |t|
     t.bigint "account_id", null: false
     t.datetime "created_at", precision: 6, null: false
