@@ -99,6 +99,11 @@ def test_the_steps_are_the_playbooks_tasks():
              if 'fediops.mastodon.mastodon_deploy' in t]
     assert found == [('plan', ['always'])] + [(s, [steps.STEP_TAGS[s]]) for s in steps.STEP_ORDER]
     assert 'step' not in block and 'tags' not in block
+    # ansible_failed_task exists in a rescue section only: the finish task reads the failure from the one result
+    # every task of the block registers (the block stops at its first failed task)
+    assert [t.get('register') for t in block['block']] == ['mastodon_deploy_step'] * len(block['block'])
+    outcome = block['always'][0]['fediops.mastodon.mastodon_deploy']['outcome']
+    assert 'mastodon_deploy_step' in outcome and 'ansible_failed_task' not in outcome
 
 
 # ------------------------------------------------------------------ the gate and the held post-deployment migrations
