@@ -220,11 +220,6 @@ step:
   description: The step that ran (O(step) other than V(all) and V(plan)).
   returned: success
   type: str
-msg:
-  description: What the V(gate) and V(migrate-post) steps decided (for example the command that runs held
-    post-deployment migrations later).
-  returned: sometimes
-  type: str
 errors:
   description: On a rejected plan, every problem found, each naming its variable.
   returned: failure
@@ -248,11 +243,16 @@ migrations_running:
     - A migration Job was still running when C(migrations_wait_timeout) was spent. It was left running (never killed)
       and no later component was applied; C(msg) and a warning say how long it has run and which migration it is at.
       Run the deploy again later, which re-attaches to the Job.
+    - With O(step), the migration step that left its Job running says so, and so does every later step (V(web),
+      V(streaming), V(sidekiq), V(gate), V(migrate-post)) while the pre-deployment Job still runs: they apply nothing.
   returned: when a migration Job was left running
   type: bool
   sample: true
 msg:
-  description: With C(migrations_running), what is still running and what was not started.
-  returned: when a migration Job was left running
+  description:
+    - With C(migrations_running), what is still running and what was not started.
+    - What the V(gate) and V(migrate-post) steps decided (for example the restore point, or the command that runs held
+      post-deployment migrations later).
+  returned: sometimes
   type: str
 '''
