@@ -220,6 +220,13 @@ step:
   description: The step that ran (O(step) other than V(all) and V(plan)).
   returned: success
   type: str
+msg:
+  description:
+    - What the V(gate) and V(migrate-post) steps decided (for example the restore point, or the command that runs held
+      post-deployment migrations later).
+    - With C(migrations_running), what is still running and what was not started.
+  returned: sometimes
+  type: str
 errors:
   description: On a rejected plan, every problem found, each naming its variable.
   returned: failure
@@ -248,11 +255,4 @@ migrations_running:
   returned: when a migration Job was left running
   type: bool
   sample: true
-msg:
-  description:
-    - With C(migrations_running), what is still running and what was not started.
-    - What the V(gate) and V(migrate-post) steps decided (for example the restore point, or the command that runs held
-      post-deployment migrations later).
-  returned: sometimes
-  type: str
 '''
