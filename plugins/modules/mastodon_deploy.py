@@ -251,7 +251,7 @@ migrations_running:
       and no later component was applied; C(msg) and a warning say how long it has run and which migration it is at.
       Run the deploy again later, which re-attaches to the Job.
     - With O(step), the migration step that left its Job running says so, and so does every later step (V(web),
-      V(streaming), V(sidekiq), V(gate), V(migrate-post)) while the pre-deployment Job still runs: they apply nothing.
+      V(streaming), V(sidekiq), V(gate), V(migrate-post)) while the pre-deployment Job still runs; they apply nothing.
   returned: when a migration Job was left running
   type: bool
   sample: true
