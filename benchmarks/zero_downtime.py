@@ -24,6 +24,7 @@ both short here through the role variables. Prints a table; writes zero_downtime
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import os
 import sys
@@ -77,7 +78,10 @@ def base_vars(namespace):
         web_progress_deadline_seconds=PROGRESS_DEADLINE, streaming_progress_deadline_seconds=PROGRESS_DEADLINE,
         sidekiq_progress_deadline_seconds=PROGRESS_DEADLINE,
         web_wait_timeout=120, streaming_wait_timeout=120, sidekiq_wait_timeout=120,
-        sidekiq_workers=workers())
+        sidekiq_workers=workers(),
+        # an explicit database: the point of no return asks for the operator's backup, made "an hour ago"
+        migrations_backup_confirmed_at=(datetime.datetime.now(datetime.timezone.utc)
+                                        - datetime.timedelta(hours=1)).strftime('%Y-%m-%dT%H:%M:%SZ'))
 
 
 DEPLOY_PLAYBOOK = '- name: Deploy\n  ansible.builtin.import_playbook: fediops.mastodon.deploy\n'

@@ -74,7 +74,8 @@ class ActionModule(ActionBase):
                                         'group/fediops.mastodon.digitalocean would apply to the Kubernetes API here; '
                                         'set config_do_validate_certs for DigitalOcean instead')
         if params['step'] == 'finish':  # needs no variable: the plan task's fact names its directory
-            return self.finish(result, plan_fact(task_vars), params, self.kube_client_factory(params))
+            return self.finish(result, plan_fact(task_vars), params, self.kube_client_factory(params),
+                               bool(self._task.check_mode))
         specs = variables.load_role_specs(ROLES_DIR, fast_yaml)
         names = set(n for options in specs.values() for n in options)
         prefixes = tuple(role + '_' for role in specs)
@@ -144,11 +145,12 @@ class ActionModule(ActionBase):
         return kube_client
 
     @staticmethod
-    def finish(result, fact, params, kube_client):
+    def finish(result, fact, params, kube_client, check_mode=False):
         """step=finish: record the outcome, release the lease, remove the plan's directory."""
         if fact:
             try:
-                steps.finish(steps.PlanContext.load(fact['path'], None, kube_client, verify=False), params['outcome'])
+                steps.finish(steps.PlanContext.load(fact['path'], None, kube_client, check_mode=check_mode, verify=False),
+                             params['outcome'])
             except steps.HandoffError:
                 pass  # nothing left to record: the plan's directory is gone already
             steps.remove_handoff(fact['path'])
@@ -208,6 +210,7 @@ class ActionModule(ActionBase):
                     self._display.warning(warning)
                 ctx = steps.PlanContext.of_deploy(own, steps.effective(raw, specs), kube_client)
                 ctx.lease = steps.lease_take(ctx.client if ctx.v['config_kubernetes'] else None, ctx.v, check_mode)
+            ctx.do_client = do_client  # the gate reads the PostgreSQL cluster's backups
             try:
                 out = steps.run_step(step, ctx, lambda text: self._display.display('%s: %s' % (step, text), stderr=True))
             finally:

@@ -36,11 +36,13 @@ CA_KEY = 'ca.crt'
 CA_WARN_DAYS = 30
 MIGRATION_PHASES = ('pre', 'post')
 RECORD_KEY = 'record.json'
-# current.post_migrations of the deploy record: done, or still to run (pending: the deploy has not reached them;
-# held: migrations_post was hold)
+# current.post_migrations of the deploy record: done, running (their Job outlived migrations_wait_timeout and was
+# left running), or still to run (pending: the deploy has not reached them; held: migrations_post was hold)
 POST_MIGRATIONS_TO_RUN = ('pending', 'held')
+POST_MIGRATIONS_RUNNING = 'running'
+# current.migrations_running: the phase (pre|post) whose Job a deploy left running; a re-run re-attaches to it
 RECORD_FIELDS = ('version', 'previous_version', 'phase', 'outcome', 'post_migrations', 'schema_version', 'started_at',
-                 'updated_at')
+                 'updated_at', 'migrations_running')
 
 
 def image_version(image):
@@ -229,6 +231,17 @@ def deploy_record_status(client, namespace, name):
     return out
 
 
+def migrations_running_hint(record):
+    """The line that says a deploy left a migration Job running, and what to do; None when none is."""
+    phase = record.get('migrations_running') or (
+        'post' if record.get('post_migrations') == POST_MIGRATIONS_RUNNING else None)
+    if not phase:
+        return None
+    return ('%s-deployment migrations still running (a deploy of %s left their Job running at '
+            'migrations_wait_timeout; it is never killed): run the deploy again with the same version later, it '
+            're-attaches and goes on' % (phase, record.get('version') or '?'))
+
+
 def post_migrations_hint(record):
     """The line that says post-deployment migrations are still to run, and how to run them; None when they are not."""
     if not record.get('post_migrations_pending'):
@@ -344,6 +357,9 @@ def _record_lines(record):
     hint = post_migrations_hint(record)
     if hint:
         lines.append('PENDING      ' + hint)
+    running = migrations_running_hint(record)
+    if running:
+        lines.append('RUNNING      ' + running)
     return lines
 
 

@@ -226,8 +226,8 @@ step:
   type: str
 msg:
   description:
-    - What the V(gate) and V(migrate-post) steps decided (for example the command that runs held post-deployment
-      migrations later).
+    - What the V(gate) and V(migrate-post) steps decided (for example the restore point, or the command that runs held
+      post-deployment migrations later).
     - With C(migrations_running), what is still running and what was not started.
   returned: sometimes
   type: str
@@ -254,6 +254,8 @@ migrations_running:
     - A migration Job was still running when C(migrations_wait_timeout) was spent. It was left running (never killed)
       and no later component was applied; C(msg) and a warning say how long it has run and which migration it is at.
       Run the deploy again later, which re-attaches to the Job.
+    - With O(step), the migration step that left its Job running says so, and so does every later step (V(web),
+      V(streaming), V(sidekiq), V(gate), V(migrate-post)) while the pre-deployment Job still runs; they apply nothing.
   returned: when a migration Job was left running
   type: bool
   sample: true

@@ -225,7 +225,13 @@ deploy_record:
       type: str
       returned: when the record could be read
     post_migrations:
-      description: C(done), C(pending) (the deploy has not run them) or C(held) (C(migrations_post=hold)).
+      description: C(done), C(running) (their Job outlived C(migrations_wait_timeout) and was left
+        running; a re-run of the deploy re-attaches to it), C(pending) (the deploy has not run them) or C(held) (C(migrations_post=hold)).
+      type: str
+      returned: when the record could be read
+    migrations_running:
+      description: C(pre) or C(post) when a deploy left that phase's migration Job running (it is never killed); a re-run of the deploy
+        with the same version re-attaches to it and goes on. None otherwise.
       type: str
       returned: when the record could be read
     post_migrations_pending:

@@ -34,7 +34,7 @@ PHASES = ('config', 'pre', 'rollout', 'post')
 POST_STATES = ('done', 'running', 'pending', 'held')  # running: the post Job was left running
 OUTCOMES = ('running', 'ok', 'failed')
 ENTRY_KEYS = ('version', 'images', 'phase', 'post_migrations', 'previous_version', 'schema_version', 'started_at',
-              'updated_at', 'lines_run', 'outcome', 'migrations_running')
+              'updated_at', 'lines_run', 'outcome', 'migrations_running', 'restore_point')
 
 
 class RecordError(KubeError):

@@ -21,6 +21,8 @@ import tempfile
 import time
 import types
 
+from ansible_collections.fediops.mastodon.plugins.module_utils import _migrations
+from ansible_collections.fediops.mastodon.plugins.module_utils._deploy import step_record
 from ansible_collections.fediops.mastodon.plugins.module_utils._deploy.applier import ComponentApplier, summary_text
 from ansible_collections.fediops.mastodon.plugins.module_utils._deploy.errors import PlanError
 from ansible_collections.fediops.mastodon.plugins.module_utils._deploy.guards import backup_secret
@@ -98,6 +100,8 @@ class PlanContext(object):
         self.check_mode = check_mode
         self.diff = diff
         self.path = path
+        self.do_client = None  # do_client(v) -> DigitalOceanClient, set by the action (the gate reads backups)
+        self.restore_message = None
 
     @property
     def client(self):
@@ -118,6 +122,9 @@ class PlanContext(object):
                 'record': deploy.state.get('record'), 'lease': None,
                 'labels': deploy.model['labels'], 'version': deploy.model['version'], 'summary': summary_text(deploy.summaries()),
                 'generated': sorted(deploy.generated),
+                'images': {'web': deploy.model['image'], 'streaming': deploy.model['streaming_image']},
+                # the gate's backup check: the PostgreSQL cluster's id and what the restore commands name
+                'database_cluster': step_record.cluster_facts((deploy.endpoints or {}).get('cluster')),
                 'discovery': getattr(deploy.kube_client(), 'discovery_cache', dict)() if deploy.v['config_kubernetes'] else {}}
 
     @classmethod
@@ -184,16 +191,17 @@ def remove_handoff(path):
 
 
 # ------------------------------------------------------------------ call sites of the record and the lock
-# The deploy record (_deploy/record.py) and the Lease (_deploy/lock.py) are wired here; until they land these are
-# no-ops, so every step already calls them where the contract (ARCHITECTURE.md sections 2 and 3) says.
+# The deploy record (_deploy/record.py, kept by _deploy/step_record.py) and the Lease (_deploy/lock.py).
 def record_phase(ctx, phase, **fields):
-    """Write the deploy record's phase (config, pre, rollout, post, finish) and fields; a no-op until record.py."""
-    return None
+    """Write the deploy record's phase (config, pre, rollout, post, or finish with outcome) and fields."""
+    return step_record.record_phase(ctx, phase, **fields)
 
 
 def backup_check(ctx):
-    """[ConfigError] of the backup gate (_backups.backup_gate); none until it is wired."""
-    return []
+    """[ConfigError] of the backup gate (_backups through step_record.backup_check); the restore point's message
+    is kept in ctx.restore_message for the gate's result."""
+    errors, ctx.restore_message = step_record.backup_check(ctx)
+    return errors
 
 
 def lease_take(client, v, check_mode):
@@ -220,9 +228,14 @@ def apply_component(ctx, component, progress):
     its ApplySet, wait. In check mode the dry-run is the result."""
     v = ctx.v
     wait_var, timeout_var = WAITS[component]
+    # A migration Job still running at migrations_wait_timeout is left running (never killed: a re-run re-attaches),
+    # its log read for the migration it is at (as Deploy.dry_run does).
+    jobs = dict(detach_running_jobs=True, describe_job_log=_migrations.describe_progress) \
+        if component in ('migrate-pre', 'migrate-post') else {}
     applier = ComponentApplier(ctx.client, component, v['config_namespace'], '%s-set-%s' % (v['config_name'], component),
                                ctx.origins, new_namespace=ctx.namespace_missing, diff=ctx.diff,
-                               wait=v[wait_var] if wait_var else True, wait_timeout=v[timeout_var], progress=progress)
+                               wait=v[wait_var] if wait_var else True, wait_timeout=v[timeout_var], progress=progress,
+                               **jobs)
     applier.plan(ctx.manifests[component])
     if ctx.check_mode:
         result = applier.plan_result
@@ -234,6 +247,8 @@ def apply_component(ctx, component, progress):
             raise KubeError('%s: %s' % (component, exc.msg), status=exc.status)
         diffs = applier.diffs
     out = brief(result)
+    if result.get('running_jobs'):
+        out['running_jobs'] = result['running_jobs']
     out['summary'] = summary_text([(component, applier.summary())])
     if ctx.diff:
         out['diff'] = [{'prepared': out['summary']}] + list(diffs)
@@ -255,14 +270,44 @@ def step_config(ctx, progress):
     return out
 
 
+def left_running(out, later):
+    """The step's result when its migration Job outlived migrations_wait_timeout: not a failure (rc 0), a
+    warning saying what runs, where it is, and that a re-run re-attaches."""
+    msg = '%s; run the deploy again later: it re-attaches to the Job (never a second one) and goes on once it has ' \
+          'finished. %s' % ('; '.join(j['msg'] for j in out['running_jobs']),
+                            'Not started: %s' % ', '.join(later) if later else 'Nothing else was to be done')
+    out.update(migrations_running=True, msg=msg, warnings=[msg])
+    return out
+
+
+def waiting_for_pre(ctx):
+    """The result of a step after migrate-pre while the pre-deployment Job still runs (the live Job decides: a
+    step is its own task, and --tags may have skipped migrate-pre): nothing done, rc 0, or None to go on."""
+    running = step_record.job_running(ctx, 'migrate-pre')
+    if running is None:
+        return None
+    return {'changed': False, 'migrations_running': True,
+            'msg': 'not started: the pre-deployment migrations are still running (%s); the new version needs them. '
+                   'Run the deploy again later: it re-attaches and goes on' % running}
+
+
 def step_migrate_pre(ctx, progress):
     out = apply_component(ctx, 'migrate-pre', progress)
-    record_phase(ctx, 'pre')
+    if out.get('running_jobs'):
+        # A Job still running has not reached its phase: the entry stays where it was, migrations_running says why.
+        record_phase(ctx, 'config', migrations_running='pre')
+        return left_running(out, ['web', 'streaming', 'sidekiq', 'gate', 'migrate-post'])
+    record_phase(ctx, 'pre', migrations_running=None, schema_version=None if ctx.check_mode else
+                 step_record.schema_version_of(ctx, 'migrate-pre'))
     return out
 
 
 def rollout_step(component):
     def run(ctx, progress):
+        waiting = waiting_for_pre(ctx)
+        if waiting is not None:
+            return waiting
+        step_record.record_line_run(ctx)  # BEFORE any pod of the new version can start
         out = apply_component(ctx, component, progress)
         if component == ROLLOUT[-1]:
             record_phase(ctx, 'rollout')
@@ -313,31 +358,63 @@ def gate_problems(ctx, progress=None, wait=0):
     return errors + list(backup_check(ctx))
 
 
+def post_started(ctx):
+    """'Job <name> running ...' or 'Job <name> complete' when the post-deployment Job of this plan exists (the
+    point of no return was passed by an earlier run: a re-run re-attaches without the gate), else None. A failed
+    Job is None: its replacement goes through the gate again."""
+    job = step_record.live_job(ctx, 'migrate-post')
+    if job is None:
+        return None
+    state = step_record.job_state(job)[0]
+    if state == 'failed':
+        return None
+    return step_record.job_running(ctx, 'migrate-post') if state == 'pending' else \
+        'Job %s complete' % job['metadata']['name']
+
+
 def step_gate(ctx, progress):
     v = ctx.v
+    waiting = waiting_for_pre(ctx)  # nothing rolled out yet: nothing to hold or to pass
+    if waiting is not None:
+        return waiting
     if v['migrations_post'] == 'hold':
         record_phase(ctx, 'rollout', post_migrations='held')
         return {'changed': False, 'msg': 'migrations_post is hold: the post-deployment migrations wait; run them '
                 'later with: %s' % POST_LATER}
     if ctx.check_mode:
         return {'changed': False, 'msg': 'check mode: the point of no return is checked when the rollout happened'}
+    started = post_started(ctx)
+    if started is not None:
+        return {'changed': False, 'msg': 'the post-deployment migrations were started by an earlier run (%s): the '
+                'point of no return is behind; re-attaching' % started}
     errors = gate_problems(ctx, progress, wait=max(v['web_wait_timeout'], v['streaming_wait_timeout'],
                                                    v['sidekiq_wait_timeout']))
     if errors:
         raise PlanError(errors, 'the point of no return is not passed: the post-deployment migrations did not run')
-    return {'changed': False, 'msg': 'every pod runs %s: the post-deployment migrations may run' % ctx.data['version']}
+    return {'changed': False, 'msg': 'every pod runs %s: the post-deployment migrations may run. %s'
+            % (ctx.data['version'], ctx.restore_message or '')}
 
 
 def step_migrate_post(ctx, progress):
+    waiting = waiting_for_pre(ctx)
+    if waiting is not None:
+        return waiting
     if ctx.v['migrations_post'] == 'hold':
         return {'changed': False, 'msg': 'post-deployment migrations held (migrations_post: hold); run them later '
                 'with: %s' % POST_LATER}
     if not ctx.check_mode:
-        errors = gate_problems(ctx)  # the gate again: this step may run alone (--start-at-task)
-        if errors:
-            raise PlanError(errors, 'the point of no return is not passed: the post-deployment migrations did not run')
+        if post_started(ctx) is None:
+            errors = gate_problems(ctx)  # the gate again: this step may run alone (--start-at-task)
+            if errors:
+                raise PlanError(errors, 'the point of no return is not passed: the post-deployment migrations did '
+                                'not run')
     out = apply_component(ctx, 'migrate-post', progress)
-    record_phase(ctx, 'post', post_migrations='done')
+    if out.get('running_jobs'):
+        # post_migrations running: the guard counts them as run (they may have removed what the old version needs)
+        record_phase(ctx, 'rollout', post_migrations='running', migrations_running='post')
+        return left_running(out, [])
+    record_phase(ctx, 'post', post_migrations='done', migrations_running=None,
+                 schema_version=None if ctx.check_mode else step_record.schema_version_of(ctx, 'migrate-post'))
     return out
 
 
@@ -357,6 +434,13 @@ def run_step(name, ctx, progress=None):
 
 
 def finish(ctx, outcome):
-    """Record the outcome and release the lease (the action then removes the handoff directory)."""
-    record_phase(ctx, 'finish', outcome=outcome)
-    lease_release(ctx)
+    """Record the outcome (ok becomes running when a migration Job was left running) and release the lease (the
+    action then removes the handoff directory). Recording a failure is best effort: a record that cannot be
+    written must not hide the failure itself."""
+    try:
+        record_phase(ctx, 'finish', outcome=outcome)
+    except KubeError:
+        if outcome != 'failed':
+            raise
+    finally:
+        lease_release(ctx)

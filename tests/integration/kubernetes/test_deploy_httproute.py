@@ -9,6 +9,7 @@ included), a re-run changes nothing, and switching back to Ingress prunes them f
 """
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import uuid
@@ -38,6 +39,9 @@ def _vars(namespace, exposure):
         'web_gateway_parent_refs': [PARENT], 'streaming_gateway_parent_refs': [PARENT],
         'web_wait_timeout': 120, 'streaming_wait_timeout': 120, 'sidekiq_wait_timeout': 120,
         'migrations_wait_timeout': 120,
+        # an explicit database: the point of no return asks for the operator's backup (docs/dev/ARCHITECTURE.md 3)
+        'migrations_backup_confirmed_at': (datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(hours=1))
+        .strftime('%Y-%m-%dT%H:%M:%SZ'),
     }
 
 

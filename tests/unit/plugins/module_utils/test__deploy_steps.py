@@ -9,13 +9,14 @@ docs/dev/ARCHITECTURE.md section 1); the progress of a wait (_k8s_apply.Applier(
 from __future__ import annotations
 
 import datetime
+import json
 import os
 import stat
 
 import pytest
 import yaml
 
-from ansible_collections.fediops.mastodon.plugins.module_utils import _k8s_apply
+from ansible_collections.fediops.mastodon.plugins.module_utils import _backups, _k8s_apply
 from ansible_collections.fediops.mastodon.plugins.module_utils._deploy import errors, plan, steps, variables
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), '..', '..', '..', '..'))
@@ -98,15 +99,41 @@ def test_the_steps_are_the_playbooks_tasks():
              if 'fediops.mastodon.mastodon_deploy' in t]
     assert found == [('plan', ['always'])] + [(s, [steps.STEP_TAGS[s]]) for s in steps.STEP_ORDER]
     assert 'step' not in block and 'tags' not in block
+    # ansible_failed_task exists in a rescue section only: the finish task reads the failure from the one result
+    # every task of the block registers (the block stops at its first failed task)
+    assert [t.get('register') for t in block['block']] == ['mastodon_deploy_step'] * len(block['block'])
+    outcome = block['always'][0]['fediops.mastodon.mastodon_deploy']['outcome']
+    assert 'mastodon_deploy_step' in outcome and 'ansible_failed_task' not in outcome
 
 
 # ------------------------------------------------------------------ the gate and the held post-deployment migrations
 class FakePods(object):
-    def __init__(self, pods):
-        self.pods = pods
-        self.queries = []
+    """The API server as the gate and the record see it: pods by label, Jobs by name, the record ConfigMap."""
 
-    def request(self, method, path, query=None, **kwargs):
+    def __init__(self, pods, jobs=None):
+        self.pods = pods
+        self.jobs = dict(jobs or {})
+        self.queries = []
+        self.record = None
+        self.record_writes = []
+
+    @staticmethod
+    def path(api_version, kind, namespace=None, name=None, subresource=None):
+        return '/api/v1/namespaces/%s/configmaps/%s' % (namespace, name)
+
+    def request(self, method, path, query=None, body=None, **kwargs):
+        if '/configmaps/' in path:
+            if method == 'GET':
+                return (404, None) if self.record is None else (200, self.record)
+            assert method == 'PATCH' and body['metadata']['name'].endswith('-deploy-record')
+            self.record = body
+            self.record_writes.append(json.loads(body['data']['record.json'])['current'])
+            return 200, body
+        if '/jobs/' in path:
+            name = path.rsplit('/', 1)[1]
+            return (200, self.jobs[name]) if name in self.jobs else (404, None)
+        if path.endswith('/log'):
+            return 404, None
         self.queries.append(query['labelSelector'])
         wanted = dict(part.split('=') for part in query['labelSelector'].split(','))
         return 200, {'items': [p for p in self.pods if all(p['metadata']['labels'].get(k) == v for k, v in wanted.items())]}
@@ -116,9 +143,9 @@ def _pod(name, labels, image, container='web'):
     return {'metadata': {'name': name, 'labels': labels}, 'spec': {'containers': [{'name': container, 'image': image}]}}
 
 
-def _ctx(planned, pods, **overrides):
+def _ctx(planned, pods, jobs=None, **overrides):
     deploy, dummy, path = planned
-    ctx = steps.PlanContext.load(path, steps.effective(RAW, SPECS), client=FakePods(pods))
+    ctx = steps.PlanContext.load(path, steps.effective(RAW, SPECS), client=FakePods(pods, jobs))
     ctx.v = dict(ctx.v, config_kubernetes=True, **overrides)
     return ctx
 
@@ -132,8 +159,12 @@ def test_the_gate_finds_pods_of_the_old_version(planned):
     old = _pod('web-old', labels, 'ghcr.io/mastodon/mastodon:v4.5.9', container['name'])
     assert steps.old_pods(_ctx(planned, [new])) == []
     assert steps.old_pods(_ctx(planned, [new, old])) == ['web-old (ghcr.io/mastodon/mastodon:v4.5.9)']
-    problems = steps.gate_problems(_ctx(planned, [new, old]))
+    confirmed = _backups.utc_text(datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(hours=1))
+    problems = steps.gate_problems(_ctx(planned, [new, old], migrations_backup_confirmed_at=confirmed))
     assert [p.key for p in problems] == ['config_mastodon_version'] and 'web-old' in str(problems[0])
+    # an explicit database without the operator's confirmation of a backup: refused, naming the variable
+    problems = steps.gate_problems(_ctx(planned, [new]))
+    assert [p.key for p in problems] == ['migrations_backup_confirmed_at'], problems
     with pytest.raises(errors.PlanError):
         steps.run_step('gate', _ctx(planned, [new, old], web_wait_timeout=0, streaming_wait_timeout=0,
                                     sidekiq_wait_timeout=0))
@@ -144,7 +175,9 @@ def test_held_post_migrations_do_nothing_and_say_how_to_run_them(planned):
     for name in ('gate', 'migrate-post'):
         out = steps.run_step(name, ctx)
         assert out['changed'] is False and '--tags post-migrations -e migrations_post=run' in out['msg']
-    assert ctx.client.queries == []  # nothing read, nothing written
+    assert ctx.client.queries == []  # no pod looked at
+    # the one write: the record says held (mastodon_status then shows them pending)
+    assert [(w['phase'], w['post_migrations']) for w in ctx.client.record_writes] == [('rollout', 'held')]
 
 
 def test_migrations_post_is_a_documented_choice():
@@ -254,3 +287,144 @@ def test_an_unreachable_digitalocean_api_joins_the_other_problems():
     with pytest.raises(errors.PlanError) as alone:  # alone, it is the answer, naming the cluster's variable
         plan.Deploy(dict(raw, web_replicas=2), SPECS, plan.COMPONENTS, do_client=no_api, now=NOW).plan()
     assert [e.key for e in alone.value.errors] == ['config_do_database_cluster']
+
+
+# ------------------------------------------------------------------ the record, long migrations, the backup gate
+RUNNING = {'kind': 'Job', 'name': 'masto-migrate-pre', 'msg': 'Job masto-migrate-pre is still running for 1 min, now at '
+           'migration 20260601000100 IndexContent; it was left running (a later run re-attaches to it)'}
+
+
+def _job(ctx, component, state):
+    job = [o for o in ctx.manifests[component] if o['kind'] == 'Job'][0]
+    conditions = {'complete': [{'type': 'Complete', 'status': 'True'}], 'running': []}[state]
+    return job['metadata']['name'], dict(job, status={'conditions': conditions, 'active': int(state == 'running')})
+
+
+def _applying(monkeypatch, ctx, results, seen):
+    """apply_component stood in for: it notes the record as the cluster had it when the component was applied."""
+    def apply_component(ctx_, component, progress):
+        current = json.loads(ctx_.client.record['data']['record.json'])['current'] if ctx_.client.record else None
+        seen.append((component, list((current or {}).get('lines_run') or [])))
+        out = {'changed': True, 'pruned': [], 'objects': [], 'summary': ''}
+        out.update(results.get(component) or {})
+        return out
+    monkeypatch.setattr(steps, 'apply_component', apply_component)
+    monkeypatch.setattr(steps.step_record, 'schema_version_of', lambda ctx_, component: '20260601000100')
+
+
+def test_a_pre_migration_left_running_stops_the_later_steps_and_a_rerun_goes_on(planned, monkeypatch):
+    ctx = _ctx(planned, [], migrations_post='hold')
+    name, running_job = _job(ctx, 'migrate-pre', 'running')
+    seen = []
+    _applying(monkeypatch, ctx, {'migrate-pre': {'running_jobs': [RUNNING]}}, seen)
+    steps.run_step('config', ctx)
+    out = steps.run_step('migrate-pre', ctx)
+    assert out['migrations_running'] is True and out['warnings'] == [out['msg']]
+    assert 'still running for 1 min, now at migration 20260601000100 IndexContent' in out['msg']
+    assert 'run the deploy again later: it re-attaches' in out['msg']
+    assert 'Not started: web, streaming, sidekiq, gate, migrate-post' in out['msg']
+    ctx.client.jobs[name] = running_job  # the Job runs on: each later step sees it (its own task, its own look)
+    for step in ('web', 'streaming', 'sidekiq', 'gate', 'migrate-post'):
+        later = steps.run_step(step, ctx)
+        assert later['changed'] is False and later['migrations_running'] is True, step
+        assert later['msg'].startswith('not started: the pre-deployment migrations are still running (Job %s running'
+                                       % name), later['msg']
+    steps.finish(ctx, 'ok')
+    assert seen == [('config', []), ('migrate-pre', [])]  # nothing rolled out
+    current = ctx.client.record_writes[-1]
+    assert (current['phase'], current['migrations_running'], current['outcome'], current['lines_run']) == \
+        ('config', 'pre', 'running', [])
+    assert current['version'] == ctx.data['version'] and current['images'] == ctx.data['images']
+
+    # The re-run (a new plan, the same version): the Job has finished meanwhile.
+    ctx.client.jobs[name] = _job(ctx, 'migrate-pre', 'complete')[1]
+    seen[:] = []
+    _applying(monkeypatch, ctx, {}, seen)
+    for step in steps.STEP_ORDER[:-1]:
+        steps.run_step(step, ctx)
+    steps.finish(ctx, 'ok')
+    line = '.'.join(ctx.data['version'].lstrip('v').split('.')[:2])
+    # the line was recorded BEFORE the first pod of the new version could start
+    assert seen == [('config', []), ('migrate-pre', []), ('web', [line]), ('streaming', [line]), ('sidekiq', [line])]
+    current = ctx.client.record_writes[-1]
+    assert (current['phase'], current['migrations_running'], current['outcome'], current['post_migrations'],
+            current['schema_version']) == ('rollout', None, 'ok', 'held', '20260601000100')
+    stored = json.loads(ctx.client.record['data']['record.json'])
+    assert stored['history'] == []  # one deploy of one version: one entry, continued by the re-run
+
+
+def test_a_post_migration_left_running_is_recorded_and_re_attached_without_the_gate(planned, monkeypatch):
+    confirmed = _backups.utc_text(datetime.datetime.now(datetime.timezone.utc))
+    ctx = _ctx(planned, [], migrations_backup_confirmed_at=confirmed)
+    seen = []
+    _applying(monkeypatch, ctx, {'migrate-post': {'running_jobs': [dict(RUNNING, name='masto-migrate-post')]}}, seen)
+    for step in steps.STEP_ORDER[:-1]:
+        steps.run_step(step, ctx)
+    steps.finish(ctx, 'ok')
+    current = ctx.client.record_writes[-1]
+    assert (current['phase'], current['post_migrations'], current['migrations_running'], current['outcome']) == \
+        ('rollout', 'running', 'post', 'running')
+    assert current['restore_point'] == {'source': 'operator', 'created_at': confirmed}
+    # the re-run: the post Job exists, so the gate is behind (no backup asked again), and the Job is re-attached
+    name, running_job = _job(ctx, 'migrate-post', 'running')
+    ctx.client.jobs[name] = running_job
+    ctx.v = dict(ctx.v, migrations_backup_confirmed_at='')
+    gate = steps.run_step('gate', ctx)
+    assert 'started by an earlier run (Job %s running' % name in gate['msg']
+    _applying(monkeypatch, ctx, {}, seen)
+    steps.run_step('migrate-post', ctx)
+    steps.finish(ctx, 'ok')
+    current = ctx.client.record_writes[-1]
+    assert (current['phase'], current['post_migrations'], current['migrations_running'], current['outcome']) == \
+        ('post', 'done', None, 'ok')
+
+
+class FakeDigitalOcean(object):
+    def __init__(self, answer):
+        self.answer = answer
+        self.asked = []
+
+    def database_backups(self, cluster_id):
+        self.asked.append(cluster_id)
+        if isinstance(self.answer, Exception):
+            raise self.answer
+        return self.answer
+
+
+CLUSTER = {'id': 'c0ffee00-0000-4000-8000-000000000001', 'name': 'mastodon-pg', 'engine': 'pg', 'version': '16',
+           'region': 'fra1', 'size': 'db-s-1vcpu-2gb', 'num_nodes': 2}
+
+
+@pytest.mark.parametrize('age_hours,variable', [(5, None), (72, 'migrations_backup_max_age'),
+                                                (None, 'config_do_database_cluster'),
+                                                ('error', 'config_do_database_cluster')])
+def test_the_backup_gate_reads_the_plans_cluster_and_names_the_variable(planned, age_hours, variable):
+    from ansible_collections.fediops.mastodon.plugins.module_utils._digitalocean import DigitalOceanError
+    now = datetime.datetime.now(datetime.timezone.utc)
+    if age_hours == 'error':
+        answer = DigitalOceanError('GET /v2/databases/x/backups: HTTP 500')
+    else:
+        answer = {'backups': [] if age_hours is None else
+                  [{'created_at': _backups.utc_text(now - datetime.timedelta(hours=age_hours)), 'size_gigabytes': 0.1}]}
+    ctx = _ctx(planned, [], config_database_source='digitalocean')
+    ctx.data['database_cluster'] = dict(CLUSTER)
+    api = FakeDigitalOcean(answer)
+    ctx.do_client = lambda v: api
+    problems = steps.gate_problems(ctx)
+    assert api.asked == [CLUSTER['id']]
+    if variable is None:
+        assert problems == [] and 'doctl databases create mastodon-pg-restored-' in ctx.restore_message
+        assert ctx.client.record_writes[-1]['restore_point']['cluster'] == 'mastodon-pg'
+    else:
+        assert [p.key for p in problems] == [variable], problems
+        assert 'refusing the post-deployment migrations' in str(problems[0])
+        assert ctx.client.record_writes == []
+        if age_hours == 72:  # the newest restore point and how to restore it
+            assert '--restore-from-cluster-name mastodon-pg' in str(problems[0])
+
+
+def test_the_handoff_carries_the_clusters_public_fields_only():
+    cluster = dict(CLUSTER, connection={'password': 'pw-never', 'uri': 'postgresql://doadmin:pw-never@h'},
+                   users=[{'name': 'doadmin', 'password': 'pw-never'}])
+    facts = steps.step_record.cluster_facts(cluster)
+    assert facts == CLUSTER and 'pw-never' not in json.dumps(facts)

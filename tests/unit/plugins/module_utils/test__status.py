@@ -316,3 +316,28 @@ def test_the_version_that_serves_is_the_ready_one():
     assert web['serving_versions'] == ['v4.6.5'] and web['running_versions'] == ['v4.6.5', 'v4.6.6']
     assert web['rollout'] == 'failed'
     assert 'v4.6.6 (serving v4.6.5)' in '\n'.join(render_table(status))
+
+
+@pytest.mark.parametrize('fields,phase', [({'migrations_running': 'pre', 'phase': 'config', 'outcome': 'running',
+                                            'post_migrations': 'pending'}, 'pre'),
+                                          ({'migrations_running': 'post', 'post_migrations': 'running',
+                                            'outcome': 'running'}, 'post'),
+                                          ({'post_migrations': 'running'}, 'post')])
+def test_a_migration_left_running_is_shown_with_what_to_do(fields, phase):
+    client = healthy_client()
+    client.answers[RECORD_PATH] = record_answer(dict(CURRENT, **fields))
+    status = collect(client, NS, 'mastodon', now=NOW)
+    record = status['deploy_record']
+    assert record['migrations_running'] == fields.get('migrations_running')
+    # post running is not "to run" (a re-run re-attaches); before the pre Job has finished they are still to run
+    assert record['post_migrations_pending'] is (phase == 'pre')
+    running = [line for line in render_table(status) if line.startswith('RUNNING')]
+    assert running == ['RUNNING      %s-deployment migrations still running (a deploy of v4.7.6 left their Job running '
+                       'at migrations_wait_timeout; it is never killed): run the deploy again with the same version '
+                       'later, it re-attaches and goes on' % phase]
+
+
+def test_no_running_line_without_a_migration_left_running():
+    client = healthy_client()
+    client.answers[RECORD_PATH] = record_answer(dict(CURRENT, migrations_running=None, post_migrations='done'))
+    assert [line for line in render_table(collect(client, NS, 'mastodon', now=NOW)) if line.startswith('RUNNING')] == []
