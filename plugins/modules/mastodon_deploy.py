@@ -106,8 +106,13 @@ options:
       - V(finish) removes the plan's directory and the fact (playbooks/deploy.yml runs it in an C(always)
         section). A step whose fact names a directory that is gone (a fact cache) plans for itself.
       - playbooks/deploy.yml runs V(plan), then each step in this order as a task of its own.
+      - V(rollback) (playbooks/rollback.yml) rolls config, web, streaming and Sidekiq back to the version the deploy
+        record names as the previous one, with every check of a plan for that version, and records it (outcome
+        C(rolled-back)); no migration runs. It is refused before anything is written once the newer version's
+        post-deployment migrations have run (only a restore of the backup goes back), below 4.7 once a 4.7 pod has
+        run, and when the environment has keys the older version refuses. A re-run changes nothing.
     type: str
-    choices: [all, plan, config, migrate-pre, web, streaming, sidekiq, gate, migrate-post, finish]
+    choices: [all, plan, config, migrate-pre, web, streaming, sidekiq, gate, migrate-post, finish, rollback]
     default: all
   outcome:
     description: With O(step=finish), how the deploy ended (recorded with the deploy).
