@@ -855,6 +855,10 @@ class _Builder(object):
         from ansible_collections.fediops.mastodon.plugins.module_utils import _migrations
 
         v = self.var
+        # An upgrade with downtime (web, streaming and Sidekiq stopped first: _deploy/downtime.py) replaces the
+        # pre-deployment Job by one that runs every migration; its own name keeps it apart from a zero-downtime one.
+        if phase == 'pre' and v('config_upgrade_with_downtime'):
+            phase = 'downtime'
         job_container = _migrations.job_container(
             phase, extra_env=_text_env('migrations_extra_env', v('migrations_extra_env')))
         name = migration_job_name(self.name, phase, self.model['version'])

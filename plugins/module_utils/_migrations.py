@@ -38,7 +38,9 @@ __metaclass__ = type
 
 import re
 
-PHASES = ('pre', 'post')
+PHASES = ('pre', 'post')  # migrations_phase
+# downtime: the pre-deployment Job of an upgrade with downtime (config_upgrade_with_downtime), not a migrations_phase
+JOB_PHASES = PHASES + ('downtime',)
 SKIP_VARIABLE = 'SKIP_POST_DEPLOYMENT_MIGRATIONS'
 
 # Exit codes of the schema check: distinct from 1, which is what `rails runner` exits with on an
@@ -66,16 +68,14 @@ puts "fediops: schema_version=#{newest || "none"}"
 exit %(initialized)d
 ''' % dict(empty=_EMPTY, foreign=_FOREIGN_OWNER, initialized=_INITIALIZED)
 
-PRE_SCRIPT = '''\
+_SCRIPT = '''\
 set -eu
-echo "fediops migrations (pre-deployment): does the database have a schema (the schema_migrations table)?"
+echo "fediops migrations (%(what)s): does the database have a schema (the schema_migrations table)?"
 state=0
 bundle exec rails runner '%(check)s' || state=$?
 case "$state" in
 %(initialized)d)
-  echo "fediops migrations: existing database, upgrade: rails db:migrate with %(skip)s=true (db/migrate only; db/post_migrate runs after the rollout)"
-  export %(skip)s=true
-  exec bundle exec rails db:migrate
+%(upgrade)s
   ;;
 %(empty)d)
   echo "fediops migrations: empty database, fresh install: rails db:prepare without %(skip)s"
@@ -93,7 +93,27 @@ case "$state" in
   exit 1
   ;;
 esac
-''' % dict(check=_SCHEMA_CHECK, initialized=_INITIALIZED, empty=_EMPTY, foreign=_FOREIGN_OWNER, skip=SKIP_VARIABLE)
+'''
+
+
+def _script(what, upgrade):
+    return _SCRIPT % dict(check=_SCHEMA_CHECK, initialized=_INITIALIZED, empty=_EMPTY, foreign=_FOREIGN_OWNER,
+                          skip=SKIP_VARIABLE, what=what, upgrade=upgrade % dict(skip=SKIP_VARIABLE))
+
+
+PRE_SCRIPT = _script('pre-deployment', '''\
+  echo "fediops migrations: existing database, upgrade: rails db:migrate with %(skip)s=true (db/migrate only; db/post_migrate runs after the rollout)"
+  export %(skip)s=true
+  exec bundle exec rails db:migrate''')
+
+# The upgrade with downtime (config_upgrade_with_downtime; web, streaming and Sidekiq are stopped first): the same
+# schema checks, then every migration at once, db/post_migrate included. Without the variable, Mastodon's check
+# of the zero-downtime floor does not apply (lib/tasks/db.rake:68-72 at 4.7 runs it only with
+# SKIP_POST_DEPLOYMENT_MIGRATIONS set), so a schema below the floor migrates.
+DOWNTIME_SCRIPT = _script('with downtime', '''\
+  echo "fediops migrations: existing database, upgrade with downtime: rails db:migrate without %(skip)s (db/migrate and db/post_migrate at once)"
+  unset %(skip)s
+  exec bundle exec rails db:migrate''')
 
 POST_SCRIPT = '''\
 set -eu
@@ -117,12 +137,13 @@ class MigrationsError(ValueError):
 
 
 def job_container(phase, extra_env=None):
-    """{'command': [...], 'env': {...}} of the migration container of `phase` ('pre' or 'post').
+    """{'command': [...], 'env': {...}} of the migration container of `phase` ('pre', 'post', or 'downtime': the
+    pre-deployment Job of an upgrade with downtime, which runs every migration).
 
     `extra_env` (the role's migrations_extra_env) is added to the env; it may not carry
     SKIP_POST_DEPLOYMENT_MIGRATIONS, which the scripts alone decide.
     """
-    if phase not in PHASES:
+    if phase not in JOB_PHASES:
         raise MigrationsError('migrations_phase: must be one of %s, not %r' % (', '.join(PHASES), phase))
     env = dict(JOB_ENV)
     for key, value in (extra_env or {}).items():
@@ -131,7 +152,7 @@ def job_container(phase, extra_env=None):
                 'migrations_extra_env: %s is decided by the migration Jobs themselves (Mastodon skips the '
                 'post-deployment migrations whenever the variable is present, whatever its value); remove it' % key)
         env[str(key)] = str(value)
-    script = PRE_SCRIPT if phase == 'pre' else POST_SCRIPT
+    script = {'pre': PRE_SCRIPT, 'post': POST_SCRIPT, 'downtime': DOWNTIME_SCRIPT}[phase]
     return {'command': ['/bin/sh', '-c', script], 'env': env}
 
 
