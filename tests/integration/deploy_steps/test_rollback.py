@@ -103,6 +103,14 @@ def test_a_patch_upgrade_with_post_migrations_pending_rolls_back_and_a_re_run_ch
     assert cluster.record()['current']['post_migrations'] == 'pending'
     jobs = cluster.jobs()
 
+    # --check --diff: what would change, nothing written
+    offset = cluster.audit_offset()
+    done, data = runner.run(runner.variables('v4.6.9'), ['--check', '--diff'], playbook=ROLLBACK, callback='json')
+    assert done.returncode == 0, failures(done, data)
+    assert dict(tasks_of(data))['Roll back to the previous version']['changed']
+    assert [w for w in cluster.writes_since(offset) if w['resource'] != 'leases'] == []
+    assert cluster.images() == upgraded
+
     done, data, result = rollback(runner, runner.variables('v4.6.9'))
     assert done.returncode == 0, failures(done, data)
     assert result['changed'] and result['version'] == 'v4.6.5', result
@@ -125,6 +133,12 @@ def test_a_patch_upgrade_with_post_migrations_pending_rolls_back_and_a_re_run_ch
 def test_back_below_4_7_after_a_4_7_pod_is_refused_and_writes_nothing(setup):
     runner, cluster, full, no_post = setup
     deploy(runner, full, 'v4.6.9')
+    # the guide's plan of the 4.7 upgrade (docs/docsite/rst/guide_upgrade.rst, "4.6 to 4.7, step by step"):
+    # playbooks/deploy.yml --check --diff writes nothing
+    offset = cluster.audit_offset()
+    done, data = runner.run(runner.variables('v4.7.6'), ['--check', '--diff'], callback='json')
+    assert done.returncode == 0, failures(done, data)
+    assert [w for w in cluster.writes_since(offset) if w['resource'] != 'leases'] == []
     deploy(runner, no_post, 'v4.7.6')
     serving = cluster.images()
     offset = cluster.audit_offset()
