@@ -145,7 +145,7 @@ def rolled_back_record(record, target, images, now, outcome=ROLLED_BACK):
 
 def refused(errors, target=None):
     what = 'the rollback to %s is refused' % target if target else 'the rollback is refused'
-    return PlanError(errors, what + '; nothing was written')
+    return PlanError(errors, what)  # PlanError.message says that nothing was changed
 
 
 def plan_rollback(raw, specs, make_deploy, kube_client):

@@ -10,13 +10,21 @@ rollback allowed here; a rollback entry is re-targeted by a re-run."""
 from __future__ import annotations
 
 import datetime
+import json
+import os
 
 import pytest
+import yaml
 
 from ansible_collections.fediops.mastodon.plugins.module_utils._deploy import record as _record
+from ansible_collections.fediops.mastodon.plugins.module_utils._deploy import variables
+from ansible_collections.fediops.mastodon.plugins.module_utils._deploy.errors import PlanError
 from ansible_collections.fediops.mastodon.plugins.module_utils._deploy.guards_upgrade import upgrade_check
 from ansible_collections.fediops.mastodon.plugins.module_utils._deploy.rollback import (
-    ROLLED_BACK, rollback_target, rolled_back_record, streaming_digest)
+    ROLLED_BACK, plan_rollback, rollback_target, rolled_back_record, streaming_digest)
+from ansible_collections.fediops.mastodon.plugins.module_utils._mastodon_config import ConfigError
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))))
 
 NOW = datetime.datetime(2026, 12, 5, 18, 0, tzinfo=datetime.timezone.utc)
 LATER = datetime.datetime(2026, 12, 5, 18, 5, tzinfo=datetime.timezone.utc)
@@ -121,3 +129,53 @@ def test_the_streaming_digest_of_the_previous_version():
     rec = deployed(('v4.6.5', 'done'), ('v4.6.9', 'held'))
     assert streaming_digest(rec, 'v4.6.5') == DIGEST
     assert streaming_digest(rec, 'v4.5.1') == ''
+
+
+class FakeKube(object):
+    """The API server as the rollback's plan reads it: the record's ConfigMap only."""
+
+    def __init__(self, rec):
+        self.rec = rec
+
+    @staticmethod
+    def path(api_version, kind, namespace=None, name=None, subresource=None):
+        return '/api/%s/namespaces/%s/%ss/%s' % (api_version, namespace, kind.lower(), name)
+
+    def request(self, method, path, query=None, body=None, content_type=None, timeout=None):
+        assert method == 'GET', 'the rollback wrote before its plan passed: %s %s' % (method, path)
+        if self.rec is None:
+            return 404, {}
+        return 200, {'data': {_record.KEY: json.dumps(self.rec)}}
+
+
+class RefusingDeploy(object):
+    """A plan whose environment check refuses a key for the older version."""
+
+    def __init__(self, raw, components):
+        self.raw, self.components = raw, components
+
+    def plan(self):
+        raise PlanError([ConfigError('config_env', 'FOO_NEW_IN_4_6_9: not read by v4.6.5')], 'the plan found problems')
+
+
+def test_the_plan_of_the_rollback_is_the_previous_versions_and_its_refusal_refuses_the_rollback():
+    specs = variables.load_role_specs(os.path.join(ROOT, 'roles'), yaml.safe_load)
+    rec = deployed(('v4.6.5', 'done'), ('v4.6.9', 'held'))
+    made = []
+
+    def make_deploy(raw, components):
+        made.append(RefusingDeploy(raw, components))
+        return made[-1]
+    raw = {'config_local_domain': 'social.example', 'config_mastodon_version': 'v4.6.9',
+           'config_streaming_image_digest': 'sha256:' + 'cd' * 32}
+    with pytest.raises(PlanError) as info:
+        plan_rollback(raw, specs, make_deploy, lambda: FakeKube(rec))
+    assert made[0].raw['config_mastodon_version'] == 'v4.6.5'
+    assert made[0].raw['config_streaming_image_digest'] == DIGEST  # the recorded image of v4.6.5, not the new one
+    assert made[0].components == ['config', 'web', 'streaming', 'sidekiq']
+    assert info.value.variables == ['config_env'] and 'FOO_NEW_IN_4_6_9' in info.value.message()
+    assert 'the rollback to v4.6.5 is refused' in info.value.message()
+    # refused by the record: the plan is never made
+    with pytest.raises(PlanError) as info:
+        plan_rollback(raw, specs, make_deploy, lambda: FakeKube(None))
+    assert len(made) == 1 and 'no deploy record' in info.value.message()
