@@ -161,3 +161,29 @@ def test_after_the_post_migrations_the_rollback_points_to_the_restore(setup):
     assert 'post-deployment migrations' in result['msg'] and 'Before the point of no return: backups' in result['msg']
     assert 'new database cluster from the backup' in result['msg'], result
     assert cluster.writes_since(offset) == []
+
+
+def test_a_failed_rollback_keeps_the_newer_version_serving_says_so_and_a_re_run_finishes_it(setup):
+    """The rollback's web pods crash (sim.fediops.test/fail): the wait fails, the v4.6.9 pods keep serving (a
+    rolling update never takes a ready pod down before its replacement is ready), the record says failed; the
+    next run (without the fault) goes on to v4.6.5, not to the abandoned v4.6.9."""
+    runner, cluster, full, no_post = setup
+    deploy(runner, full, 'v4.6.5')
+    before = cluster.images()
+    deploy(runner, no_post, 'v4.6.9')
+    failing = runner.variables('v4.6.9', config_pod_annotations={'sim.fediops.test/fail': 'true'}, web_wait_timeout=20)
+    done, data, result = rollback(runner, failing)
+    assert done.returncode != 0 and 'rollback to v4.6.5: web' in result['msg'], result
+    current = cluster.record()['current']
+    assert (current['version'], current['outcome'], current['rolled_back_from']) == ('v4.6.5', 'failed', 'v4.6.9')
+    pods = json.loads(cluster.kube.kubectl('-n', cluster.namespace, 'get', 'pods', '-l',
+                                           'app.kubernetes.io/component=web', '-o', 'json').stdout)['items']
+    ready = [p['spec']['containers'][0]['image'] for p in pods
+             if any(c['type'] == 'Ready' and c['status'] == 'True' for c in p['status'].get('conditions') or [])]
+    assert len(ready) == 2 and all(image.endswith(':v4.6.9') for image in ready), ready
+
+    done, data, result = rollback(runner, runner.variables('v4.6.9'))
+    assert done.returncode == 0, failures(done, data)
+    assert result['changed'] and result['version'] == 'v4.6.5'
+    assert cluster.images() == before
+    assert cluster.record()['current']['outcome'] == 'rolled-back'
