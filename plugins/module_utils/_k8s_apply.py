@@ -434,8 +434,8 @@ class _ProgressReporter(object):
         for obj, current in seen:
             if obj['kind'] != 'Job':
                 text = progress_text(current)
-                self._say(obj, text, '%s %s (%s)' % (obj['metadata']['name'], text,
-                                                      elapsed_text(time.monotonic() - self.started)))
+                name = obj['metadata']['name']
+                self._say(obj, text, '%s %s (%s)' % (name, text, elapsed_text(time.monotonic() - self.started)))
                 continue
             what = ref(obj)
             now = time.monotonic()

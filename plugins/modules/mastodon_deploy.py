@@ -231,8 +231,10 @@ step:
   returned: success
   type: str
 msg:
-  description: What the V(gate) and V(migrate-post) steps decided (for example the command that runs held
-    post-deployment migrations later).
+  description:
+    - What the V(gate) and V(migrate-post) steps decided (for example the command that runs held post-deployment
+      migrations later).
+    - With C(migrations_running), what is still running and what was not started.
   returned: sometimes
   type: str
 errors:
@@ -261,8 +263,4 @@ migrations_running:
   returned: when a migration Job was left running
   type: bool
   sample: true
-msg:
-  description: With C(migrations_running), what is still running and what was not started.
-  returned: when a migration Job was left running
-  type: str
 '''

@@ -336,4 +336,3 @@ def test_gateway_api_installed_and_served(kube_cluster, gateway_api):
     assert "httproutes.gateway.networking.k8s.io" in out.split()
     cluster = kube_cluster.cluster or LocalCluster(Path(kube_cluster.kubeconfig).parent, verbose=False)
     assert sorted(cluster.install_gateway_api()) == sorted(gateway_api)
-
