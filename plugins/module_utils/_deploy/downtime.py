@@ -148,8 +148,8 @@ def stop(client, v, manifests, progress=None, check_mode=False, backup_check=Non
             break
         if time.monotonic() >= deadline:
             raise KubeError('%d pod(s) of web, streaming or Sidekiq still run after %d s (%s): the migrations with '
-                            'downtime were not started; run the deploy again' % (len(left), limit,
-                                                                               ', '.join(left[:5])))
+                            'downtime were not started; run the deploy again'
+                            % (len(left), limit, ', '.join(left[:5])))
         if progress is not None and len(left) != shown:
             shown = len(left)
             progress('waiting for %d pod(s) of web, streaming and Sidekiq to end' % shown)

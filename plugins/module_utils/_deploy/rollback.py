@@ -199,8 +199,8 @@ def apply_rollback(deploy, record, target, already, now):
             except KubeError:
                 pass  # the failure itself is the answer
             raise KubeError('rollback to %s: %s: %s (components done: %s; later ones not started; the pods that '
-                            'were ready keep serving: run the rollback again)' % (target, applier.component, exc.msg,
-                                                                                     done), status=exc.status)
+                            'were ready keep serving: run the rollback again)'
+                            % (target, applier.component, exc.msg, done), status=exc.status)
     write(rolled_back_record(written, target, images, now(), ROLLED_BACK))
     result = deploy.result(True, out_components, None)
     result['msg'] = '%s serves again (rolled back from %s); the database keeps the pre-deployment migrations of %s' % (
