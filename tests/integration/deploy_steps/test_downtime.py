@@ -128,3 +128,26 @@ def test_an_upgrade_below_the_floor_stops_everything_migrates_once_then_rolls_ou
     assert done.returncode == 0, failures(done, data)
     assert not dict(tasks_of(data))[STOP_TASK]['changed']
     assert not [e for e in audit_events(cluster, offset) if e['objectRef'].get('subresource') == 'scale']
+
+
+def test_the_one_task_deploy_stops_too_and_records_every_migration_as_done(setup):
+    """mastodon_deploy in one task (step all, Deploy.apply): the same stop before the Job; its post-deployment Job
+    then finds nothing left, and the record says the post-deployment migrations are done (the upgrade guard must
+    never take them for pending: going back is a restore now)."""
+    runner, cluster, full = setup
+    done, data = runner.run(runner.variables('v4.6.9'), playbook=full, callback='json')
+    assert done.returncode == 0, failures(done, data)
+    set_schema(cluster, BELOW_4_7_FLOOR)
+    old_pods = workload_pods(cluster)
+    offset = cluster.audit_offset()
+    done, data = runner.run(runner.variables('v4.7.6', config_upgrade_with_downtime=True), playbook=full,
+                            callback='json')
+    assert done.returncode == 0, failures(done, data)
+    events = audit_events(cluster, offset)
+    job_created = [e['stageTimestamp'] for e in events if e['objectRef'].get('resource') == 'jobs'
+                   and e['objectRef'].get('name') == JOB][0]
+    deleted = dict((e['objectRef']['name'], e['stageTimestamp']) for e in events
+                   if e['verb'] == 'delete' and e['objectRef'].get('resource') == 'pods')
+    assert set(old_pods) <= set(deleted) and max(deleted[name] for name in old_pods) < job_created
+    current = cluster.record()['current']
+    assert (current['version'], current['post_migrations'], current['outcome']) == ('v4.7.6', 'done', 'ok'), current
