@@ -27,6 +27,11 @@ Mastodon's schema only moves forward (../shared/reference/mastodon/README.md, "T
 * 4.7.0's migrations do not re-run cleanly after an interruption (several use `disable_ddl_transaction!` with
   `algorithm: :concurrently`); 4.7.1 fixes that (its release notes): the 4.7 migrations run with 4.7.1 or later.
 
+The rollback (_deploy/rollback.py, whose docstring says when going back by images is possible and why) plans the
+previous version through this guard: every rollback it asks for passes here (a patch or minor back while the newer
+version's post-deployment migrations have not run, no 4.7 pod before a return below 4.7), and it refuses on its own
+the patch downgrade after them that this guard only warns about.
+
 `upgrade_check(target, record, downtime)` -> (errors, warnings); `upgrade_guard` -> errors only. Every refusal
 names config_mastodon_version, says why, and names the override that exists (and what it costs) or that none
 does.
