@@ -17,7 +17,7 @@ from ansible.errors import AnsibleActionFail
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 from ansible.plugins.action import ActionBase
 
-from ansible_collections.fediops.mastodon.plugins.module_utils._deploy import plan, steps, variables
+from ansible_collections.fediops.mastodon.plugins.module_utils._deploy import plan, rollback, steps, variables
 from ansible_collections.fediops.mastodon.plugins.module_utils._deploy.errors import PlanError
 from ansible_collections.fediops.mastodon.plugins.module_utils._deploy.guards import KEPT_KEYS
 from ansible_collections.fediops.mastodon.plugins.module_utils._mastodon_config import ConfigError
@@ -36,7 +36,7 @@ def argument_spec():
         components=dict(type='list', elements='str', choices=list(plan.COMPONENTS), default=list(plan.COMPONENTS)),
         stage_files=dict(type='bool', default=False),
         staged_dir=dict(type='path'),
-        step=dict(type='str', choices=['all', 'plan'] + list(steps.STEP_ORDER), default='all'),
+        step=dict(type='str', choices=['all', 'plan'] + list(steps.STEP_ORDER) + ['rollback'], default='all'),
         outcome=dict(type='str', choices=['ok', 'failed'], default='ok'),
     )
     return spec
@@ -96,6 +96,8 @@ class ActionModule(ActionBase):
                                       user_agent='fediops.mastodon mastodon_deploy')
 
         step = params['step']
+        if step == 'rollback':
+            return self.run_rollback(result, raw, specs, kube_client, do_client)
         if step not in ('all', 'plan'):
             return self.run_step(result, step, raw, plan_fact(task_vars), params, specs, kube_client, do_client)
         staged = self.read_staged(params['staged_dir']) if params['staged_dir'] else None
@@ -224,6 +226,40 @@ class ActionModule(ActionBase):
         out['planned_here'] = own is not None  # False: applied from the plan task's plan
         if out.get('msg') and ctx.v['config_kubernetes']:
             self._display.display('%s: %s' % (step, out['msg']), stderr=True)
+        result.update(out)
+        return result
+
+    def run_rollback(self, result, raw, specs, kube_client, do_client):
+        """step=rollback (playbooks/rollback.yml): the previous version of the deploy record, planned like a deploy
+        (every check), applied to config, web, streaming and Sidekiq; refused before any write when it cannot be
+        done (_deploy/rollback.py says when and why)."""
+        check_mode, diff = bool(self._task.check_mode), bool(self._task.diff)
+
+        def make_deploy(rolled, components):
+            return plan.Deploy(rolled, specs, components, kube_client=kube_client, do_client=do_client,
+                               check_endpoint=check_endpoint, check_mode=check_mode, diff=diff,
+                               progress=lambda text: self._display.display('rollback: %s' % text, stderr=True))
+        ctx = None
+        try:
+            deploy, record, target, already = rollback.plan_rollback(raw, specs, make_deploy, kube_client)
+            for warning in deploy.warnings:
+                self._display.warning(warning)
+            if check_mode:
+                out = deploy.check_result()
+                out.pop('warnings', None)
+            else:
+                ctx = steps.PlanContext.of_deploy(deploy, steps.effective(raw, specs), kube_client)
+                ctx.lease = steps.lease_take(ctx.client, ctx.v, check_mode)
+                out = rollback.apply_rollback(deploy, record, target, already, deploy._utcnow)
+                out.pop('warnings', None)
+        except (PlanError, KubeError, DigitalOceanError) as exc:
+            return self.fail(result, exc)
+        finally:
+            if ctx is not None:
+                steps.lease_release(ctx)
+        out.update(step='rollback', version=target)
+        if out.get('msg'):
+            self._display.display('rollback: %s' % out['msg'], stderr=True)
         result.update(out)
         return result
 

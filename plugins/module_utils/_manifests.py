@@ -859,6 +859,10 @@ class _Builder(object):
         from ansible_collections.fediops.mastodon.plugins.module_utils import _migrations
 
         v = self.var
+        # An upgrade with downtime (web, streaming and Sidekiq stopped first: _deploy/downtime.py) replaces the
+        # pre-deployment Job by one that runs every migration; its own name keeps it apart from a zero-downtime one.
+        if phase == 'pre' and v('config_upgrade_with_downtime'):
+            phase = 'downtime'
         # The plan's signals to the Job (_migrations' docstring): keys generated in this deploy, keys replaced
         # on purpose.
         signals = {'fresh_secrets': bool(self.model.get('fresh_secrets')),

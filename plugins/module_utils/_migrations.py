@@ -56,7 +56,9 @@ __metaclass__ = type
 
 import re
 
-PHASES = ('pre', 'post')
+PHASES = ('pre', 'post')  # migrations_phase
+# downtime: the pre-deployment Job of an upgrade with downtime (config_upgrade_with_downtime), not a migrations_phase
+JOB_PHASES = PHASES + ('downtime',)
 SKIP_VARIABLE = 'SKIP_POST_DEPLOYMENT_MIGRATIONS'
 # Set by the plan only (never through migrations_extra_env): see the module's docstring.
 FRESH_SECRETS_VARIABLE = 'FEDIOPS_FRESH_SECRETS'
@@ -143,16 +145,14 @@ exit %(initialized)d
 ''' % dict(empty=_EMPTY, foreign=_FOREIGN_OWNER, initialized=_INITIALIZED, fresh=FRESH_SECRETS_VARIABLE,
            fresh_exit=FRESH_SECRETS_EXIT, keys_check=_KEYS_CHECK.strip())
 
-PRE_SCRIPT = '''\
+_SCRIPT = '''\
 set -eu
-echo "fediops migrations (pre-deployment): does the database have a schema (the schema_migrations table)?"
+echo "fediops migrations (%(what)s): does the database have a schema (the schema_migrations table)?"
 state=0
 bundle exec rails runner '%(check)s' || state=$?
 case "$state" in
 %(initialized)d)
-  echo "fediops migrations: existing database, upgrade: rails db:migrate with %(skip)s=true (db/migrate only; db/post_migrate runs after the rollout)"
-  export %(skip)s=true
-  exec bundle exec rails db:migrate
+%(upgrade)s
   ;;
 %(empty)d)
   echo "fediops migrations: empty database, fresh install: rails db:prepare without %(skip)s"
@@ -174,8 +174,28 @@ case "$state" in
   exit 1
   ;;
 esac
-''' % dict(check=_SCHEMA_CHECK, initialized=_INITIALIZED, empty=_EMPTY, foreign=_FOREIGN_OWNER, skip=SKIP_VARIABLE,
-           fresh_exit=FRESH_SECRETS_EXIT, keys=KEYS_EXIT)
+'''
+
+
+def _script(what, upgrade):
+    return _SCRIPT % dict(check=_SCHEMA_CHECK, initialized=_INITIALIZED, empty=_EMPTY, foreign=_FOREIGN_OWNER,
+                          skip=SKIP_VARIABLE, what=what, upgrade=upgrade % dict(skip=SKIP_VARIABLE),
+                          fresh_exit=FRESH_SECRETS_EXIT, keys=KEYS_EXIT)
+
+
+PRE_SCRIPT = _script('pre-deployment', '''\
+  echo "fediops migrations: existing database, upgrade: rails db:migrate with %(skip)s=true (db/migrate only; db/post_migrate runs after the rollout)"
+  export %(skip)s=true
+  exec bundle exec rails db:migrate''')
+
+# The upgrade with downtime (config_upgrade_with_downtime; web, streaming and Sidekiq are stopped first): the same
+# schema checks, then every migration at once, db/post_migrate included. Without the variable, Mastodon's check
+# of the zero-downtime floor does not apply (lib/tasks/db.rake:68-72 at 4.7 runs it only with
+# SKIP_POST_DEPLOYMENT_MIGRATIONS set), so a schema below the floor migrates.
+DOWNTIME_SCRIPT = _script('with downtime', '''\
+  echo "fediops migrations: existing database, upgrade with downtime: rails db:migrate without %(skip)s (db/migrate and db/post_migrate at once)"
+  unset %(skip)s
+  exec bundle exec rails db:migrate''')
 
 POST_SCRIPT = '''\
 set -eu
@@ -213,7 +233,8 @@ class MigrationsError(ValueError):
 
 
 def job_container(phase, extra_env=None, fresh_secrets=False, encryption_keys_replaced=False):
-    """{'command': [...], 'env': {...}} of the migration container of `phase` ('pre' or 'post').
+    """{'command': [...], 'env': {...}} of the migration container of `phase` ('pre', 'post', or 'downtime': the
+    pre-deployment Job of an upgrade with downtime, which runs every migration).
 
     `extra_env` (the role's migrations_extra_env) is added to the env; it may not carry
     SKIP_POST_DEPLOYMENT_MIGRATIONS, which the scripts alone decide, nor the plan's signals.
@@ -221,7 +242,7 @@ def job_container(phase, extra_env=None, fresh_secrets=False, encryption_keys_re
     deploy, so a database that already has a schema is refused. `encryption_keys_replaced`: the
     operator rotated the encryption keys on purpose, an undecryptable value is reported, not refused.
     """
-    if phase not in PHASES:
+    if phase not in JOB_PHASES:
         raise MigrationsError('migrations_phase: must be one of %s, not %r' % (', '.join(PHASES), phase))
     env = dict(JOB_ENV)
     for key, value in (extra_env or {}).items():
@@ -233,11 +254,11 @@ def job_container(phase, extra_env=None, fresh_secrets=False, encryption_keys_re
             raise MigrationsError('migrations_extra_env: %s is set by the deploy itself (it tells the migration Jobs '
                                   'whether the secrets are new or were replaced on purpose); remove it' % key)
         env[str(key)] = str(value)
-    if fresh_secrets and phase == 'pre':
+    if fresh_secrets and phase in ('pre', 'downtime'):
         env[FRESH_SECRETS_VARIABLE] = 'true'
     if encryption_keys_replaced:
         env[KEYS_REPLACED_VARIABLE] = 'true'
-    script = PRE_SCRIPT if phase == 'pre' else POST_SCRIPT
+    script = {'pre': PRE_SCRIPT, 'post': POST_SCRIPT, 'downtime': DOWNTIME_SCRIPT}[phase]
     return {'command': ['/bin/sh', '-c', script], 'env': env}
 
 
@@ -246,7 +267,7 @@ def job_name_suffix(phase, fresh_secrets=False, encryption_keys_replaced=False):
     change between two deploys of one version (a first install, then a re-run): a Job with other
     signals gets another name, so the apply creates it instead of failing on the completed one."""
     suffix = ''
-    if fresh_secrets and phase == 'pre':
+    if fresh_secrets and phase in ('pre', 'downtime'):
         suffix += '-new-keys'
     if encryption_keys_replaced:
         suffix += '-rekeyed'

@@ -34,7 +34,7 @@ COMPONENT_LABEL = 'app.kubernetes.io/component'
 VERSION_LABEL = 'app.kubernetes.io/version'
 CA_KEY = 'ca.crt'
 CA_WARN_DAYS = 30
-MIGRATION_PHASES = ('pre', 'post')
+MIGRATION_PHASES = ('pre', 'post', 'downtime')  # downtime: the Job of config_upgrade_with_downtime
 RECORD_KEY = 'record.json'
 # current.post_migrations of the deploy record: done, running (their Job outlived migrations_wait_timeout and was
 # left running), or still to run (pending: the deploy has not reached them; held: migrations_post was hold)

@@ -107,11 +107,21 @@ options:
       - V(gate) is the point of no return before the post-deployment migrations - every pod of the web,
         streaming and Sidekiq Deployments runs the new image (pods of the old version are waited for, up to the
         largest of the three wait timeouts), and C(migrations_post=hold) stops there.
+      - V(stop) does nothing unless C(config_upgrade_with_downtime=true) - then, unless the migration Job with
+        downtime has already succeeded, it checks the backup gate, scales every Deployment of web, streaming and
+        Sidekiq to 0 and waits until their pods are gone; V(migrate-pre) then runs every migration at once (without
+        C(SKIP_POST_DEPLOYMENT_MIGRATIONS)), the rollout brings the new version up, and V(gate) and V(migrate-post)
+        have nothing left to do.
       - V(finish) removes the plan's directory and the fact (playbooks/deploy.yml runs it in an C(always)
         section). A step whose fact names a directory that is gone (a fact cache) plans for itself.
       - playbooks/deploy.yml runs V(plan), then each step in this order as a task of its own.
+      - V(rollback) (playbooks/rollback.yml) rolls config, web, streaming and Sidekiq back to the version the deploy
+        record names as the previous one, with every check of a plan for that version, and records it (outcome
+        C(rolled-back)); no migration runs. It is refused before anything is written once the newer version's
+        post-deployment migrations have run (only a restore of the backup goes back), below 4.7 once a 4.7 pod has
+        run, and when the environment has keys the older version refuses. A re-run changes nothing.
     type: str
-    choices: [all, plan, config, migrate-pre, web, streaming, sidekiq, gate, migrate-post, finish]
+    choices: [all, plan, config, stop, migrate-pre, web, streaming, sidekiq, gate, migrate-post, finish, rollback]
     default: all
   outcome:
     description: With O(step=finish), how the deploy ended (recorded with the deploy).

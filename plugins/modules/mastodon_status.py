@@ -142,13 +142,13 @@ components:
       description: The rollout state in words.
       type: str
 migrations:
-  description: The last migration Job of each phase (C(pre), C(post)) that exists.
+  description: The last migration Job of each phase (C(pre), C(post), C(downtime) - the Job of an upgrade with downtime) that exists.
   returned: always
   type: list
   elements: dict
   contains:
     phase:
-      description: C(pre) or C(post).
+      description: C(pre), C(post) or C(downtime).
       type: str
     job:
       description: The Job's name.

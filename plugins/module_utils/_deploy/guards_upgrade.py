@@ -27,6 +27,11 @@ Mastodon's schema only moves forward (../shared/reference/mastodon/README.md, "T
 * 4.7.0's migrations do not re-run cleanly after an interruption (several use `disable_ddl_transaction!` with
   `algorithm: :concurrently`); 4.7.1 fixes that (its release notes): the 4.7 migrations run with 4.7.1 or later.
 
+The rollback (_deploy/rollback.py, whose docstring says when going back by images is possible and why) plans the
+previous version through this guard: every rollback it asks for passes here (a patch or minor back while the newer
+version's post-deployment migrations have not run, no 4.7 pod before a return below 4.7), and it refuses on its own
+the patch downgrade after them that this guard only warns about.
+
 `upgrade_check(target, record, downtime)` -> (errors, warnings); `upgrade_guard` -> errors only. Every refusal
 names config_mastodon_version, says why, and names the override that exists (and what it costs) or that none
 does.
@@ -238,16 +243,10 @@ def upgrade_guard(target_version, record, downtime=False, record_name='<config_n
 def check_upgrade_path(v, record):
     """The plan's guard (before any write): PlanError with every refusal; returns the warnings.
 
-    config_upgrade_with_downtime: true is refused while the deploy cannot carry it out (it needs web, streaming and
-    Sidekiq stopped and the migrations run once without SKIP_POST_DEPLOYMENT_MIGRATIONS): accepting it would run a
-    skipped-minor upgrade the zero-downtime way, which is what the guard is there to prevent."""
+    With config_upgrade_with_downtime: true the skipped minor and the schema below the floor are allowed: the deploy
+    then stops web, streaming and Sidekiq and runs every migration at once (_deploy/downtime.py)."""
     errors, warnings = upgrade_check(v['config_mastodon_version'], record, v['config_upgrade_with_downtime'],
                                      '%s-deploy-record' % v['config_name'])
-    if v['config_upgrade_with_downtime']:
-        errors.append(ConfigError(DOWNTIME_VARIABLE, 'the upgrade with downtime is not carried out by this version of '
-                                  'the collection yet: stop web, streaming and Sidekiq (scale their Deployments to 0), '
-                                  'run the migrations once without SKIP_POST_DEPLOYMENT_MIGRATIONS (playbooks/tootctl.yml '
-                                  'or kubectl), then deploy with %s: false' % DOWNTIME_VARIABLE))
     if errors:
         raise PlanError(errors, 'the upgrade path is refused')
     return warnings

@@ -14,6 +14,7 @@ import datetime
 
 from ansible_collections.fediops.mastodon.plugins.module_utils import _manifests
 from ansible_collections.fediops.mastodon.plugins.module_utils import _mastodon_config as mconfig
+from ansible_collections.fediops.mastodon.plugins.module_utils._deploy import downtime
 from ansible_collections.fediops.mastodon.plugins.module_utils._deploy.applier import ComponentApplier, summary_text
 from ansible_collections.fediops.mastodon.plugins.module_utils._deploy.endpoints import do_endpoints, explicit_endpoints
 from ansible_collections.fediops.mastodon.plugins.module_utils._deploy.errors import PlanError
@@ -381,6 +382,9 @@ class Deploy(object):
         running = None
         for index, applier in enumerate(self.appliers):
             try:
+                if applier.component == 'migrate-pre' and downtime.active(self.v):
+                    # config_upgrade_with_downtime: nothing of the old version runs while every migration does
+                    downtime.stop(client, self.v, self.manifests, self._progress_of('migrate-pre'))
                 keeper.before(applier.component)
                 result = applier.apply()
                 keeper.after(applier.component, result, self.manifests[applier.component])

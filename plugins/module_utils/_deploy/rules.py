@@ -17,6 +17,7 @@ from ansible_collections.fediops.mastodon.plugins.module_utils import _manifests
 from ansible_collections.fediops.mastodon.plugins.module_utils import _mastodon_config as mconfig
 from ansible_collections.fediops.mastodon.plugins.module_utils import _backups
 from ansible_collections.fediops.mastodon.plugins.module_utils import _x509
+from ansible_collections.fediops.mastodon.plugins.module_utils._deploy import downtime
 from ansible_collections.fediops.mastodon.plugins.module_utils._deploy.errors import did_you_mean
 from ansible_collections.fediops.mastodon.plugins.module_utils._deploy.variables import INT_TEXT
 from ansible_collections.fediops.mastodon.plugins.module_utils._mastodon_config import ConfigError
@@ -301,6 +302,7 @@ def cross_checks(v, now=None):
         check(check_tolerations, 'sidekiq_workers', group['tolerations'], where)
     errors += consistency_checks(v, groups or [])
     errors.extend(shutdown_checks(v))
+    errors.extend(downtime.rules(v))
     return errors, groups
 
 

@@ -23,6 +23,7 @@ import types
 
 from ansible_collections.fediops.mastodon.plugins.module_utils import _migrations
 from ansible_collections.fediops.mastodon.plugins.module_utils._deploy import step_record
+from ansible_collections.fediops.mastodon.plugins.module_utils._deploy import downtime
 from ansible_collections.fediops.mastodon.plugins.module_utils._deploy.applier import ComponentApplier, summary_text
 from ansible_collections.fediops.mastodon.plugins.module_utils._deploy.errors import PlanError
 from ansible_collections.fediops.mastodon.plugins.module_utils._deploy.guards import backup_secret
@@ -31,8 +32,8 @@ from ansible_collections.fediops.mastodon.plugins.module_utils._k8s_apply import
 from ansible_collections.fediops.mastodon.plugins.module_utils._mastodon_config import ConfigError
 
 # The steps in the order of playbooks/deploy.yml, and the tag of each there.
-STEP_ORDER = ('config', 'migrate-pre', 'web', 'streaming', 'sidekiq', 'gate', 'migrate-post', 'finish')
-STEP_TAGS = {'config': 'config', 'migrate-pre': 'migrations', 'web': 'web', 'streaming': 'streaming',
+STEP_ORDER = ('config', 'stop', 'migrate-pre', 'web', 'streaming', 'sidekiq', 'gate', 'migrate-post', 'finish')
+STEP_TAGS = {'config': 'config', 'stop': 'migrations', 'migrate-pre': 'migrations', 'web': 'web', 'streaming': 'streaming',
              'sidekiq': 'sidekiq', 'gate': 'post-migrations', 'migrate-post': 'post-migrations', 'finish': 'always'}
 # The component a step applies (the gate and finish apply none).
 COMPONENT_OF = {'config': 'config', 'migrate-pre': 'migrate-pre', 'web': 'web', 'streaming': 'streaming',
@@ -418,9 +419,47 @@ def step_migrate_post(ctx, progress):
     return out
 
 
-STEPS = {'config': step_config, 'migrate-pre': step_migrate_pre, 'web': rollout_step('web'),
-         'streaming': rollout_step('streaming'), 'sidekiq': rollout_step('sidekiq'), 'gate': step_gate,
-         'migrate-post': step_migrate_post}
+# ------------------------------------------------------------------ the upgrade with downtime (_deploy/downtime.py)
+def step_stop(ctx, progress):
+    """config_upgrade_with_downtime: web, streaming and Sidekiq scaled to 0 and their pods gone before the migration
+    Job (after the backup gate: the Job runs the post-deployment migrations too); otherwise nothing."""
+    if not downtime.active(ctx.v):
+        return {'changed': False}
+    out = downtime.stop(ctx.client, ctx.v, ctx.manifests, progress, ctx.check_mode,
+                        backup_check=lambda: backup_check(ctx))
+    if out.get('errors'):
+        raise PlanError(out['errors'], 'the migrations with downtime pass the point of no return: nothing was stopped')
+    return out
+
+
+def with_downtime_record(step):
+    """migrate-pre: in the upgrade with downtime its Job ran the post-deployment migrations too: the record says so
+    (the upgrade guard must never take them for pending)."""
+    def run(ctx, progress):
+        out = step(ctx, progress)
+        if downtime.active(ctx.v) and not ctx.check_mode:
+            job = downtime.downtime_job(ctx.manifests)
+            if job is not None and downtime.job_succeeded(ctx.client, ctx.v['config_namespace'], job):
+                record_phase(ctx, 'pre', post_migrations='done')
+        return out
+    run.__name__ = step.__name__
+    return run
+
+
+def unless_downtime(step):
+    """gate and migrate-post: with config_upgrade_with_downtime every migration ran in migrate-pre's Job."""
+    def run(ctx, progress):
+        if downtime.active(ctx.v):
+            return {'changed': False, 'msg': '%s: every migration ran in the migration Job with downtime, before the '
+                    'rollout: nothing to do here' % downtime.VARIABLE}
+        return step(ctx, progress)
+    run.__name__ = step.__name__
+    return run
+
+
+STEPS = {'config': step_config, 'stop': step_stop, 'migrate-pre': with_downtime_record(step_migrate_pre),
+         'web': rollout_step('web'), 'streaming': rollout_step('streaming'), 'sidekiq': rollout_step('sidekiq'),
+         'gate': unless_downtime(step_gate), 'migrate-post': unless_downtime(step_migrate_post)}
 
 
 def run_step(name, ctx, progress=None):

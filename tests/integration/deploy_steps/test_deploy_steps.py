@@ -31,7 +31,8 @@ sys.path.insert(0, os.path.join(COLLECTION_ROOT, 'molecule', 'default', 'files')
 from do_standin.fixtures import KUBERNETES_CLUSTER_ID  # noqa: E402  pylint: disable=wrong-import-position
 
 INSTALLED, UPGRADE = 'v4.5.2', 'v4.5.3'
-STEP_TASKS = ['Plan (every check; nothing is written)', 'Config', 'Pre-deployment migrations', 'Web', 'Streaming',
+STEP_TASKS = ['Plan (every check; nothing is written)', 'Config',
+              'Stop for the upgrade with downtime (only with config_upgrade_with_downtime)', 'Pre-deployment migrations', 'Web', 'Streaming',
               'Sidekiq', 'Point of no return', 'Post-deployment migrations',
               'Finish (record the outcome, remove the plan\'s directory)']
 RUN_TIMEOUT = 600

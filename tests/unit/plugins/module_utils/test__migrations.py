@@ -72,6 +72,23 @@ def test_existing_database_gets_db_migrate_with_the_variable_true(run):
     assert 'existing database, upgrade' in completed.stdout
 
 
+def test_downtime_phase_migrates_an_existing_database_without_the_variable(run):
+    """config_upgrade_with_downtime: every migration at once, even when the pod's env carried the variable (Mastodon's
+    zero-downtime floor, lib/tasks/db.rake:68-72, applies only with it set)."""
+    completed, calls, checked = run('downtime', check_exit=10, inherited={'SKIP_POST_DEPLOYMENT_MIGRATIONS': 'true'})
+    assert completed.returncode == 0, completed.stderr
+    assert checked
+    assert calls == [{'args': 'exec rails db:migrate', 'skip': None}]
+    assert 'upgrade with downtime' in completed.stdout
+
+
+@pytest.mark.parametrize('check_exit', [11, 12, 1])
+def test_downtime_phase_keeps_the_pre_scripts_schema_checks(run, check_exit):
+    completed, calls, dummy = run('downtime', check_exit=check_exit)
+    assert calls == ([{'args': 'exec rails db:prepare', 'skip': None}] if check_exit == 11 else [])
+    assert completed.returncode == (0 if check_exit == 11 else 1)
+
+
 @pytest.mark.parametrize('check_exit', [1, 2, 127])
 def test_failed_check_runs_nothing(run, check_exit):
     """An error of the check (database unreachable, wrong password: `rails runner` exits 1) is never read as
@@ -125,7 +142,7 @@ def test_the_signals_reach_the_env_and_the_name():
 
 
 def test_containers_never_carry_the_variable_and_connect_directly():
-    for phase in ('pre', 'post'):
+    for phase in ('pre', 'post', 'downtime'):
         container = job_container(phase)
         assert container['command'][:2] == ['/bin/sh', '-c']
         assert 'SKIP_POST_DEPLOYMENT_MIGRATIONS' not in container['env']
