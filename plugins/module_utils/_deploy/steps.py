@@ -24,6 +24,7 @@ import types
 from ansible_collections.fediops.mastodon.plugins.module_utils import _migrations
 from ansible_collections.fediops.mastodon.plugins.module_utils._deploy import step_record
 from ansible_collections.fediops.mastodon.plugins.module_utils._deploy import downtime
+from ansible_collections.fediops.mastodon.plugins.module_utils._deploy import lock
 from ansible_collections.fediops.mastodon.plugins.module_utils._deploy.applier import ComponentApplier, summary_text
 from ansible_collections.fediops.mastodon.plugins.module_utils._deploy.errors import PlanError
 from ansible_collections.fediops.mastodon.plugins.module_utils._deploy.guards import backup_secret
@@ -205,17 +206,62 @@ def backup_check(ctx):
     return errors
 
 
+def _lock_refusal(exc):
+    """The lock's answer as the plan's refusal: the instance (config_name in config_namespace) is being deployed."""
+    return PlanError([ConfigError('config_name', str(exc))], 'another deploy of this instance is running')
+
+
 def lease_take(client, v, check_mode):
-    """The holder id of the deploy Lease, taken by the plan; None until lock.py."""
-    return None
+    """The deploy lock (a Lease <config_name>-deploy, _deploy/lock.py), taken by the plan before anything is written:
+    {'holder', 'namespace', 'name'} for the handoff, or None without a cluster. Check mode writes nothing and only
+    refuses when another deploy holds it. On a first install the namespace does not exist yet: the lock is then
+    taken by the first step after the config step created it (lease_renew takes it as the same holder)."""
+    if client is None:
+        return None
+    namespace, name = v['config_namespace'], v['config_name']
+    holder = lock.holder_identity()
+    try:
+        if check_mode:
+            lock.check_free(client, namespace, name, holder)
+            return None
+        lock.acquire(client, namespace, name, holder)
+    except lock.NoNamespace:
+        pass
+    except lock.LockError as exc:
+        raise _lock_refusal(exc)
+    return {'holder': holder, 'namespace': namespace, 'name': name}
 
 
 def lease_renew(ctx):
-    return None
+    """Every step renews the lock first (or takes it, once the namespace exists): LockHeld/LockLost refuse the step."""
+    lease = ctx.lease
+    if not lease or ctx.check_mode:
+        return None
+    try:
+        return lock.acquire(ctx.client, lease['namespace'], lease['name'], lease['holder'])
+    except lock.NoNamespace:
+        return None
+    except lock.LockError as exc:
+        raise _lock_refusal(exc)
+
+
+def lease_renewer(ctx):
+    """A background renewal while a step waits (a migration may take hours; the Lease lasts DEFAULT_DURATION_S)."""
+    lease = ctx.lease
+    if not lease or ctx.check_mode:
+        return None
+    return lock.Renewer(ctx.client, lease['namespace'], lease['name'], lease['holder'])
 
 
 def lease_release(ctx):
-    return None
+    """Give the lock back (finish; a step that planned for itself)."""
+    lease = ctx.lease
+    if not lease or ctx.check_mode:
+        return False
+    try:
+        return lock.release(ctx.client, lease['namespace'], lease['name'], lease['holder'])
+    except (lock.LockError, KubeError):
+        return False  # it expires by itself after its duration
 
 
 # ------------------------------------------------------------------ the steps
@@ -467,7 +513,16 @@ def run_step(name, ctx, progress=None):
     if not ctx.v['config_kubernetes']:  # files only (config_files_hosts): the cluster is not this deploy's
         return {'changed': False, 'step': name, 'msg': 'config_kubernetes is false: nothing to apply'}
     lease_renew(ctx)
-    out = STEPS[name](ctx, progress)
+    renewer = lease_renewer(ctx)
+    if renewer is None:
+        out = STEPS[name](ctx, progress)
+    else:
+        with renewer:
+            out = STEPS[name](ctx, progress)
+        try:
+            renewer.check()
+        except lock.LockError as exc:
+            raise _lock_refusal(exc)
     out['step'] = name
     return out
 
