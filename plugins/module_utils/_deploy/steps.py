@@ -122,7 +122,8 @@ class PlanContext(object):
                 'namespace_missing': deploy.state.get('namespace') is None and bool(deploy.v['config_kubernetes']),
                 'backup': deploy.backup, 'backup_name': deploy.kept.get('backup_name'),
                 'record': deploy.state.get('record'), 'lease': None,
-                'labels': deploy.model['labels'], 'version': deploy.model['version'], 'summary': summary_text(deploy.summaries()),
+                'labels': deploy.model['labels'], 'version': deploy.model['version'],
+                'summary': summary_text(deploy.summaries(), deploy.restarts()),
                 'generated': sorted(deploy.generated),
                 'images': {'web': deploy.model['image'], 'streaming': deploy.model['streaming_image']},
                 # the gate's backup check: the PostgreSQL cluster's id and what the restore commands name
@@ -296,7 +297,7 @@ def apply_component(ctx, component, progress):
     out = brief(result)
     if result.get('running_jobs'):
         out['running_jobs'] = result['running_jobs']
-    out['summary'] = summary_text([(component, applier.summary())])
+    out['summary'] = summary_text([(component, applier.summary())], {component: applier.restarts()})
     if ctx.diff:
         out['diff'] = [{'prepared': out['summary']}] + list(diffs)
     return out
