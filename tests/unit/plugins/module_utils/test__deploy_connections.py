@@ -18,24 +18,17 @@ from __future__ import annotations
 
 import base64
 import datetime
-import os
 
 import pytest
-import yaml
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from ansible_collections.fediops.mastodon.plugins.module_utils._deploy import endpoints, errors, plan, preflight, variables
+from ansible_collections.fediops.mastodon.plugins.module_utils._deploy import endpoints, errors, plan, preflight
+from ansible_collections.fediops.mastodon.tests.unit.plugins.module_utils.plan_inputs import BASE, NOW, SPECS
 
-ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), '..', '..', '..', '..'))
-SPECS = variables.load_role_specs(os.path.join(ROOT, 'roles'), yaml.safe_load)
-NOW = datetime.datetime(2026, 11, 29, tzinfo=datetime.timezone.utc)
-BASE = {'config_local_domain': 'social.example', 'config_database_source': 'explicit', 'config_db_host': 'db.example',
-        'config_db_password': 'pw-0123456789', 'config_redis_url': 'rediss://default:pw@redis.example:25061',
-        'config_media_ephemeral': True, 'config_tls_preflight': False}
 WEB_DIGEST = 'sha256:' + 'a' * 64
 STREAMING_DIGEST = 'sha256:' + 'b' * 64
 

@@ -11,25 +11,17 @@ Facts: config/database.yml (the pool is DB_POOL when set); DigitalOcean's manage
 
 from __future__ import annotations
 
-import datetime
 import json
-import os
 
 import pytest
 import requests
-import yaml
 
 from ansible_collections.fediops.mastodon.plugins.module_utils import _digitalocean as do
 from ansible_collections.fediops.mastodon.plugins.module_utils import _mastodon_config as mconfig
-from ansible_collections.fediops.mastodon.plugins.module_utils._deploy import applier, endpoints, errors, guards, plan, variables
+from ansible_collections.fediops.mastodon.plugins.module_utils._deploy import applier, endpoints, errors, guards, plan
 from ansible_collections.fediops.mastodon.plugins.module_utils._kube import KubeError
+from ansible_collections.fediops.mastodon.tests.unit.plugins.module_utils.plan_inputs import BASE, NOW, SPECS
 
-ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), '..', '..', '..', '..'))
-SPECS = variables.load_role_specs(os.path.join(ROOT, 'roles'), yaml.safe_load)
-NOW = datetime.datetime(2026, 11, 29, tzinfo=datetime.timezone.utc)
-BASE = {'config_local_domain': 'social.example', 'config_database_source': 'explicit', 'config_db_host': 'db.example',
-        'config_db_password': 'pw-0123456789', 'config_redis_url': 'rediss://default:pw@redis.example:25061',
-        'config_media_ephemeral': True, 'config_tls_preflight': False}
 DO = {'config_database_source': 'digitalocean', 'config_do_database_cluster': 'pg', 'config_redis_url': ''}
 
 

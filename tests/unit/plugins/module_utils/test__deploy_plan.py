@@ -16,10 +16,8 @@ from __future__ import annotations
 
 import datetime
 import json
-import os
 
 import pytest
-import yaml
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -28,13 +26,7 @@ from cryptography.x509.oid import NameOID
 
 from ansible_collections.fediops.mastodon.plugins.module_utils._mastodon_config import ConfigError
 from ansible_collections.fediops.mastodon.plugins.module_utils._deploy import applier, endpoints, errors, guards, model, plan, preflight, variables
-
-ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), '..', '..', '..', '..'))
-SPECS = variables.load_role_specs(os.path.join(ROOT, 'roles'), yaml.safe_load)
-NOW = datetime.datetime(2026, 11, 29, tzinfo=datetime.timezone.utc)
-BASE = {'config_local_domain': 'social.example', 'config_database_source': 'explicit', 'config_db_host': 'db.example',
-        'config_db_password': 'pw-0123456789', 'config_redis_url': 'rediss://default:pw@redis.example:25061',
-        'config_media_ephemeral': True, 'config_tls_preflight': False}
+from ansible_collections.fediops.mastodon.tests.unit.plugins.module_utils.plan_inputs import BASE, NOW, SPECS
 
 
 def problems(**overrides):
