@@ -18,7 +18,9 @@ released by the finish task.
 3. Two first installs at once (new namespace): the plan cannot take the Lease (no namespace yet), so the config
    step creates the namespace bare and takes the Lease before it writes anything else; of two creators the API
    server answers 409 to one, which is refused with nothing of its own written. Exactly one set of kept secrets
-   (Secret <name>-generated-secrets) is written, once.
+   (Secret <name>-generated-secrets) is written, once. Before, the Lease was first taken by the step after config:
+   both runs applied their own generated secrets (the audit log: two applies of the Secret, 201 then 200, the
+   second replacing the first) and the loser was refused only then.
 """
 from __future__ import annotations
 
