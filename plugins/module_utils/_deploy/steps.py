@@ -30,6 +30,7 @@ from ansible_collections.fediops.mastodon.plugins.module_utils._deploy.errors im
 from ansible_collections.fediops.mastodon.plugins.module_utils._deploy.guards import backup_secret
 from ansible_collections.fediops.mastodon.plugins.module_utils._deploy.variables import check_variables
 from ansible_collections.fediops.mastodon.plugins.module_utils._k8s_apply import APPLYSET_PART_OF, Applier, KubeError, applyset_id
+from ansible_collections.fediops.mastodon.plugins.module_utils._kube import status_message
 from ansible_collections.fediops.mastodon.plugins.module_utils._mastodon_config import ConfigError
 
 # The steps in the order of playbooks/deploy.yml, and the tag of each there.
@@ -215,8 +216,8 @@ def _lock_refusal(exc):
 def lease_take(client, v, check_mode):
     """The deploy lock (a Lease <config_name>-deploy, _deploy/lock.py), taken by the plan before anything is written:
     {'holder', 'namespace', 'name'} for the handoff, or None without a cluster. Check mode writes nothing and only
-    refuses when another deploy holds it. On a first install the namespace does not exist yet: the lock is then
-    taken by the first step after the config step created it (lease_renew takes it as the same holder)."""
+    refuses when another deploy holds it. On a first install the namespace does not exist yet: the config step
+    creates it bare and takes the lock before writing anything else (lease_first_install, then lease_renew)."""
     if client is None:
         return None
     namespace, name = v['config_namespace'], v['config_name']
@@ -231,6 +232,33 @@ def lease_take(client, v, check_mode):
     except lock.LockError as exc:
         raise _lock_refusal(exc)
     return {'holder': holder, 'namespace': namespace, 'name': name}
+
+
+def lease_first_install(ctx):
+    """A first install: the plan found no namespace, so there was nowhere to take the lock. The config step then
+    creates the namespace itself, bare, before anything else (POST: of two creators the API server answers 201 to
+    one and 409 to the other), so the lock is taken before the kept secrets are written. A namespace that appeared
+    since the plan means another deploy installed (or is installing) this instance, with its own generated
+    secrets: this plan is stale, applying it would replace them. Refused, nothing written."""
+    lease = ctx.lease
+    if not lease or not ctx.namespace_missing or ctx.check_mode:
+        return
+    namespace, name = lease['namespace'], lease['name']
+    status, body = ctx.client.request('POST', ctx.client.path('v1', 'Namespace'),
+                                      body={'apiVersion': 'v1', 'kind': 'Namespace', 'metadata': {'name': namespace}})
+    if status == 201:
+        return
+    if status != 409:
+        raise KubeError('cannot create the namespace %s: HTTP %s: %s' % (namespace, status, status_message(body)),
+                        status=status)
+    try:
+        lock.check_free(ctx.client, namespace, name, lease['holder'])
+    except lock.LockError as exc:
+        raise _lock_refusal(exc)
+    raise PlanError([ConfigError('config_name', 'namespace %s was created by another deploy after this deploy\'s plan '
+                                 'found it missing: %s was installed there meanwhile (or the namespace is being '
+                                 'deleted). Nothing was written; run the deploy again, its plan then sees that '
+                                 'install.' % (namespace, name))], 'another deploy of this instance ran')
 
 
 def lease_renew(ctx):
@@ -513,6 +541,8 @@ def run_step(name, ctx, progress=None):
     """The result of one step: {changed, step, objects, pruned, summary, diff?} or {changed, msg}."""
     if not ctx.v['config_kubernetes']:  # files only (config_files_hosts): the cluster is not this deploy's
         return {'changed': False, 'step': name, 'msg': 'config_kubernetes is false: nothing to apply'}
+    if name == 'config':
+        lease_first_install(ctx)
     lease_renew(ctx)
     renewer = lease_renewer(ctx)
     if renewer is None:

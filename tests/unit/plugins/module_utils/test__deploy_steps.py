@@ -428,3 +428,50 @@ def test_the_handoff_carries_the_clusters_public_fields_only():
                    users=[{'name': 'doadmin', 'password': 'pw-never'}])
     facts = steps.step_record.cluster_facts(cluster)
     assert facts == CLUSTER and 'pw-never' not in json.dumps(facts)
+
+
+class _NamespaceRace(object):
+    """The API server as two first installs see it: POST Namespace answers `status`; the Lease reads `lease`."""
+
+    def __init__(self, status, lease=None):
+        self.status, self.lease, self.calls = status, lease, []
+
+    def path(self, api_version, kind, namespace=None, name=None):
+        return '/'.join(p for p in (api_version, kind, namespace, name) if p)
+
+    def request(self, method, path, body=None, **kwargs):
+        self.calls.append((method, path))
+        if method == 'POST':
+            return self.status, {'message': 'namespaces "lock-ns" already exists'}
+        return (200, self.lease) if self.lease else (404, {})
+
+
+def _first_install_ctx(client, check_mode=False, namespace_missing=True):
+    ctx = steps.PlanContext.__new__(steps.PlanContext)
+    ctx._client, ctx.check_mode, ctx.namespace_missing = client, check_mode, namespace_missing
+    ctx.lease = {'holder': 'me #1', 'namespace': 'lock-ns', 'name': 'mastodon'}
+    return ctx
+
+
+def test_a_first_install_creates_the_namespace_before_the_lock_and_a_namespace_that_appeared_refuses():
+    created = _NamespaceRace(201)
+    steps.lease_first_install(_first_install_ctx(created))
+    assert created.calls == [('POST', 'v1/Namespace')]
+
+    now = datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%dT%H:%M:%S.%fZ')
+    held = _NamespaceRace(409, {'spec': {'holderIdentity': 'other #2', 'leaseDurationSeconds': 120,
+                                         'acquireTime': now, 'renewTime': now}})
+    with pytest.raises(errors.PlanError) as refused:
+        steps.lease_first_install(_first_install_ctx(held))
+    assert 'held by other #2' in str(refused.value) and refused.value.errors[0].key == 'config_name'
+
+    ran = _NamespaceRace(409)  # the other install finished (no Lease held): this plan is stale all the same
+    with pytest.raises(errors.PlanError) as refused:
+        steps.lease_first_install(_first_install_ctx(ran))
+    assert 'created by another deploy' in str(refused.value) and 'Nothing was written' in str(refused.value)
+    assert [m for m, dummy in ran.calls] == ['POST', 'GET']
+
+    for ctx in (_first_install_ctx(_NamespaceRace(201), check_mode=True),
+                _first_install_ctx(_NamespaceRace(201), namespace_missing=False)):
+        steps.lease_first_install(ctx)
+        assert ctx._client.calls == []  # check mode, or an existing namespace: nothing sent
