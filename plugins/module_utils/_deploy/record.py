@@ -34,7 +34,8 @@ PHASES = ('config', 'pre', 'rollout', 'post')
 POST_STATES = ('done', 'running', 'pending', 'held')  # running: the post Job was left running
 OUTCOMES = ('running', 'ok', 'failed', 'rolled-back')  # rolled-back: _deploy/rollback.py
 ENTRY_KEYS = ('version', 'images', 'phase', 'post_migrations', 'previous_version', 'schema_version', 'started_at',
-              'updated_at', 'lines_run', 'outcome', 'migrations_running', 'restore_point', 'rolled_back_from')
+              'updated_at', 'lines_run', 'outcome', 'migrations_running', 'restore_point', 'rolled_back_from',
+              'running_job')
 
 
 class RecordError(KubeError):

@@ -371,9 +371,9 @@ def step_migrate_pre(ctx, progress):
     out = apply_component(ctx, 'migrate-pre', progress)
     if out.get('running_jobs'):
         # A Job still running has not reached its phase: the entry stays where it was, migrations_running says why.
-        record_phase(ctx, 'config', migrations_running='pre')
+        record_phase(ctx, 'config', migrations_running='pre', running_job=out['running_jobs'][0]['name'])
         return left_running(out, ['web', 'streaming', 'sidekiq', 'gate', 'migrate-post'])
-    record_phase(ctx, 'pre', migrations_running=None, schema_version=None if ctx.check_mode else
+    record_phase(ctx, 'pre', migrations_running=None, running_job=None, schema_version=None if ctx.check_mode else
                  step_record.schema_version_of(ctx, 'migrate-pre'))
     return out
 
@@ -487,9 +487,10 @@ def step_migrate_post(ctx, progress):
     out = apply_component(ctx, 'migrate-post', progress)
     if out.get('running_jobs'):
         # post_migrations running: the guard counts them as run (they may have removed what the old version needs)
-        record_phase(ctx, 'rollout', post_migrations='running', migrations_running='post')
+        record_phase(ctx, 'rollout', post_migrations='running', migrations_running='post',
+                     running_job=out['running_jobs'][0]['name'])
         return left_running(out, [])
-    record_phase(ctx, 'post', post_migrations='done', migrations_running=None,
+    record_phase(ctx, 'post', post_migrations='done', migrations_running=None, running_job=None,
                  schema_version=None if ctx.check_mode else step_record.schema_version_of(ctx, 'migrate-post'))
     return out
 
