@@ -93,9 +93,15 @@ def kube_cluster(tmp_path_factory):
         cluster.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def gateway_api(kube_cluster):
-    """The Gateway API standard-channel CRDs (HTTPRoute, Gateway, ...) installed in the session's cluster;
-    returns their names. Fetched once into the cache (see localcluster.gateway_api_crds)."""
+    """The Gateway API standard-channel CRDs (HTTPRoute, Gateway, ...) installed in the session's cluster for one
+    test; yields their names, and removes them afterwards: the other tests run against a cluster without the
+    Gateway API (as a DOKS cluster is until its operator installs it). Fetched once into the cache (see
+    localcluster.gateway_api_crds)."""
     cluster = kube_cluster.cluster or LocalCluster(Path(kube_cluster.kubeconfig).parent, verbose=False)
-    return cluster.install_gateway_api()
+    names = cluster.install_gateway_api()
+    try:
+        yield names
+    finally:
+        kube_cluster.kubectl("delete", "crd", *names, "--ignore-not-found", "--wait=true", "--timeout=120s", check=False)

@@ -255,11 +255,13 @@ class Deploy(object):
             self.model = build_model(v, self.groups, self.endpoints, self.env, self.env, version)
             self.model['fresh_secrets'] = fresh_secrets(self.generated, self.staged.get('kept'), known,
                                                         self.kept['requested'])
-            current = (self.state.get('record') or {}).get('current') or {}
-            if (current.get('migrations_running') == 'pre' and current.get('version') == self.model['version']
-                    and str(current.get('running_job') or '').endswith('-new-keys')):
-                # The first install's pre-deployment Job (made with the keys it generated) still runs: render it as
-                # it was, so that the re-run re-attaches to it instead of taking it for another version's Job.
+            record = self.state.get('record') or {}
+            current = record.get('current') or {}
+            if (current.get('version') == self.model['version'] and not current.get('previous_version')
+                    and not record.get('history')):
+                # The version of the first install: its pre-deployment Job was made with the keys that install
+                # generated. A re-run renders it as it was, so that it stays unchanged (a completed Job) or is
+                # re-attached to (one still running), rather than becoming a second Job of the same phase.
                 self.model['fresh_secrets'] = True
             self.model['encryption_keys_replaced'] = self.kept['encryption_keys_replaced']
             self.model['kept_secrets_annotations'] = self.kept['annotations']

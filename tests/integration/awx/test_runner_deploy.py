@@ -152,7 +152,20 @@ def _common_envvars(do_api):
     }
 
 
+def _uploads_claim(kube_cluster, namespace):
+    """The job template keeps uploads on the PersistentVolumeClaim config_media_volume_claim names; the operator
+    creates it (the deploy refuses a claim that does not exist once the namespace does)."""
+    claim = _job_template()['extra_vars']['config_media_volume_claim']
+    manifest = ('{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "%s"}}\n---\n'
+                '{"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "%s", "namespace": "%s"}, '
+                '"spec": {"accessModes": ["ReadWriteMany"], "resources": {"requests": {"storage": "1Gi"}}}}\n'
+                % (namespace, claim, namespace))
+    done = kube_cluster.kubectl('apply', '-f', '-', input=manifest)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
 def _run_twice_and_check(kube_cluster, do_api, pdd, namespace, runner_env=None, streamed=False):
+    _uploads_claim(kube_cluster, namespace)
     first = _run(pdd, 'first', runner_env, streamed)
     assert first.read('status') == 'successful', first.completed.stdout[-8000:] + first.completed.stderr[-3000:]
     assert first.read('rc') == '0'

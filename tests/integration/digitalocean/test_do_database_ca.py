@@ -90,7 +90,7 @@ FAULT_CASES = [
     ('rate-limit-reset-beyond-bound', [{'kind': 'rate_limit', 'reset_in': 300}], {}, {},
      ['429', 'rate limited', 'max_wait 10']),
     ('rate-limit-retries-exhausted', [{'kind': 'rate_limit', 'retry_after': 0}], {}, {'max_retries': 1},
-     ['429', 'rate limited', 'max_retries 1', '2 attempt']),
+     ['429', 'rate limited', '1 retries of max_retries', '2 attempt']),
     ('truncated-json', [{'kind': 'truncated_json'}], {}, {}, ['malformed or truncated JSON']),
     ('malformed-json', [{'kind': 'malformed_json'}], {}, {}, ['malformed or truncated JSON']),
     ('html-bad-gateway', [{'kind': 'html', 'status': 502}], {}, {'max_retries': 1}, ['502', 'Bad Gateway']),
