@@ -123,6 +123,8 @@ class PlanContext(object):
                 'namespace_missing': deploy.state.get('namespace') is None and bool(deploy.v['config_kubernetes']),
                 'backup': deploy.backup, 'backup_name': deploy.kept.get('backup_name'),
                 'record': deploy.state.get('record'), 'lease': None,
+                # no trace of an instance (its env, web Deployment, ApplySet) and no deploy record: a first install
+                'first_install': not deploy.state.get('instance') and not deploy.state.get('record'),
                 'labels': deploy.model['labels'], 'version': deploy.model['version'],
                 'summary': summary_text(deploy.summaries(), deploy.restarts()),
                 'generated': sorted(deploy.generated),
@@ -204,6 +206,11 @@ def record_phase(ctx, phase, **fields):
 def backup_check(ctx):
     """[ConfigError] of the backup gate (_backups through step_record.backup_check); the restore point's message
     is kept in ctx.restore_message for the gate's result."""
+    if ctx.data.get('first_install'):
+        # Nothing to go back to: the database was empty before this deploy (the pre-deployment Job refuses new keys
+        # for a database with a schema), and a new DigitalOcean cluster lists its first backup only a day later.
+        ctx.restore_message = 'a first install: the database was empty before it, there is no earlier state to keep'
+        return []
     errors, ctx.restore_message = step_record.backup_check(ctx)
     return errors
 

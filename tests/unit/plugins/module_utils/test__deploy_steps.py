@@ -147,6 +147,7 @@ def _ctx(planned, pods, jobs=None, **overrides):
     deploy, dummy, path = planned
     ctx = steps.PlanContext.load(path, steps.effective(RAW, SPECS), client=FakePods(pods, jobs))
     ctx.v = dict(ctx.v, config_kubernetes=True, **overrides)
+    ctx.data['first_install'] = False  # an upgrade (the plan was made without a cluster)
     return ctx
 
 
@@ -475,3 +476,17 @@ def test_a_first_install_creates_the_namespace_before_the_lock_and_a_namespace_t
                 _first_install_ctx(_NamespaceRace(201), namespace_missing=False)):
         steps.lease_first_install(ctx)
         assert ctx._client.calls == []  # check mode, or an existing namespace: nothing sent
+
+
+def test_a_first_install_passes_the_backup_gate_without_asking_for_a_backup(planned):
+    """A new DigitalOcean cluster lists its first backup a day later, and before a first install the database was
+    empty: the gate asks for no backup then (make demo's first run was refused before)."""
+    ctx = _ctx(planned, [], config_database_source='digitalocean')
+    ctx.data['database_cluster'] = dict(CLUSTER)
+    api = FakeDigitalOcean({'backups': []})
+    ctx.do_client = lambda v: api
+    ctx.data['first_install'] = True
+    assert steps.gate_problems(ctx) == [] and api.asked == []
+    assert 'first install' in ctx.restore_message
+    ctx.data['first_install'] = False  # an upgrade: the same answer refuses
+    assert [p.key for p in steps.gate_problems(ctx)] == ['config_do_database_cluster'] and api.asked == [CLUSTER['id']]
