@@ -156,11 +156,10 @@ def _uploads_claim(kube_cluster, namespace):
     """The job template keeps uploads on the PersistentVolumeClaim config_media_volume_claim names; the operator
     creates it (the deploy refuses a claim that does not exist once the namespace does)."""
     claim = _job_template()['extra_vars']['config_media_volume_claim']
-    manifest = ('{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "%s"}}\n---\n'
-                '{"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "%s", "namespace": "%s"}, '
-                '"spec": {"accessModes": ["ReadWriteMany"], "resources": {"requests": {"storage": "1Gi"}}}}\n'
-                % (namespace, claim, namespace))
-    done = kube_cluster.kubectl('apply', '-f', '-', input=manifest)
+    manifest = ('apiVersion: v1\nkind: Namespace\nmetadata: {name: %s}\n---\n'
+                'apiVersion: v1\nkind: PersistentVolumeClaim\nmetadata: {name: %s, namespace: %s}\n'
+                'spec: {accessModes: [ReadWriteMany], resources: {requests: {storage: 1Gi}}}\n' % (namespace, claim, namespace))
+    done = kube_cluster.kubectl('apply', '-f', '-', input=manifest, check=False)
     assert done.returncode == 0, done.stdout + done.stderr
 
 
