@@ -16,6 +16,8 @@ point's source and time: never a secret (record.write_record keeps only the keys
 
 from __future__ import annotations
 
+import copy
+
 import datetime
 
 from ansible_collections.fediops.mastodon.plugins.module_utils import _backups, _migrations
@@ -62,14 +64,25 @@ def _read(ctx):
     return read_record(ctx.client, ctx.v['config_namespace'], ctx.v['config_name'])
 
 
-def _write(ctx, record):
+def _without_times(record):
+    out = copy.deepcopy(record or {})
+    for entry in [out.get('current') or {}] + list(out.get('history') or []):
+        entry.pop('updated_at', None)
+    return out
+
+
+def _write(ctx, record, before=None):
+    """Write the record, unless only its times would change (an idempotent re-run writes nothing)."""
+    if before is not None and _without_times(before) == _without_times(record):
+        return record
     write_record(ctx.client, ctx.v['config_namespace'], ctx.v['config_name'], ctx.data['labels'], record)
     return record
 
 
 def _entry(ctx):
-    """The record as the cluster has it now, with this deploy's entry current (started, or continued)."""
-    return start_entry(_read(ctx), ctx.data['version'], images_of(ctx), utcnow())
+    """(the record as the cluster has it now, a copy with this deploy's entry current: started, or continued)."""
+    before = _read(ctx)
+    return before, start_entry(copy.deepcopy(before), ctx.data['version'], images_of(ctx), utcnow())
 
 
 def ours(ctx, record):
@@ -86,7 +99,8 @@ def record_phase(ctx, phase, **fields):
     if not writes(ctx):
         return None
     if phase == 'finish':
-        record = _read(ctx)
+        before = _read(ctx)
+        record = copy.deepcopy(before)
         current = ours(ctx, record)
         if current is None:
             return None  # this deploy wrote no entry (it stopped before the config step): nothing to close
@@ -95,8 +109,9 @@ def record_phase(ctx, phase, **fields):
             outcome = 'running'
         record = set_phase(record, current.get('phase') or 'config', utcnow(), outcome=outcome)
     else:
-        record = set_phase(_entry(ctx), phase, utcnow(), **fields)
-    return _write(ctx, record)['current']
+        before, record = _entry(ctx)
+        record = set_phase(record, phase, utcnow(), **fields)
+    return _write(ctx, record, before)['current']
 
 
 def record_line_run(ctx):
@@ -104,7 +119,8 @@ def record_line_run(ctx):
     served one request may have created an account the older line cannot sign for: guards_upgrade.py)."""
     if not writes(ctx):
         return None
-    return _write(ctx, mark_line_run(_entry(ctx), utcnow()))['current']
+    before, record = _entry(ctx)
+    return _write(ctx, mark_line_run(record, utcnow()), before)['current']
 
 
 # ------------------------------------------------------------------ the migration Jobs, live
