@@ -13,24 +13,19 @@ Linux's 128 KiB per environment string (MAX_ARG_STRLEN)."""
 
 from __future__ import annotations
 
-import datetime
 import os
 import random
 import re
 import time
 
 import pytest
-import yaml
 
 from ansible_collections.fediops.mastodon.plugins.module_utils import _mastodon_config as mconfig
 from ansible_collections.fediops.mastodon.plugins.module_utils._deploy import errors, plan, rules, variables
+from ansible_collections.fediops.mastodon.tests.unit.plugins.module_utils import plan_inputs
 
-ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), '..', '..', '..', '..'))
-SPECS = variables.load_role_specs(os.path.join(ROOT, 'roles'), yaml.safe_load)
-NOW = datetime.datetime(2026, 11, 29, tzinfo=datetime.timezone.utc)
-BASE = {'config_local_domain': 'social.example', 'config_database_source': 'explicit', 'config_db_host': 'db.example',
-        'config_db_password': 'pw-0123456789', 'config_redis_url': 'rediss://default:pw@redis.example:25061',
-        'config_media_ephemeral': True, 'config_tls_preflight': False, 'config_kubernetes': False}
+ROOT, SPECS, NOW = plan_inputs.ROOT, plan_inputs.SPECS, plan_inputs.NOW
+BASE = dict(plan_inputs.BASE, config_kubernetes=False)
 BOUND_S = 10.0  # loose: the measured times are printed
 MB = 1200 * 1000
 UNDER = 120 * 1000  # below the environment-string bound

@@ -9,21 +9,15 @@ server reads changes: streaming/index.js:1427-1443 drops every WebSocket on SIGT
 
 from __future__ import annotations
 
-import datetime
-import os
 
 import pytest
-import yaml
 
-from ansible_collections.fediops.mastodon.plugins.module_utils._deploy import applier, errors, plan, variables
+from ansible_collections.fediops.mastodon.plugins.module_utils._deploy import applier, errors, plan
 from ansible_collections.fediops.mastodon.plugins.module_utils._mastodon_config import GENERATED
+from ansible_collections.fediops.mastodon.tests.unit.plugins.module_utils import plan_inputs
 
-ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), '..', '..', '..', '..'))
-SPECS = variables.load_role_specs(os.path.join(ROOT, 'roles'), yaml.safe_load)
-NOW = datetime.datetime(2026, 11, 29, tzinfo=datetime.timezone.utc)
-BASE = {'config_local_domain': 'social.example', 'config_database_source': 'explicit', 'config_db_host': 'db.example',
-        'config_db_password': 'pw-0123456789', 'config_redis_url': 'rediss://default:pw@redis.example:25061',
-        'config_media_ephemeral': True, 'config_tls_preflight': False, 'config_kubernetes': False}
+SPECS, NOW = plan_inputs.SPECS, plan_inputs.NOW
+BASE = dict(plan_inputs.BASE, config_kubernetes=False)
 
 
 def refusal(**overrides):
