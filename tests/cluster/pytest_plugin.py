@@ -104,4 +104,8 @@ def gateway_api(kube_cluster):
     try:
         yield names
     finally:
-        kube_cluster.kubectl("delete", "crd", *names, "--ignore-not-found", "--wait=true", "--timeout=120s", check=False)
+        # A CRD goes only after the API server has deleted every object of it (its customresourcecleanup
+        # finalizer), which a loaded machine can take minutes to get to: waited for, so that the tests after this
+        # one see a cluster without the Gateway API, with kubectl's own bound inside ours.
+        kube_cluster.kubectl("delete", "crd", *names, "--ignore-not-found", "--wait=true", "--timeout=600s",
+                             check=False, timeout=660)
