@@ -442,11 +442,12 @@ def validate_cluster_id(cluster_id):
                                 % (cluster_id,))
 
 
-def find_cluster_by_name(client, name):
-    """The one cluster with that name (one list request, all pages)."""
+def find_cluster_by_name(client, name, clusters=None):
+    """The one cluster with that name (one list request, all pages; none when `clusters`, the list, is given)."""
     if not name or not name.strip():
         raise DigitalOceanError('cluster_name must not be empty')
-    clusters = client.databases()
+    if clusters is None:
+        clusters = client.databases()
     matches = [c for c in clusters if isinstance(c, dict) and c.get('name') == name]
     if not matches:
         names = sorted(str(c.get('name')) for c in clusters if isinstance(c, dict))

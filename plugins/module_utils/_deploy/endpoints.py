@@ -12,6 +12,7 @@ from __future__ import annotations
 from ansible_collections.fediops.mastodon.plugins.module_utils import _digitalocean as do
 from ansible_collections.fediops.mastodon.plugins.module_utils import _x509
 from ansible_collections.fediops.mastodon.plugins.module_utils._deploy.errors import PlanError
+from ansible_collections.fediops.mastodon.plugins.module_utils._deploy.state import catching, concurrently
 from ansible_collections.fediops.mastodon.plugins.module_utils._mastodon_config import ConfigError
 
 
@@ -59,13 +60,69 @@ def do_endpoints(v, client, kube_server=None):
         raise PlanError([do_error(exc, 'config_do_database_cluster')], 'DigitalOcean look-up failed')
 
 
+def _named(client, listed, v, variable):
+    """The cluster of `variable` in the account's list; PlanError naming the variable."""
+    try:
+        return do.find_cluster_by_name(client, v[variable], listed)
+    except do.DigitalOceanError as exc:
+        raise PlanError([do_error(exc, variable)], 'DigitalOcean look-up failed')
+
+
+def _answer(found, key):
+    """One answer of the concurrent look-ups: PlanError as it is, a DigitalOceanError as the ConfigError of the
+    database cluster (as a sequential look-up reported it)."""
+    value = found.get(key)
+    if isinstance(value, do.DigitalOceanError):
+        raise PlanError([do_error(value, 'config_do_database_cluster')], 'DigitalOcean look-up failed')
+    if isinstance(value, PlanError):
+        raise value
+    return value
+
+
+def _project_ca(client, cluster):
+    """The PostgreSQL cluster's CA as PEM (a DigitalOceanError left to do_error, which knows the CA's 404)."""
+    try:
+        return _x509.load_ca_from_base64(client.database_ca(cluster['id']), what='the CA of %s' % cluster.get('name'))[0]
+    except _x509.X509Error as exc:
+        raise PlanError([ConfigError('config_do_database_cluster', str(exc))], 'DigitalOcean look-up failed')
+
+
 def _do_endpoints(v, client, kube_server=None):
     key = 'private_connection' if v['config_do_private_network'] else 'connection'
+    # One list of the account's clusters names every cluster the variables ask for; what each then needs (pools,
+    # CA, trusted sources) is asked at the same time: each is a round trip to api.digitalocean.com.
     try:
-        cluster = do.find_cluster_by_name(client, v['config_do_database_cluster'])
+        listed = client.databases()
     except do.DigitalOceanError as exc:
         raise PlanError([do_error(exc, 'config_do_database_cluster')], 'DigitalOcean look-up failed')
-    pools = client.database_pools(cluster['id']) if cluster.get('engine') in do.POOL_ENGINES else []
+    cluster = _named(client, listed, v, 'config_do_database_cluster')
+    clusters = [('config_do_database_cluster', cluster)]
+    if v['config_do_redis_cluster']:
+        redis = _named(client, listed, v, 'config_do_redis_cluster')
+        try:
+            redis_url = do.redis_url(redis, private=v['config_do_private_network'])
+        except do.DigitalOceanError as exc:
+            raise PlanError([do_error(exc, 'config_do_redis_cluster')], 'DigitalOcean look-up failed')
+        clusters.append(('config_do_redis_cluster', redis))
+    else:
+        redis_url = v['config_redis_url']
+    search = opensearch_cluster(v, client, listed) if v.get('config_do_opensearch_cluster') else None
+    if search is not None:
+        clusters.append(('config_do_opensearch_cluster', search))
+    errors = (do.DigitalOceanError, PlanError)
+    calls = {}
+    if cluster.get('engine') in do.POOL_ENGINES:
+        calls['pools'] = catching(errors, client.database_pools, cluster['id'])
+    if not v['config_db_ca_pem']:
+        calls['ca'] = catching(errors, _project_ca, client, cluster)
+    if search is not None and not v.get('config_es_ca_pem'):
+        calls['es_ca'] = catching(errors, cluster_ca, client, search, 'config_do_opensearch_cluster')
+    if v['config_kubernetes']:
+        for variable, database in clusters:
+            calls['rules ' + variable] = catching(errors, client.database_firewall_rules, database['id'])
+    found = concurrently(calls)
+
+    pools = _answer(found, 'pools') or []
     passwords = do.collect_passwords(cluster, pools)
     direct = cluster.get(key) or {}
     pool = None
@@ -92,40 +149,21 @@ def _do_endpoints(v, client, kube_server=None):
     # Migrations connect directly but as the APPLICATION's user (docs/dev/ARCHITECTURE.md section 6): never the admin.
     db.update(direct_host=direct.get('host'), direct_port=int(direct.get('port') or 25060), direct_user=db['user'],
               direct_password=users.get(db['user']) or db['password'])
-    redis_url = v['config_redis_url']
-    clusters = [('config_do_database_cluster', cluster)]
-    if v['config_do_redis_cluster']:
-        try:
-            redis = do.find_cluster_by_name(client, v['config_do_redis_cluster'])
-        except do.DigitalOceanError as exc:
-            raise PlanError([do_error(exc, 'config_do_redis_cluster')], 'DigitalOcean look-up failed')
-        try:
-            redis_url = do.redis_url(redis, private=v['config_do_private_network'])
-        except do.DigitalOceanError as exc:
-            raise PlanError([do_error(exc, 'config_do_redis_cluster')], 'DigitalOcean look-up failed')
-        clusters.append(('config_do_redis_cluster', redis))
-    ca_pem = v['config_db_ca_pem']
-    if not ca_pem:
-        try:
-            ca_pem = _x509.load_ca_from_base64(client.database_ca(cluster['id']), what='the CA of %s' % cluster.get('name'))[0]
-        except _x509.X509Error as exc:
-            raise PlanError([ConfigError('config_do_database_cluster', str(exc))], 'DigitalOcean look-up failed')
-    es_ca_pem = v.get('config_es_ca_pem') or ''
-    if v.get('config_do_opensearch_cluster'):
-        search = opensearch_cluster(v, client)
-        clusters.append(('config_do_opensearch_cluster', search))
-        if not es_ca_pem:
-            es_ca_pem = cluster_ca(client, search, 'config_do_opensearch_cluster')
-    warnings = trusted_sources(v, client, clusters, kube_server) if v['config_kubernetes'] else []
+    ca_pem = v['config_db_ca_pem'] or _answer(found, 'ca')
+    es_ca_pem = v.get('config_es_ca_pem') or (_answer(found, 'es_ca') if search is not None else '') or ''
+    warnings = []
+    if v['config_kubernetes']:
+        rules = dict((variable, _answer(found, 'rules ' + variable)) for variable, dummy in clusters)
+        warnings = trusted_sources(v, clusters, rules, kube_server)
     return {'db': db, 'redis_url': redis_url, 'ca_pem': ca_pem, 'cluster': cluster, 'warnings': warnings,
             'es_ca_pem': es_ca_pem}
 
 
-def opensearch_cluster(v, client):
+def opensearch_cluster(v, client, listed=None):
     """The managed OpenSearch cluster of config_do_opensearch_cluster (engine opensearch, database_cluster.yml)."""
     name = v['config_do_opensearch_cluster']
     try:
-        search = do.find_cluster_by_name(client, name)
+        search = do.find_cluster_by_name(client, name, listed)
     except do.DigitalOceanError as exc:
         raise PlanError([ConfigError('config_do_opensearch_cluster', exc.args[0] if exc.args else str(exc))],
                         'DigitalOcean look-up failed')
@@ -143,14 +181,15 @@ def cluster_ca(client, cluster, variable):
         raise PlanError([ConfigError(variable, str(exc))], 'DigitalOcean look-up failed')
 
 
-def trusted_sources(v, client, clusters, kube_server):
-    """Warnings; PlanError naming each database whose trusted sources (firewall rules) do not admit the Kubernetes
-    cluster the applications run in: they could not connect (reference README, DigitalOcean facts)."""
+def trusted_sources(v, clusters, rules, kube_server):
+    """Warnings; PlanError naming each database whose trusted sources (`rules`: {variable: firewall rules}) do not
+    admit the Kubernetes cluster the applications run in: they could not connect (reference README, DigitalOcean
+    facts)."""
     cluster_id = v['config_do_kubernetes_cluster_id'] or do.kubernetes_cluster_id_from_server(kube_server)
     errors, warnings = [], []
     for variable, database in clusters:
-        rules = client.database_firewall_rules(database['id'])
-        problem = do.trusted_sources_problem(database.get('name'), rules, cluster_id, database_id=database['id'])
+        problem = do.trusted_sources_problem(database.get('name'), rules[variable], cluster_id,
+                                             database_id=database['id'])
         if problem and cluster_id:
             errors.append(ConfigError(variable, problem))
         elif problem:

@@ -24,6 +24,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from ansible_collections.fediops.mastodon.plugins.module_utils import _digitalocean
 from ansible_collections.fediops.mastodon.plugins.module_utils._mastodon_config import ConfigError
 from ansible_collections.fediops.mastodon.plugins.module_utils._deploy import applier, endpoints, errors, guards, model, plan, preflight, variables
 from ansible_collections.fediops.mastodon.tests.unit.plugins.module_utils.plan_inputs import BASE, NOW, SPECS
@@ -453,6 +454,10 @@ class FakeDigitalOcean(object):
 
     def database_firewall_rules(self, cluster_id):
         return self.rules.get(cluster_id, [])
+
+    def database_ca(self, cluster_id):  # asked at the same time as the pools: a plan that fails on those reads no CA
+        raise _digitalocean.DigitalOceanError('DigitalOcean API get CA of database cluster %s failed: HTTP 404 not_found'
+                                              % cluster_id, status=404)
 
 
 def _do_vars(**extra):
