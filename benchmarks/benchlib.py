@@ -113,7 +113,7 @@ class Cluster(object):
 
 def count_requests(events):
     """Requests by verb. `writes` counts every write verb, server-side dry-runs included (mastodon_deploy's plan
-    dry-runs every object, and each step its own component again); `dry_runs` says how many of them were."""
+    dry-runs every object, and each step its own component again unless the plan found it settled); `dry_runs` says how many of them were."""
     verbs = {}
     dry_runs = 0
     for event in events:

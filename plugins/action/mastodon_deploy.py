@@ -51,6 +51,21 @@ def fast_yaml(text):
     return yaml.load(text, Loader=getattr(yaml, 'CSafeLoader', yaml.SafeLoader))  # nosec: a safe loader
 
 
+_ROLE_SPECS = {}
+
+
+def role_specs():
+    """The roles' argument specs, parsed once per process (never changed after)."""
+    if not _ROLE_SPECS:
+        _ROLE_SPECS.update(variables.load_role_specs(ROLES_DIR, fast_yaml))
+    return _ROLE_SPECS
+
+
+# Ansible imports an action plugin in its main process and forks a worker for each task: parsed here, the specs
+# are inherited by every task of the deploy instead of being parsed again by each.
+role_specs()
+
+
 def plan_fact(task_vars):
     """The fact set by a plan task earlier in the play ({path, steps, version, summary}), or None."""
     task_vars = task_vars or {}
@@ -76,7 +91,7 @@ class ActionModule(ActionBase):
         if params['step'] == 'finish':  # needs no variable: the plan task's fact names its directory
             return self.finish(result, plan_fact(task_vars), params, self.kube_client_factory(params),
                                bool(self._task.check_mode))
-        specs = variables.load_role_specs(ROLES_DIR, fast_yaml)
+        specs = role_specs()
         names = set(n for options in specs.values() for n in options)
         prefixes = tuple(role + '_' for role in specs)
         raw = {}

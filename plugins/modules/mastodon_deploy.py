@@ -99,7 +99,8 @@ options:
         (C(config_tls_preflight_in_cluster)), short-lived and always deleted, run only when every other check
         passed (so before any file is copied to C(config_files_hosts)).
       - V(config), V(migrate-pre), V(web), V(streaming), V(sidekiq), V(migrate-post) apply one part of that plan
-        (each dry-runs its own objects against the server again first) and report their own changes and diff;
+        (each dry-runs its own objects against the server again first, unless the plan found every one of them
+        unchanged and ready less than a minute before) and report their own changes and diff;
         while they wait they print one progress line per change of state, for example
         C(web - mastodon-web 1/3 updated, 2/3 ready (45 s)) with a colon after the step's name. Variables that differ from the plan's are refused
         (re-run the plan). Without a plan task before them (a role alone, C(--start-at-task)) they plan for

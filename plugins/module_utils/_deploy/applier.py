@@ -12,7 +12,7 @@ from __future__ import annotations
 from ansible_collections.fediops.mastodon.plugins.module_utils import _manifests
 from ansible_collections.fediops.mastodon.plugins.module_utils._deploy.errors import PlanError
 from ansible_collections.fediops.mastodon.plugins.module_utils._k8s_apply import (
-    Applier, ApplyError, RunningJobError, key_of)
+    WAIT_STATES, Applier, ApplyError, RunningJobError, key_of)
 from ansible_collections.fediops.mastodon.plugins.module_utils._kube import KubeError, status_message
 from ansible_collections.fediops.mastodon.plugins.module_utils._mastodon_config import ConfigError
 
@@ -116,6 +116,20 @@ class ComponentApplier(Applier):
         for entry in self.plan_result['pruned']:
             counts.setdefault('deleted (pruned)', []).append('%s/%s' % (entry['kind'], entry['name']))
         return counts
+
+    def settled_objects(self):
+        """[{kind, namespace, name, action}] when the dry-run found the component settled: every object unchanged,
+        its ApplySet parent too, nothing to prune, and each Deployment rolled out and each Job complete (as the
+        dry-run returned them); None otherwise."""
+        result = self.plan_result
+        if result['changed'] or result['pruned']:
+            return None
+        for entry in result['objects']:
+            if entry['action'] != 'unchanged':
+                return None
+            if entry['kind'] in WAIT_STATES and WAIT_STATES[entry['kind']](entry.get('object') or {})[0] != 'ok':
+                return None
+        return [dict((k, entry[k]) for k in ('kind', 'namespace', 'name', 'action')) for entry in result['objects']]
 
     def restarts(self):
         """The Deployments whose pod template the dry-run changes: the Deployment controller replaces all of their

@@ -9,7 +9,8 @@ PRIVATE to this collection: no API guarantees.
 
 Two deploys of one instance at once (two AWX jobs, an operator and a schedule) would interleave their applies,
 prune each other's objects and run two migration Jobs. The plan takes the Lease before it writes anything,
-every step renews it, ``finish`` releases it (docs/dev/ARCHITECTURE.md, section 3):
+every step renews it (once a third of its duration has passed), ``finish`` releases it (docs/dev/ARCHITECTURE.md,
+section 3):
 
     holder = holder_identity()
     lease = acquire(client, namespace, name, holder, duration_s)    # LockHeld: another deploy holds it

@@ -46,6 +46,8 @@ WAITS = {'config': (None, 'config_apply_timeout'), 'migrate-pre': (None, 'migrat
          'streaming': ('streaming_wait', 'streaming_wait_timeout'), 'sidekiq': ('sidekiq_wait', 'sidekiq_wait_timeout')}
 HANDOFF_NAME = 'plan.json'
 HANDOFF_FORMAT = 1
+LEASE_MARK = 'lease-renewed'  # beside the plan file: when a step last wrote the Lease
+SETTLED_FOR_S = 60  # how long a step takes the plan's dry-run of a settled component as its own
 GATE_POLL = 2.0
 POST_LATER = 'ansible-playbook <your deploy playbook> --tags post-migrations -e migrations_post=run'
 
@@ -131,7 +133,11 @@ class PlanContext(object):
                 'images': {'web': deploy.model['image'], 'streaming': deploy.model['streaming_image']},
                 # the gate's backup check: the PostgreSQL cluster's id and what the restore commands name
                 'database_cluster': step_record.cluster_facts((deploy.endpoints or {}).get('cluster')),
-                'discovery': getattr(deploy.kube_client(), 'discovery_cache', dict)() if deploy.v['config_kubernetes'] else {}}
+                'discovery': getattr(deploy.kube_client(), 'discovery_cache', dict)() if deploy.v['config_kubernetes'] else {},
+                # what the steps may take from the plan's dry-run instead of their own (settled_step)
+                'planned_at': time.time(),
+                'settled': dict((a.component, a.settled_objects()) for a in deploy.appliers
+                                if a.settled_objects() is not None)}
 
     @classmethod
     def of_deploy(cls, deploy, variables, client=None):
@@ -229,16 +235,19 @@ def lease_take(client, v, check_mode):
         return None
     namespace, name = v['config_namespace'], v['config_name']
     holder = lock.holder_identity()
+    renewed = None
     try:
         if check_mode:
             lock.check_free(client, namespace, name, holder)
             return None
+        started = time.time()  # the Lease's renewTime is this moment or later
         lock.acquire(client, namespace, name, holder)
+        renewed = started
     except lock.NoNamespace:
         pass
     except lock.LockError as exc:
         raise _lock_refusal(exc)
-    return {'holder': holder, 'namespace': namespace, 'name': name}
+    return {'holder': holder, 'namespace': namespace, 'name': name, 'renewed': renewed}
 
 
 def lease_first_install(ctx):
@@ -268,17 +277,53 @@ def lease_first_install(ctx):
                                  'install.' % (namespace, name))], 'another deploy of this instance ran')
 
 
+def _renewal_mark(ctx):
+    """The file in the plan's directory saying when a step of this deploy last wrote the Lease (None when the step
+    planned for itself)."""
+    return os.path.join(os.path.dirname(ctx.path), LEASE_MARK) if ctx.path else None
+
+
+def _last_renewal(ctx):
+    """When this deploy last took or renewed its Lease (time.time()), or None."""
+    times = [ctx.lease.get('renewed') or 0]
+    mark = _renewal_mark(ctx)
+    if mark:
+        try:
+            with open(mark, encoding='utf-8') as handle:
+                times.append(float(handle.read()))
+        except (OSError, ValueError):
+            pass
+    return max(times) or None
+
+
+def _mark_renewal(ctx, when):
+    mark = _renewal_mark(ctx)
+    if mark:
+        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(mark), prefix='.%s-' % LEASE_MARK)
+        with os.fdopen(fd, 'w', encoding='utf-8') as handle:
+            handle.write(repr(when))
+        os.replace(tmp, mark)
+
+
 def lease_renew(ctx):
-    """Every step renews the lock first (or takes it, once the namespace exists): LockHeld/LockLost refuse the step."""
+    """Every step renews the lock first (or takes it, once the namespace exists): LockHeld/LockLost refuse the step.
+    A Lease this deploy wrote less than a third of its duration ago is left as it is (no request): no other deploy
+    can take it before it expires, and the steps of an idempotent re-run follow each other within a second."""
     lease = ctx.lease
     if not lease or ctx.check_mode:
         return None
+    last = _last_renewal(ctx)
+    if last is not None and 0 <= time.time() - last < lock.DEFAULT_DURATION_S / 3.0:
+        return None
+    started = time.time()
     try:
-        return lock.acquire(ctx.client, lease['namespace'], lease['name'], lease['holder'])
+        answer = lock.acquire(ctx.client, lease['namespace'], lease['name'], lease['holder'])
     except lock.NoNamespace:
         return None
     except lock.LockError as exc:
         raise _lock_refusal(exc)
+    _mark_renewal(ctx, started)
+    return answer
 
 
 def lease_renewer(ctx):
@@ -306,9 +351,31 @@ def brief(result):
             'objects': [dict((k, r[k]) for k in ('kind', 'namespace', 'name', 'action')) for r in result['objects']]}
 
 
+def settled_step(ctx, component):
+    """The step's result taken from the plan, or None. The plan's dry-run found the component settled (nothing to
+    write or prune, rolled out, its Jobs complete: ComponentApplier.settled_objects) less than SETTLED_FOR_S ago,
+    and no stop for an upgrade with downtime ran in between: asking the server again would answer the same (an
+    idempotent re-run). Later, or for a component with anything to do, the step dry-runs again first."""
+    objects = (ctx.data.get('settled') or {}).get(component)
+    if objects is None or downtime.active(ctx.v):
+        return None
+    if not 0 <= time.time() - (ctx.data.get('planned_at') or 0) < SETTLED_FOR_S:
+        return None
+    counts = {'unchanged': ['%s/%s' % (o['kind'], o['name']) for o in objects]} if objects else {}
+    out = {'changed': False, 'pruned': [], 'objects': list(objects),
+           'summary': summary_text([(component, counts)], {component: []})}
+    if ctx.diff:
+        out['diff'] = [{'prepared': out['summary']}]
+    return out
+
+
 def apply_component(ctx, component, progress):
     """Dry-run the component again (the cluster may have moved since the plan), then write what differs, prune
-    its ApplySet, wait. In check mode the dry-run is the result."""
+    its ApplySet, wait. In check mode the dry-run is the result. A component the plan found settled a moment ago
+    is not asked for again (settled_step)."""
+    settled = settled_step(ctx, component)
+    if settled is not None:
+        return settled
     v = ctx.v
     wait_var, timeout_var = WAITS[component]
     # A migration Job still running at migrations_wait_timeout is left running (never killed: a re-run re-attaches),

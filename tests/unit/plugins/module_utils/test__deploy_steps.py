@@ -12,12 +12,13 @@ import datetime
 import json
 import os
 import stat
+import time
 
 import pytest
 import yaml
 
 from ansible_collections.fediops.mastodon.plugins.module_utils import _backups, _k8s_apply
-from ansible_collections.fediops.mastodon.plugins.module_utils._deploy import errors, plan, steps, variables
+from ansible_collections.fediops.mastodon.plugins.module_utils._deploy import errors, lock, plan, steps, variables
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), '..', '..', '..', '..'))
 SPECS = variables.load_role_specs(os.path.join(ROOT, 'roles'), yaml.safe_load)
@@ -478,6 +479,48 @@ def test_a_first_install_creates_the_namespace_before_the_lock_and_a_namespace_t
         assert ctx._client.calls == []  # check mode, or an existing namespace: nothing sent
 
 
+class _LeaseServer(object):
+    """A Lease held by `holder` (renewTime: now): GET answers it, PUT takes the body."""
+
+    def __init__(self, holder):
+        now = datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%dT%H:%M:%S.%fZ')
+        self.lease = {'metadata': {'name': 'mastodon-deploy', 'resourceVersion': '1'},
+                      'spec': {'holderIdentity': holder, 'leaseDurationSeconds': 120, 'acquireTime': now,
+                               'renewTime': now}}
+        self.calls = []
+
+    def path(self, api_version, kind, namespace=None, name=None):
+        return '/'.join(p for p in (api_version, kind, namespace, name) if p)
+
+    def request(self, method, path, body=None, **kwargs):
+        self.calls.append(method)
+        if method == 'PUT':
+            self.lease = body
+        return 200, self.lease
+
+
+def test_a_step_renews_the_lease_only_when_this_deploy_wrote_it_a_third_of_its_duration_ago(tmp_path, monkeypatch):
+    server = _LeaseServer('me #1')
+    ctx = _first_install_ctx(server, namespace_missing=False)
+    ctx.path = str(tmp_path / 'plan.json')
+    ctx.lease['renewed'] = time.time() - 5  # the plan took it 5 s ago
+    assert steps.lease_renew(ctx) is None and server.calls == []  # fresh: no request
+
+    ctx.lease['renewed'] = time.time() - lock.DEFAULT_DURATION_S / 3.0 - 1
+    assert steps.lease_renew(ctx) is not None and server.calls == ['GET', 'PUT']
+    assert float((tmp_path / steps.LEASE_MARK).read_text()) > time.time() - 5  # the next step sees this renewal
+    steps.lease_renew(ctx)
+    assert server.calls == ['GET', 'PUT']
+
+    # A renewal this deploy did not write counts for nothing: another holder's Lease still refuses the step.
+    stolen = _LeaseServer('other #2')
+    ctx = _first_install_ctx(stolen, namespace_missing=False)
+    ctx.path, ctx.lease['renewed'] = None, None
+    with pytest.raises(errors.PlanError) as refused:
+        steps.lease_renew(ctx)
+    assert 'held by other #2' in str(refused.value) and stolen.calls == ['GET']
+
+
 def test_a_first_install_passes_the_backup_gate_without_asking_for_a_backup(planned):
     """A new DigitalOcean cluster lists its first backup a day later, and before a first install the database was
     empty: the gate asks for no backup then (make demo's first run was refused before)."""
@@ -490,3 +533,83 @@ def test_a_first_install_passes_the_backup_gate_without_asking_for_a_backup(plan
     assert 'first install' in ctx.restore_message
     ctx.data['first_install'] = False  # an upgrade: the same answer refuses
     assert [p.key for p in steps.gate_problems(ctx)] == ['config_do_database_cluster'] and api.asked == [CLUSTER['id']]
+
+
+# ------------------------------------------------------------------ a component the plan found settled
+class _NoServer(object):
+    """A cluster the step must not ask: every request is recorded and answered 500."""
+
+    def __init__(self):
+        self.asked = []
+
+    @staticmethod
+    def path(api_version, kind, namespace=None, name=None, subresource=None):
+        return '/%s/%s/%s/%s' % (api_version, kind, namespace, name)
+
+    def resource(self, api_version, kind):
+        self.asked.append(('discovery', kind))
+        raise steps.KubeError('no server here', status=500)
+
+    def request(self, method, *args, **kwargs):
+        self.asked.append((method,) + args[:1])
+        return 500, {'message': 'no server here'}
+
+
+def _settled_ctx(planned, **data):
+    deploy, dummy, path = planned
+    ctx = steps.PlanContext.load(path, steps.effective(RAW, SPECS), client=_NoServer())
+    ctx.v = dict(ctx.v, config_kubernetes=True)
+    objects = [{'kind': o['kind'], 'namespace': o['metadata'].get('namespace'), 'name': o['metadata']['name'],
+                'action': 'unchanged'} for o in deploy.manifests['web']]
+    ctx.data.update({'settled': {'web': objects}, 'planned_at': time.time() - 2}, **data)
+    return ctx, objects
+
+
+def test_a_step_takes_a_settled_component_from_the_plan_without_asking_the_server(planned):
+    """An idempotent re-run: the plan's dry-run of a moment ago found web settled; the step does not dry-run it
+    again, and reports it unchanged, with the plan's summary."""
+    ctx, objects = _settled_ctx(planned)
+    out = steps.apply_component(ctx, 'web', None)
+    assert ctx.client.asked == []
+    assert out['changed'] is False and out['pruned'] == [] and out['objects'] == objects
+    assert '%d unchanged' % len(objects) in out['summary'] and 'web: no restart' in out['summary']
+
+
+@pytest.mark.parametrize('case', ['old plan', 'not settled', 'downtime'])
+def test_a_step_asks_the_server_again_when_the_plan_is_old_or_the_component_not_settled(planned, case):
+    ctx, dummy = _settled_ctx(planned)
+    if case == 'old plan':  # e.g. after a long migration: the cluster may have moved since
+        ctx.data['planned_at'] = time.time() - steps.SETTLED_FOR_S - 1
+    elif case == 'not settled':
+        ctx.data['settled'] = {'streaming': []}
+    else:  # the stop step of an upgrade with downtime scaled web down after the plan
+        ctx.v['config_upgrade_with_downtime'] = True
+    with pytest.raises(Exception):
+        steps.apply_component(ctx, 'web', None)
+    assert ctx.client.asked, case
+
+
+def _dry_run(*entries, **result):
+    applier = steps.ComponentApplier.__new__(steps.ComponentApplier)
+    applier.plan_result = dict({'changed': False, 'pruned': [], 'objects': list(entries)}, **result)
+    return applier
+
+
+def _entry(kind, action='unchanged', status=None, spec=None):
+    return {'kind': kind, 'apiVersion': 'v1', 'namespace': 'ns', 'name': kind.lower(), 'action': action,
+            'object': {'kind': kind, 'metadata': {'generation': 1}, 'spec': spec or {'replicas': 1},
+                       'status': status or {}}}
+
+
+def test_settled_means_unchanged_not_pruned_rolled_out_and_complete():
+    ready = {'observedGeneration': 1, 'replicas': 1, 'updatedReplicas': 1, 'readyReplicas': 1, 'availableReplicas': 1}
+    complete = {'conditions': [{'type': 'Complete', 'status': 'True'}], 'succeeded': 1}
+    settled = _dry_run(_entry('ConfigMap'), _entry('Deployment', status=ready), _entry('Job', status=complete))
+    assert [o['kind'] for o in settled.settled_objects()] == ['ConfigMap', 'Deployment', 'Job']
+    assert _dry_run().settled_objects() == []
+    for unsettled in (_dry_run(_entry('ConfigMap', action='configured')),
+                      _dry_run(_entry('ConfigMap'), changed=True),  # the ApplySet parent changes
+                      _dry_run(_entry('ConfigMap'), pruned=[{'kind': 'Job', 'name': 'old'}]),
+                      _dry_run(_entry('Deployment', status=dict(ready, readyReplicas=0))),  # a rollout left unready
+                      _dry_run(_entry('Job', status={'active': 1}))):  # a migration still running
+        assert unsettled.settled_objects() is None, unsettled.plan_result
