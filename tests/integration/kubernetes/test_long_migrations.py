@@ -138,7 +138,9 @@ def test_a_long_migration_outlives_the_deploy_and_a_rerun_reattaches(kube_cluste
     order = ['running', 'running migration 20260702000000 AddThings',
              'running migration 20260702000000 AddThings done, 1 so far',
              'running migration 20260728145403 UpdateAccountSummariesToVersion3']
-    assert states[-1] == order[-1] and 'running migration 20260702000000 AddThings' in states, shown
+    # The log is read every LOG_POLL seconds: when the pod started late (a loaded machine), the last read before the
+    # deadline may not have reached the last migration yet; the result's activity above is read at the deadline.
+    assert states[-1] in order[-2:] and 'running migration 20260702000000 AddThings' in states, shown
     assert [state for state in order if state in states] == states, shown  # each once, in order
 
     # 2. Another version while it runs: refused before any write (the prune would kill the running Job).
