@@ -84,7 +84,7 @@ class Contract(object):
         for error in self._validator(response_uri + '#/content/application~1json/schema').iter_errors(body):
             problems.append('body %s: %s' % ('/'.join(str(p) for p in error.absolute_path), error.message))
         headers = dict(spec.get('headers') or {})
-        common = 'file://' + os.path.join(self.root, 'shared', 'headers.yml')  # the excerpt's own shared headers
+        common = 'file://' + os.path.join(self.root, 'common', 'headers.yml')  # the excerpt's own shared headers
         headers['x-request-id'] = {'$ref': common + '#/x-request-id'}
         headers['content-type'] = {'$ref': common + '#/content-type'}
         for name, header in sorted(headers.items()):
