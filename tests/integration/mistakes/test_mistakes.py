@@ -180,6 +180,8 @@ class Corpus(object):
         if case.get('big_value'):  # a value too large to write in cases.yml
             big = case['big_value']
             extra[big['variable']] = dict(extra.get(big['variable']) or {}, **{big['key']: 'a' * big['bytes']})
+        if case.get('wrong_token'):  # a token of DigitalOcean's form that the stand-in does not know, made now
+            extra['config_do_api_token'] = 'dop_v1_' + secrets.token_hex(32)
         if case.get('ca'):
             extra['config_db_ca_pem'] = self.pems[case['ca']][0]
         return extra
