@@ -136,8 +136,8 @@ class PlanContext(object):
                 'discovery': getattr(deploy.kube_client(), 'discovery_cache', dict)() if deploy.v['config_kubernetes'] else {},
                 # what the steps may take from the plan's dry-run instead of their own (settled_step)
                 'planned_at': time.time(),
-                'settled': dict((a.component, a.settled_objects()) for a in deploy.appliers
-                                if a.settled_objects() is not None)}
+                'settled': dict(item for item in ((a.component, a.settled_objects()) for a in deploy.appliers)
+                                if item[1] is not None)}
 
     @classmethod
     def of_deploy(cls, deploy, variables, client=None):
