@@ -262,6 +262,17 @@ def job_container(phase, extra_env=None, fresh_secrets=False, encryption_keys_re
     return {'command': ['/bin/sh', '-c', script], 'env': env}
 
 
+def carries_fresh_secrets(job):
+    """Whether a rendered migration Job carries the new-keys signal (FRESH_SECRETS_VARIABLE): its script then
+    refuses a database that holds a schema (_SCHEMA_CHECK), so that Job succeeding proves the database was empty
+    and it loaded the schema."""
+    for container in (((job.get('spec') or {}).get('template') or {}).get('spec') or {}).get('containers') or []:
+        for item in container.get('env') or []:
+            if item.get('name') == FRESH_SECRETS_VARIABLE and item.get('value') == 'true':
+                return True
+    return False
+
+
 def job_name_suffix(phase, fresh_secrets=False, encryption_keys_replaced=False):
     """What the Job's name adds for the plan's signals. A Job's template is immutable, and the signals
     change between two deploys of one version (a first install, then a re-run): a Job with other

@@ -181,6 +181,19 @@ def fresh_secrets(generated, staged, known, requested):
     return bool(made - set(requested))
 
 
+def first_install_job(record, version):
+    """Whether the cluster's pre-deployment Job of `version` is the first install's, made with the new-keys signal:
+    the deploy record says it loaded the schema (`schema_loaded`) or still runs (`running_job` ...-new-keys). A
+    re-run renders it as it was, so that it stays unchanged (a completed Job) or is re-attached to (one running),
+    rather than becoming a second Job of the phase, which would refuse the database the first one filled. Only the
+    record can say: an instance adopted under this collection (its database and secrets given) has no new-keys Job."""
+    current = (record or {}).get('current') or {}
+    if current.get('version') != version:
+        return False
+    return bool(current.get('schema_loaded')) or (current.get('migrations_running') == 'pre'
+                                                  and str(current.get('running_job') or '').endswith('-new-keys'))
+
+
 def kept_secrets(v, state):
     """(known kept secrets, backup to keep or None): kept_plan's two main answers."""
     plan = kept_plan(v, state)

@@ -19,7 +19,7 @@ from ansible_collections.fediops.mastodon.plugins.module_utils._deploy.applier i
 from ansible_collections.fediops.mastodon.plugins.module_utils._deploy.endpoints import do_endpoints, explicit_endpoints
 from ansible_collections.fediops.mastodon.plugins.module_utils._deploy.errors import PlanError
 from ansible_collections.fediops.mastodon.plugins.module_utils._deploy.guards import (
-    backup_secret, fresh_secrets, kept_plan, local_domain_guard, reference_problems)
+    backup_secret, first_install_job, fresh_secrets, kept_plan, local_domain_guard, reference_problems)
 from ansible_collections.fediops.mastodon.plugins.module_utils._deploy.guards_upgrade import check_upgrade_path
 from ansible_collections.fediops.mastodon.plugins.module_utils._deploy.record import RecordKeeper, keeper_failed
 from ansible_collections.fediops.mastodon.plugins.module_utils._deploy.model import build_model, dotenv_text, environment
@@ -253,16 +253,9 @@ class Deploy(object):
                                         % ', '.join(unasked)))
         if env is not None:
             self.model = build_model(v, self.groups, self.endpoints, self.env, self.env, version)
-            self.model['fresh_secrets'] = fresh_secrets(self.generated, self.staged.get('kept'), known,
-                                                        self.kept['requested'])
-            record = self.state.get('record') or {}
-            current = record.get('current') or {}
-            if (current.get('version') == self.model['version'] and not current.get('previous_version')
-                    and not record.get('history')):
-                # The version of the first install: its pre-deployment Job was made with the keys that install
-                # generated. A re-run renders it as it was, so that it stays unchanged (a completed Job) or is
-                # re-attached to (one still running), rather than becoming a second Job of the same phase.
-                self.model['fresh_secrets'] = True
+            self.model['fresh_secrets'] = (fresh_secrets(self.generated, self.staged.get('kept'), known,
+                                                         self.kept['requested'])
+                                           or first_install_job(self.state.get('record'), self.model['version']))
             self.model['encryption_keys_replaced'] = self.kept['encryption_keys_replaced']
             self.model['kept_secrets_annotations'] = self.kept['annotations']
             problem = _manifests.media_storage_problem(self.model)

@@ -25,7 +25,7 @@ import copy
 import json
 
 from ansible_collections.fediops.mastodon.plugins.module_utils._kube import APPLY_PATCH, KubeError, status_message
-from ansible_collections.fediops.mastodon.plugins.module_utils._migrations import schema_version_from_log
+from ansible_collections.fediops.mastodon.plugins.module_utils._migrations import carries_fresh_secrets, schema_version_from_log
 
 KEY = 'record.json'
 HISTORY_LIMIT = 20
@@ -35,7 +35,7 @@ POST_STATES = ('done', 'running', 'pending', 'held')  # running: the post Job wa
 OUTCOMES = ('running', 'ok', 'failed', 'rolled-back')  # rolled-back: _deploy/rollback.py
 ENTRY_KEYS = ('version', 'images', 'phase', 'post_migrations', 'previous_version', 'schema_version', 'started_at',
               'updated_at', 'lines_run', 'outcome', 'migrations_running', 'restore_point', 'rolled_back_from',
-              'running_job')
+              'running_job', 'schema_loaded')
 
 
 class RecordError(KubeError):
@@ -233,6 +233,9 @@ class RecordKeeper(object):
             fields = {'migrations_running': phase if running else None}
             if not running:
                 fields['schema_version'] = self._schema_version(objects)
+            if not running and phase == 'pre':
+                # it succeeded: with the new-keys signal, on an empty database (a first install)
+                fields['schema_loaded'] = any(o.get('kind') == 'Job' and carries_fresh_secrets(o) for o in objects or ())
             if phase == 'post':
                 fields['post_migrations'] = 'running' if running else 'done'
             # A pre-deployment Job still running has not reached its phase: the entry stays where it was.

@@ -164,6 +164,18 @@ def schema_version_of(ctx, component):
     return _migrations.schema_version_from_log(job_log(ctx.client, job))
 
 
+def schema_loaded(ctx):
+    """Whether the plan's pre-deployment Job loaded the schema into an empty database (a first install: nothing to
+    go back to). Only the Job can prove it: it carries the new-keys signal, which makes its script refuse a database
+    holding a schema (_migrations.carries_fresh_secrets), and it succeeded. No trace of an instance in the namespace
+    proves nothing: an existing database may be adopted under a new name with its own secrets."""
+    job = declared_job(ctx, 'migrate-pre')
+    if job is None or not _migrations.carries_fresh_secrets(job):
+        return False
+    live = live_job(ctx, 'migrate-pre')
+    return live is not None and job_state(live)[0] == 'ok'
+
+
 # ------------------------------------------------------------------ the backup gate
 def backup_verdict(ctx, now=None):
     """(ok, message, restore_point, variable) of the backup half of the point of no return: DigitalOcean's

@@ -125,8 +125,6 @@ class PlanContext(object):
                 'namespace_missing': deploy.state.get('namespace') is None and bool(deploy.v['config_kubernetes']),
                 'backup': deploy.backup, 'backup_name': deploy.kept.get('backup_name'),
                 'record': deploy.state.get('record'), 'lease': None,
-                # no trace of an instance (its env, web Deployment, ApplySet) and no deploy record: a first install
-                'first_install': not deploy.state.get('instance') and not deploy.state.get('record'),
                 'labels': deploy.model['labels'], 'version': deploy.model['version'],
                 'summary': summary_text(deploy.summaries(), deploy.restarts()),
                 'generated': sorted(deploy.generated),
@@ -212,10 +210,12 @@ def record_phase(ctx, phase, **fields):
 def backup_check(ctx):
     """[ConfigError] of the backup gate (_backups through step_record.backup_check); the restore point's message
     is kept in ctx.restore_message for the gate's result."""
-    if ctx.data.get('first_install'):
-        # Nothing to go back to: the database was empty before this deploy (the pre-deployment Job refuses new keys
-        # for a database with a schema), and a new DigitalOcean cluster lists its first backup only a day later.
-        ctx.restore_message = 'a first install: the database was empty before it, there is no earlier state to keep'
+    if step_record.schema_loaded(ctx):
+        # Nothing to go back to: the pre-deployment Job found the database empty and loaded the schema (so the
+        # post-deployment migrations have nothing to do), and a new DigitalOcean cluster lists its first backup
+        # only a day later.
+        ctx.restore_message = ('a first install: the pre-deployment Job loaded the schema into an empty database, '
+                               'there is no earlier state to keep')
         return []
     errors, ctx.restore_message = step_record.backup_check(ctx)
     return errors
@@ -447,8 +447,13 @@ def step_migrate_pre(ctx, progress):
         # A Job still running has not reached its phase: the entry stays where it was, migrations_running says why.
         record_phase(ctx, 'config', migrations_running='pre', running_job=out['running_jobs'][0]['name'])
         return left_running(out, ['web', 'streaming', 'sidekiq', 'gate', 'migrate-post'])
-    record_phase(ctx, 'pre', migrations_running=None, running_job=None, schema_version=None if ctx.check_mode else
-                 step_record.schema_version_of(ctx, 'migrate-pre'))
+    if ctx.check_mode:
+        record_phase(ctx, 'pre', migrations_running=None, running_job=None)
+    else:
+        record_phase(ctx, 'pre', migrations_running=None, running_job=None,
+                     schema_version=step_record.schema_version_of(ctx, 'migrate-pre'),
+                     # it succeeded: with the new-keys signal, on an empty database (a first install)
+                     schema_loaded=_migrations.carries_fresh_secrets(step_record.declared_job(ctx, 'migrate-pre') or {}))
     return out
 
 

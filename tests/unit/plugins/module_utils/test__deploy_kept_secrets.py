@@ -118,6 +118,20 @@ def test_the_fresh_signal():
     assert guards.fresh_secrets(['SECRET_KEY_BASE'], {}, {}, ['SECRET_KEY_BASE']) is False  # rotation on purpose
 
 
+def test_a_rerun_renders_the_first_installs_job_as_it_was():
+    """Only the record's word that this version's Job carried the signal: the first install's Job that loaded the
+    schema (or still runs); never an entry without it, as the first deploy of an adopted database (its secrets
+    given, its Job without the signal) has: a second Job with the signal would refuse that database."""
+    version = 'v4.7.6'
+    assert guards.first_install_job({'current': {'version': version, 'schema_loaded': True}}, version) is True
+    running = {'version': version, 'migrations_running': 'pre', 'running_job': 'masto-migrate-pre-v4-7-6-new-keys'}
+    assert guards.first_install_job({'current': running}, version) is True
+    adopted = {'current': {'version': version, 'previous_version': None, 'schema_loaded': False}, 'history': []}
+    assert guards.first_install_job(adopted, version) is False
+    assert guards.first_install_job({'current': {'version': 'v4.7.5', 'schema_loaded': True}}, version) is False
+    assert guards.first_install_job(None, version) is False
+
+
 def test_a_plan_that_generates_the_keys_signals_the_pre_job():
     deploy = plan.Deploy(dict(BASE, config_kubernetes=False), SPECS, plan.COMPONENTS, now=NOW).plan()
     assert deploy.model['fresh_secrets'] is True

@@ -11,6 +11,7 @@ import json
 
 import pytest
 
+from ansible_collections.fediops.mastodon.plugins.module_utils import _migrations
 from ansible_collections.fediops.mastodon.plugins.module_utils._deploy import record as rec
 from ansible_collections.fediops.mastodon.plugins.module_utils._kube import APPLY_PATCH
 
@@ -138,6 +139,7 @@ def test_keeper_through_a_whole_deploy():
     keeper.after('migrate-pre', {}, job)
     assert keeper.record['current']['phase'] == 'pre'
     assert keeper.record['current']['schema_version'] == '20260728145403'
+    assert keeper.record['current']['schema_loaded'] is False  # its Job had no new-keys signal: an upgrade
     keeper.before('web')
     assert keeper.record['current']['lines_run'] == ['4.7']  # before any 4.7 pod
     for component in ('web', 'streaming', 'sidekiq'):
@@ -147,6 +149,21 @@ def test_keeper_through_a_whole_deploy():
     keeper.finish('ok')
     stored = rec.read_record(client, 'ns', 'masto')['current']
     assert (stored['phase'], stored['post_migrations'], stored['outcome']) == ('post', 'done', 'ok')
+
+
+def test_keeper_records_a_first_installs_schema_load():
+    """A pre-deployment Job with the new-keys signal that succeeded loaded the schema into an empty database (its
+    script refuses one that holds a schema): the entry says so, which the next plan and the gate read."""
+    client = _Client()
+    keeper = rec.RecordKeeper(client, 'ns', 'masto', {}, None, 'v4.7.6', IMAGES, lambda: T0, job_log=_job_log(''))
+    job = {'kind': 'Job', 'metadata': {'name': 'masto-migrate-pre-v4-7-6-new-keys', 'namespace': 'ns'},
+           'spec': {'template': {'spec': {'containers': [
+               {'name': 'migrate', 'env': [{'name': _migrations.FRESH_SECRETS_VARIABLE, 'value': 'true'}]}]}}}}
+    keeper.after('config', {})
+    keeper.after('migrate-pre', {'running_jobs': [{'name': 'x'}]}, [job])
+    assert 'schema_loaded' not in keeper.record['current']  # still running: nothing proven yet
+    keeper.after('migrate-pre', {}, [job])
+    assert rec.read_record(client, 'ns', 'masto')['current']['schema_loaded'] is True
 
 
 def test_keeper_with_a_pre_job_left_running():

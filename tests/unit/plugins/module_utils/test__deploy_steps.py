@@ -8,6 +8,7 @@ docs/dev/ARCHITECTURE.md section 1); the progress of a wait (_k8s_apply.Applier(
 
 from __future__ import annotations
 
+import copy
 import datetime
 import json
 import os
@@ -17,7 +18,7 @@ import time
 import pytest
 import yaml
 
-from ansible_collections.fediops.mastodon.plugins.module_utils import _backups, _k8s_apply
+from ansible_collections.fediops.mastodon.plugins.module_utils import _backups, _k8s_apply, _migrations
 from ansible_collections.fediops.mastodon.plugins.module_utils._deploy import errors, lock, plan, steps, variables
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), '..', '..', '..', '..'))
@@ -148,7 +149,6 @@ def _ctx(planned, pods, jobs=None, **overrides):
     deploy, dummy, path = planned
     ctx = steps.PlanContext.load(path, steps.effective(RAW, SPECS), client=FakePods(pods, jobs))
     ctx.v = dict(ctx.v, config_kubernetes=True, **overrides)
-    ctx.data['first_install'] = False  # an upgrade (the plan was made without a cluster)
     return ctx
 
 
@@ -521,17 +521,42 @@ def test_a_step_renews_the_lease_only_when_this_deploy_wrote_it_a_third_of_its_d
     assert 'held by other #2' in str(refused.value) and stolen.calls == ['GET']
 
 
+def _pre_job(ctx, signal=True, condition='Complete'):
+    """The plan's pre-deployment Job (with or without the new-keys signal) and the cluster's copy of it."""
+    [job] = ctx.manifests['migrate-pre']
+    job = copy.deepcopy(job)
+    container = job['spec']['template']['spec']['containers'][0]
+    container['env'] = [e for e in container['env'] if signal or e['name'] != _migrations.FRESH_SECRETS_VARIABLE]
+    ctx.manifests = dict(ctx.manifests, **{'migrate-pre': [job]})
+    live = dict(copy.deepcopy(job), status={'conditions': [{'type': condition, 'status': 'True'}]} if condition else {})
+    ctx.client.jobs = {job['metadata']['name']: live}
+    return job
+
+
 def test_a_first_install_passes_the_backup_gate_without_asking_for_a_backup(planned):
     """A new DigitalOcean cluster lists its first backup a day later, and before a first install the database was
-    empty: the gate asks for no backup then (make demo's first run was refused before)."""
+    empty: the gate asks for no backup when the pre-deployment Job proves it, having succeeded with the new-keys
+    signal (its script refuses a database holding a schema)."""
     ctx = _ctx(planned, [], config_database_source='digitalocean')
     ctx.data['database_cluster'] = dict(CLUSTER)
     api = FakeDigitalOcean({'backups': []})
     ctx.do_client = lambda v: api
-    ctx.data['first_install'] = True
+    _pre_job(ctx)
     assert steps.gate_problems(ctx) == [] and api.asked == []
-    assert 'first install' in ctx.restore_message
-    ctx.data['first_install'] = False  # an upgrade: the same answer refuses
+    assert 'a first install: the pre-deployment Job loaded the schema' in ctx.restore_message
+
+
+@pytest.mark.parametrize('signal, condition', [(False, 'Complete'), (True, None), (True, 'Failed')],
+                         ids=['adopted database, its secrets given', 'Job still running', 'Job failed'])
+def test_without_proof_of_an_empty_database_the_gate_asks_for_a_backup(planned, signal, condition):
+    """No trace of an instance in the namespace is no proof: an existing database adopted under a new name, with
+    its own secrets, has a schema whose post-deployment migrations drop data. Without the new-keys Job having
+    succeeded, the same empty backup list refuses."""
+    ctx = _ctx(planned, [], config_database_source='digitalocean')
+    ctx.data['database_cluster'] = dict(CLUSTER)
+    api = FakeDigitalOcean({'backups': []})
+    ctx.do_client = lambda v: api
+    _pre_job(ctx, signal=signal, condition=condition)
     assert [p.key for p in steps.gate_problems(ctx)] == ['config_do_database_cluster'] and api.asked == [CLUSTER['id']]
 
 
