@@ -7,7 +7,10 @@ the local Kubernetes API server and the DigitalOcean API stand-in; "no write" is
 log (molecule/default/files/audit_writes.py: create/update/patch/delete by anyone but the cluster's controllers,
 dry-runs left out).
 
-1. The point of no return (docs/dev/ARCHITECTURE.md section 3): a deploy with migrations_post: hold leaves the
+1. The point of no return (docs/dev/ARCHITECTURE.md section 3): an existing database deployed into a new namespace
+   with its own secrets (config_secrets: its pre-deployment Job carries no new-keys signal, so nothing proves the
+   database was empty) while DigitalOcean lists no backup of it is refused there, naming the variable, no
+   post-deployment Job; the same deploy with migrations_post: hold leaves the
    post-deployment migrations pending (mastodon_status says so); `--tags post-migrations -e migrations_post=run`
    then asks DigitalOcean for the PostgreSQL cluster's backups: stale, none, or an API error -> refused, naming
    the variable, no post-deployment Job; fresh -> the Job runs and the record keeps the restore point.
@@ -18,7 +21,8 @@ dry-runs left out).
 3. A pre-deployment migration that runs 20 minutes (the pod simulator's sim.fediops.test/delay-seconds) with
    migrations_wait_timeout: 60: the playbook ends after about 60 s, rc 0, saying "still running" and where it
    is; no later step applied anything. The re-run re-attaches to the same Job and goes on (the Job is shortened
-   meanwhile, as the simulator allows); never two Jobs of one phase. An explicit database: the gate wants
+   meanwhile, as the simulator allows); never two Jobs of one phase. An explicit existing database (its secrets
+   given, as its log's schema line says it holds a schema): the gate wants
    migrations_backup_confirmed_at (refused without it, naming it; the post-deployment migrations run with it).
 """
 from __future__ import annotations
@@ -40,7 +44,9 @@ from test_deploy_steps import COLLECTION_ROOT, STEP_TASKS, Runner, failures, ran
 sys.path.insert(0, os.path.join(COLLECTION_ROOT, 'molecule', 'default', 'files'))
 from audit_writes import writes as audit_writes  # noqa: E402  pylint: disable=wrong-import-position
 
+from ansible_collections.fediops.mastodon.plugins.module_utils import _mastodon_config as mconfig  # noqa: E402
 from ansible_collections.fediops.mastodon.plugins.module_utils import _status  # noqa: E402
+from ansible_collections.fediops.mastodon.plugins.module_utils._deploy import guards  # noqa: E402
 from ansible_collections.fediops.mastodon.plugins.module_utils._deploy import record  # noqa: E402
 from ansible_collections.fediops.mastodon.plugins.module_utils._kube import KubeClient  # noqa: E402
 
@@ -129,10 +135,31 @@ def test_backups_at_the_point_of_no_return_then_the_upgrade_guard(kube_cluster, 
 
     try:
         started = time.monotonic()
-        done, data = runner.run(runner.variables('v4.6.5', migrations_post='hold'), callback='json')
-        assert done.returncode == 0, failures(done, data)
-        figures.append('install v4.6.5 with migrations_post hold: %.1f s' % (time.monotonic() - started))
+        # Not a first install by the namespace alone: the database and its secrets are given (an instance moved here).
+        given = mconfig.fill_secrets({})[0]
+        given = dict((k, given[k]) for k in guards.KEPT_KEYS)
+        # Its first deploy here, while DigitalOcean lists no backup of it: refused at the point of no return (the
+        # namespace held no instance, but nothing proves the database was empty).
+        api = standin(none)
+        try:
+            done, data = runner.run(runner.variables('v4.6.5', config_secrets=given,
+                                                     config_do_api_base_url=api.base_url), callback='json')
+        finally:
+            api.stop()
+        gate = refused(done, data, 'Point of no return')
+        assert gate['variables'] == ['config_do_database_cluster'] and 'has no backup to go back to' in gate['msg'], gate
         assert [j for j in jobs(runner) if 'migrate-post' in j] == []
+        assert not [value for value in given.values() if value in done.stdout + done.stderr]
+        figures.append('first deploy here of a database given with its secrets, no backup listed: refused, %s'
+                       % gate['msg'][:300])
+        done, data = runner.run(runner.variables('v4.6.5', migrations_post='hold', config_secrets=given),
+                                callback='json')
+        assert done.returncode == 0, failures(done, data)
+        figures.append('install v4.6.5 of a database given with its secrets, migrations_post hold: %.1f s'
+                       % (time.monotonic() - started))
+        assert [j for j in jobs(runner) if 'migrate-post' in j] == []
+        assert [j for j in jobs(runner) if 'migrate-pre' in j] == ['job.batch/mastodon-migrate-pre-v4-6-5']
+        assert current_record(runner)['schema_loaded'] is False
         done, data = runner.run(dict(runner.variables(), config_namespace=runner.namespace), playbook=_play(tmp_path),
                                 callback='json')
         status = dict(tasks_of(data))['Status']
@@ -221,7 +248,11 @@ def test_a_long_pre_migration_ends_the_playbook_and_the_rerun_re_attaches(kube_c
     audit = Audit(kube_cluster, runner.namespace)
     offset = audit.mark()
     figures = []
-    explicit = {'config_database_source': 'explicit', 'config_db_host': 'db.example',
+    # An existing database (the log below finds its schema) with its own secrets: no new-keys signal, so the
+    # point of no return asks for a backup.
+    given = mconfig.fill_secrets({})[0]
+    explicit = {'config_secrets': dict((k, given[k]) for k in guards.KEPT_KEYS),
+                'config_database_source': 'explicit', 'config_db_host': 'db.example',
                 'config_db_password': 'pw-' + secrets.token_hex(8),
                 'config_redis_url': 'rediss://default:pw@redis.example:25061',
                 'config_do_database_cluster': '', 'config_do_redis_cluster': '',
