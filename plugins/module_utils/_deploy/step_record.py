@@ -167,8 +167,10 @@ def schema_version_of(ctx, component):
 def schema_loaded(ctx):
     """Whether the plan's pre-deployment Job loaded the schema into an empty database (a first install: nothing to
     go back to). Only the Job can prove it: it carries the new-keys signal, which makes its script refuse a database
-    holding a schema (_migrations.carries_fresh_secrets), and it succeeded. No trace of an instance in the namespace
-    proves nothing: an existing database may be adopted under a new name with its own secrets."""
+    holding a schema (_migrations.carries_fresh_secrets), and it succeeded. That schema load records every
+    post-deployment migration as run (Mastodon 4.4+: lib/active_record/database_tasks_extensions.rb:11-19,
+    tests/data/mastodon/FACTS.md), so the post-deployment Job has nothing to undo. No trace of an instance in the
+    namespace proves nothing: an existing database may be adopted under a new name with its own secrets."""
     job = declared_job(ctx, 'migrate-pre')
     if job is None or not _migrations.carries_fresh_secrets(job):
         return False
