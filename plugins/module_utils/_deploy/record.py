@@ -233,6 +233,9 @@ class RecordKeeper(object):
             fields = {'migrations_running': phase if running else None}
             if not running:
                 fields['schema_version'] = self._schema_version(objects)
+            if phase == 'pre':
+                # the Job a re-run must render as it is (guards.first_install_job), as the steps record it
+                fields['running_job'] = result['running_jobs'][0]['name'] if running else None
             if not running and phase == 'pre':
                 # it succeeded: with the new-keys signal, on an empty database (a first install)
                 fields['schema_loaded'] = any(o.get('kind') == 'Job' and carries_fresh_secrets(o) for o in objects or ())

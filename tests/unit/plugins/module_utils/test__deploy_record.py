@@ -174,6 +174,7 @@ def test_keeper_with_a_pre_job_left_running():
     keeper.finish('running')
     stored = rec.read_record(client, 'ns', 'masto')['current']
     assert stored['phase'] == 'config' and stored['migrations_running'] == 'pre' and stored['outcome'] == 'running'
+    assert stored['running_job'] == 'x'  # the next plan renders that Job as it is (guards.first_install_job)
     keeper.after('migrate-post', {'running_jobs': [{'name': 'y'}]}, [])
     assert keeper.record['current']['post_migrations'] == 'running'  # the guard treats it as done
 
